@@ -1,0 +1,1 @@
+"""`make run`: the whole suite on one machine with embedded NATS, Redis and SQLite."""

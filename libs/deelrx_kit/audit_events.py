@@ -1,0 +1,81 @@
+"""Building audit events (the `deelrx.audit.v1.AuditEvent` envelope) in any service."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from deelrx.audit.v1 import audit_pb2
+from deelrx.common.v1 import common_pb2
+from deelrx_kit.ids import new_id
+from deelrx_kit.nats_bus import AUDIT_SUBJECT_PREFIX
+
+# Detail keys that would carry a secret; refused outright so a slip fails loudly in tests.
+FORBIDDEN_DETAIL_KEYS = frozenset(
+    {"password", "new_password", "current_password", "token", "refresh_token", "access_token",
+     "mfa_token", "code", "recovery_code", "secret", "otp", "totp_secret", "hash", "password_hash"}
+)
+
+
+def timestamp(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def keyed_hash(secret: bytes, identifier: str) -> str:
+    """Stable pseudonym for an identifier that matches no account (e.g. unknown email)."""
+    digest = hmac.new(secret, identifier.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{digest[:32]}"
+
+
+def new_event(
+    type: str,
+    *,
+    source: str,
+    now: datetime,
+    context: common_pb2.RequestContext | None = None,
+    team_id: str = "",
+    actor_user_id: str = "",
+    target: tuple[str, str] | None = None,
+    outcome: str = "success",
+    details: Mapping[str, Any] | None = None,
+    subject_hash: str = "",
+    session_id: str = "",
+) -> audit_pb2.AuditEvent:
+    if details:
+        bad = FORBIDDEN_DETAIL_KEYS.intersection(k.lower() for k in details)
+        if bad:
+            raise ValueError(f"audit details must not carry secrets: {sorted(bad)}")
+    ctx = context or common_pb2.RequestContext()
+    event = audit_pb2.AuditEvent(
+        id=new_id("evt"),
+        time=timestamp(now),
+        type=type,
+        team_id=team_id,
+        actor=audit_pb2.Actor(
+            user_id=actor_user_id or ctx.user_id, ip=ctx.client_ip, user_agent=ctx.user_agent[:512]
+        ),
+        outcome=outcome,
+        source=source,
+        request_id=ctx.request_id,
+        subject_hash=subject_hash,
+        session_id=session_id or ctx.session_id,
+    )
+    if target:
+        event.target.type, event.target.id = target
+    if details:
+        struct = Struct()
+        struct.update({k: v for k, v in details.items() if v is not None})
+        event.details.CopyFrom(struct)
+    return event
+
+
+def subject_for(event: audit_pb2.AuditEvent) -> str:
+    return AUDIT_SUBJECT_PREFIX + event.type

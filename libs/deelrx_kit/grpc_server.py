@@ -1,0 +1,177 @@
+"""The gRPC server every service runs: health, reflection, error mapping, logs, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from deelrx_kit import grpc_errors
+from deelrx_kit.errors import DomainError
+from deelrx_kit.metrics import GRPC_LATENCY, GRPC_REQUESTS
+
+log = structlog.get_logger("deelrx.grpc")
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Maps DomainError to status + ErrorDetail, hides everything else, logs and measures."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        if method in ("Check", "Watch") and "grpc.health" in handler_call_details.method:
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
+        if isinstance(exc, DomainError):
+            GRPC_REQUESTS.labels(self.service, method, exc.code).inc()
+            log.info("rpc_failed", method=method, code=exc.code)
+            await context.abort(exc.grpc_status, exc.message, trailing_metadata=grpc_errors.encode(exc))
+        GRPC_REQUESTS.labels(self.service, method, "internal").inc()
+        log.error("rpc_crashed", method=method, exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    def _wrap_unary(self, inner: Any, method: str) -> Any:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            structlog.contextvars.bind_contextvars(rpc=method, **_context_ids(request))
+            try:
+                response = await inner(request, context)
+                GRPC_REQUESTS.labels(self.service, method, "ok").inc()
+                return response
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the one place errors are mapped
+                await self._fail(context, method, exc)
+            finally:
+                GRPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+                structlog.contextvars.unbind_contextvars("rpc", "request_id", "user_id", "session_id", "team_id")
+
+        return call
+
+    def _wrap_stream(self, inner: Any, method: str) -> Any:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            structlog.contextvars.bind_contextvars(rpc=method, **_context_ids(request))
+            try:
+                async for item in inner(request, context):
+                    yield item
+                GRPC_REQUESTS.labels(self.service, method, "ok").inc()
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                await self._fail(context, method, exc)
+
+        return call
+
+
+def _context_ids(request: Any) -> dict[str, str]:
+    ctx = getattr(request, "context", None)
+    if ctx is None or not hasattr(ctx, "request_id"):
+        return {}
+    ids = {"request_id": ctx.request_id, "user_id": ctx.user_id, "session_id": ctx.session_id, "team_id": ctx.team_id}
+    return {k: v for k, v in ids.items() if v}
+
+
+class GrpcService:
+    """One service process: a grpc.aio server plus health, reflection and graceful stop."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name = name
+        self.address = f"{host}:{port}"
+        self.server = grpc.aio.server(interceptors=[ServiceInterceptor(name)])
+        self.health = health.aio.HealthServicer()
+        self._service_names: list[str] = []
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.port = self.server.add_insecure_port(self.address)
+
+    def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
+        register(servicer, self.server)
+        self._service_names.append(full_name)
+
+    async def start(self) -> None:
+        reflection.enable_server_reflection(
+            [*self._service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
+        )
+        await self.server.start()
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("grpc_listening", address=self.address)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Start, wait for SIGINT/SIGTERM, then stop gracefully."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    await start()
+    await done.wait()
+    await stop()
+
+
+def channel(address: str, options: Iterable[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    """A client channel with keepalive and a service config that retries UNAVAILABLE."""
+    import json
+
+    service_config = {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.service_config", json.dumps(service_config)),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.enable_retries", 1),
+            *options,
+        ],
+    )

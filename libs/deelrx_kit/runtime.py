@@ -1,0 +1,126 @@
+"""What every service process shares at run time: logging, metrics, database, NATS,
+the outbox relay and the gRPC server, started and stopped in the right order.
+
+A service's `main.bootstrap()` builds one `ServiceRuntime`, wires its own adapters and
+servicer onto it, and hands it to `run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from deelrx_kit import db, nats_bus
+from deelrx_kit.grpc_server import GrpcService, run_until_signalled
+from deelrx_kit.logging import configure_logging
+from deelrx_kit.metrics import serve_metrics
+from deelrx_kit.outbox import JetStreamProvider, Outbox
+from deelrx_kit.settings import Settings
+
+log = structlog.get_logger("deelrx.runtime")
+
+Task = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: Settings, *, grpc_port: int | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        port = settings.grpc_port(name) if grpc_port is None else grpc_port
+        self.grpc = GrpcService(name, settings.grpc_host, port)
+        self.js = JetStreamProvider()
+        self.nc: NATS | None = None
+        self.engine: AsyncEngine | None = None
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.outbox: Outbox | None = None
+        self.stop_event = asyncio.Event()
+        self._tasks: list[Task] = []
+        self._running: list[asyncio.Task[None]] = []
+        self._on_nats: list[Callable[[NATS], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+
+    # -- wiring -------------------------------------------------------------------------
+    def use_database(self, migrations_dir: Path) -> async_sessionmaker[AsyncSession]:
+        url = self.settings.service_database_url(self.name)
+        self._db_url, self._migrations = url, migrations_dir
+        self.engine = db.create_engine(url, self.name)
+        self.sessions = db.session_factory(self.engine)
+        return self.sessions
+
+    def use_outbox(self, outbox: Outbox) -> None:
+        assert self.sessions is not None, "use_database first"
+        self.outbox = outbox
+        sessions = self.sessions
+        self.add_task(lambda stop: outbox.relay(sessions, self.js, stop))
+
+    def add_task(self, task: Task) -> None:
+        """A background loop that runs until the stop event is set."""
+        self._tasks.append(task)
+
+    def on_nats(self, hook: Callable[[NATS], Awaitable[None]]) -> None:
+        """Called after every (re)connection to NATS, e.g. to subscribe."""
+        self._on_nats.append(hook)
+
+    def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self._on_stop.append(hook)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.engine is not None:
+            await db.migrate(self._migrations, self._db_url, self.name)
+        if self.settings.metrics_enabled:
+            try:
+                serve_metrics(self.settings.admin_host, self.settings.metrics_port(self.name))
+            except OSError as exc:
+                log.warning("metrics_port_unavailable", error=str(exc))
+        self._running.append(asyncio.create_task(self._connect_nats()))
+        for task in self._tasks:
+            self._running.append(asyncio.create_task(task(self.stop_event)))
+        await self.grpc.start()
+
+    async def _connect_nats(self) -> None:
+        # Services start without NATS; the outbox holds events until it is reachable.
+        while not self.stop_event.is_set():
+            try:
+                self.nc = await nats_bus.connect(self.settings.nats_url, self.name)
+                js = self.nc.jetstream()
+                await nats_bus.ensure_streams(js)
+                self.js.js = js
+                for hook in self._on_nats:
+                    await hook(self.nc)
+                log.info("nats_connected")
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.warning("nats_connect_failed", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await self.grpc.stop()
+        for hook in self._on_stop:
+            await hook()
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.drain()
+        if self.engine is not None:
+            await self.engine.dispose()
+        log.info("stopped")
+
+
+def run(build: Callable[[Settings], ServiceRuntime], service: str) -> None:
+    """Entry point of `python -m services.<name>`."""
+    settings = Settings()
+    configure_logging(service, settings.log_level)
+
+    async def main() -> None:
+        runtime = build(settings)
+        await run_until_signalled(runtime.start, runtime.stop)
+
+    asyncio.run(main())

@@ -1,0 +1,122 @@
+"""Settings read from `DEELRX_*` environment variables (pydantic-settings).
+
+Every process reads the same variables, so one environment configures the whole suite.
+Secret-bearing values are `SecretStr` and never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("identity", "sessions", "rbac", "audit", "detector")
+
+DEFAULT_GRPC_PORTS = {"identity": 7101, "sessions": 7102, "rbac": 7103, "audit": 7104, "detector": 7105}
+DEFAULT_METRICS_PORTS = {"identity": 9101, "sessions": 9102, "rbac": 9103, "audit": 9104, "detector": 9105}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEELRX_", extra="ignore", frozen=True)
+
+    env: str = "development"
+    log_level: str = "INFO"
+    data_dir: Path = Path(".data")
+    public_url: str = "http://127.0.0.1:8080"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9180
+    jwt_audience: str = "deelrx"
+    trusted_proxies: str = ""
+    cors_origins: str = ""
+
+    # Infrastructure. Empty means "embedded default" (SQLite file per service; `make run`
+    # starts NATS and Redis itself and sets these for the processes it launches).
+    database_url: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    smtp_url: str = ""
+    mail_from: str = "DeelRx <no-reply@deelrx.local>"
+
+    # Where each service listens and where the others find it.
+    grpc_host: str = "127.0.0.1"
+    identity_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['identity']}"
+    sessions_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['sessions']}"
+    rbac_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['rbac']}"
+    audit_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['audit']}"
+    detector_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['detector']}"
+    # 0 disables the per-service Prometheus endpoint.
+    metrics_enabled: bool = True
+
+    # Keys. Empty means "derive a development key from the data dir" (never in production).
+    secret_key: SecretStr = SecretStr("")
+
+    # Token and session policy.
+    access_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    refresh_grace_seconds: int = Field(default=10, ge=0, le=30)
+    session_idle_timeout_minutes: int = Field(default=30, ge=1)
+    session_absolute_timeout_hours: int = Field(default=12, ge=1)
+    email_token_ttl_hours: int = 24
+    mfa_token_ttl_seconds: int = 300
+
+    # Argon2id cost (RFC 9106 second recommendation by default).
+    argon2_time_cost: int = 3
+    argon2_memory_cost_kib: int = 65536
+    argon2_parallelism: int = 4
+
+    def grpc_port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_addr").rsplit(":", 1)[1])
+
+    def metrics_port(self, service: str) -> int:
+        return DEFAULT_METRICS_PORTS[service]
+
+    @cached_property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def public_is_https(self) -> bool:
+        return urlsplit(self.public_url).scheme == "https"
+
+    def secret(self) -> bytes:
+        """The process-wide secret for keyed hashes and HMACs."""
+        value = self.secret_key.get_secret_value()
+        if value:
+            return value.encode()
+        if self.env == "production":
+            raise RuntimeError("DEELRX_SECRET_KEY must be set in production")
+        # Development: a random key kept in the data dir, so restarts keep working tokens.
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                tmp.rename(path) if not path.exists() else tmp.unlink()
+            except FileNotFoundError:
+                pass
+        return path.read_text().strip().encode()
+
+    def service_database_url(self, service: str) -> str:
+        """`DEELRX_<SERVICE>_DATABASE_URL`, else the shared URL, else a SQLite file."""
+        import os
+
+        own = os.environ.get(f"DEELRX_{service.upper()}_DATABASE_URL", "")
+        if own:
+            return own
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+
+def load_settings() -> Settings:
+    return Settings()
