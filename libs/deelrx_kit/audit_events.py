@@ -18,8 +18,22 @@ from deelrx_kit.nats_bus import AUDIT_SUBJECT_PREFIX
 
 # Detail keys that would carry a secret; refused outright so a slip fails loudly in tests.
 FORBIDDEN_DETAIL_KEYS = frozenset(
-    {"password", "new_password", "current_password", "token", "refresh_token", "access_token",
-     "mfa_token", "code", "recovery_code", "secret", "otp", "totp_secret", "hash", "password_hash"}
+    {
+        "password",
+        "new_password",
+        "current_password",
+        "token",
+        "refresh_token",
+        "access_token",
+        "mfa_token",
+        "code",
+        "recovery_code",
+        "secret",
+        "otp",
+        "totp_secret",
+        "hash",
+        "password_hash",
+    }
 )
 
 
@@ -59,9 +73,7 @@ def new_event(
         time=timestamp(now),
         type=type,
         team_id=team_id,
-        actor=audit_pb2.Actor(
-            user_id=actor_user_id or ctx.user_id, ip=ctx.client_ip, user_agent=ctx.user_agent[:512]
-        ),
+        actor=audit_pb2.Actor(user_id=actor_user_id or ctx.user_id, ip=ctx.client_ip, user_agent=ctx.user_agent[:512]),
         outcome=outcome,
         source=source,
         request_id=ctx.request_id,

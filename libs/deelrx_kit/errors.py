@@ -48,6 +48,8 @@ STATUS_TO_CODE: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limited",
     grpc.StatusCode.UNAVAILABLE: "unavailable",
     grpc.StatusCode.DEADLINE_EXCEEDED: "unavailable",
+    # A capability this deployment does not serve yet: unavailable, never a 500.
+    grpc.StatusCode.UNIMPLEMENTED: "unavailable",
 }
 
 

@@ -52,6 +52,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
     async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
+        if isinstance(exc, NotImplementedError):
+            GRPC_REQUESTS.labels(self.service, method, "unimplemented").inc()
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
         if isinstance(exc, DomainError):
             GRPC_REQUESTS.labels(self.service, method, exc.code).inc()
             log.info("rpc_failed", method=method, code=exc.code)
@@ -135,9 +138,7 @@ class GrpcService:
         await self.server.stop(grace)
 
 
-async def run_until_signalled(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
-) -> None:
+async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
     """Start, wait for SIGINT/SIGTERM, then stop gracefully."""
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

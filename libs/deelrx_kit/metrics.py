@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram, start_http_server
 
-GRPC_REQUESTS = Counter(
-    "deelrx_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"]
-)
+GRPC_REQUESTS = Counter("deelrx_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"])
 GRPC_LATENCY = Histogram(
     "deelrx_grpc_request_seconds",
     "gRPC call latency",

@@ -35,6 +35,10 @@ def run(context: Any, metadata: MetaData) -> None:
             await bootstrap.dispose()
         engine = create_engine(url, schema)
         async with engine.connect() as conn:
+            if is_postgres(url):
+                # Replicas starting together: one migrates, the others wait and find it done.
+                await conn.execute(text("SELECT pg_advisory_lock(hashtext(:s))"), {"s": f"deelrx-migrate-{schema}"})
+                await conn.commit()
             await conn.run_sync(do_migrations)
             await conn.commit()
         await engine.dispose()

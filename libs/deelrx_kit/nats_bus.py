@@ -122,7 +122,7 @@ async def consume(
         for msg in msgs:
             try:
                 await handler(msg)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("event_handler_failed", durable=durable, subject=msg.subject)
                 await msg.nak(delay=2)
             else:

@@ -68,7 +68,7 @@ class Outbox:
     async def relay(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        js_provider: "JetStreamProvider",
+        js_provider: JetStreamProvider,
         stop: asyncio.Event,
         poll_seconds: float = 1.0,
         batch: int = 200,
@@ -100,9 +100,7 @@ class Outbox:
         if js is None:
             raise ConnectionError("NATS not connected")
         async with sessions() as session:
-            rows = (
-                await session.execute(select(self.table).order_by(self.table.c.seq).limit(batch))
-            ).all()
+            rows = (await session.execute(select(self.table).order_by(self.table.c.seq).limit(batch))).all()
         done: list[str] = []
         try:
             for row in rows:

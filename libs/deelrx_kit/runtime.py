@@ -8,8 +8,9 @@ servicer onto it, and hands it to `run()`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -24,7 +25,7 @@ from deelrx_kit.settings import Settings
 
 log = structlog.get_logger("deelrx.runtime")
 
-Task = Callable[[asyncio.Event], Awaitable[None]]
+Task = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class ServiceRuntime:
@@ -104,11 +105,16 @@ class ServiceRuntime:
         await self.grpc.stop()
         for hook in self._on_stop:
             await hook()
-        for task in self._running:
+        # Loops watch the stop event and finish their current unit of work; only a loop
+        # that does not finish in time is cancelled (mid-transaction, which rolls back).
+        _, pending = await asyncio.wait(self._running, timeout=5) if self._running else (set(), set())
+        for task in pending:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
         if self.nc is not None and not self.nc.is_closed:
-            await self.nc.drain()
+            # Publishes were acknowledged one by one (JetStream), so nothing is pending;
+            # close rather than drain, which waits out pull subscriptions for 30 s.
+            await self.nc.close()
         if self.engine is not None:
             await self.engine.dispose()
         log.info("stopped")

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     rbac_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['rbac']}"
     audit_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['audit']}"
     detector_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['detector']}"
-    # 0 disables the per-service Prometheus endpoint.
+    # Per-service Prometheus endpoints on admin_host (ports: DEELRX_<SERVICE>_METRICS_PORT).
     metrics_enabled: bool = True
 
     # Keys. Empty means "derive a development key from the data dir" (never in production).
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     email_token_ttl_hours: int = 24
     mfa_token_ttl_seconds: int = 300
 
+    # Unauthenticated auth endpoints, requests per rolling minute.
+    rate_limit_anonymous_per_ip: int = Field(default=100, ge=1)
+    rate_limit_anonymous_per_account: int = Field(default=30, ge=1)
+
     # Argon2id cost (RFC 9106 second recommendation by default).
     argon2_time_cost: int = 3
     argon2_memory_cost_kib: int = 65536
@@ -72,7 +76,10 @@ class Settings(BaseSettings):
         return int(getattr(self, f"{service}_addr").rsplit(":", 1)[1])
 
     def metrics_port(self, service: str) -> int:
-        return DEFAULT_METRICS_PORTS[service]
+        """`DEELRX_<SERVICE>_METRICS_PORT`, else the service's default."""
+        import os
+
+        return int(os.environ.get(f"DEELRX_{service.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS[service]))
 
     @cached_property
     def public_origin(self) -> str:

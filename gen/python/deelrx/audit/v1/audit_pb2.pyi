@@ -134,10 +134,12 @@ class VerifyChainResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., head_hash: _Optional[str] = ..., first_bad_event_id: _Optional[str] = ...) -> None: ...
 
 class StreamEventsRequest(_message.Message):
-    __slots__ = ("team_id",)
+    __slots__ = ("team_id", "member_user_ids")
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_USER_IDS_FIELD_NUMBER: _ClassVar[int]
     team_id: str
-    def __init__(self, team_id: _Optional[str] = ...) -> None: ...
+    member_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, team_id: _Optional[str] = ..., member_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamItem(_message.Message):
     __slots__ = ("event", "alert")

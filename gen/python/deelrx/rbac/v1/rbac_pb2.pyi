@@ -165,14 +165,16 @@ class ChangeRoleResponse(_message.Message):
     def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ...) -> None: ...
 
 class RemoveMemberRequest(_message.Message):
-    __slots__ = ("context", "team_id", "user_id")
+    __slots__ = ("context", "team_id", "user_id", "actor_role")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ROLE_FIELD_NUMBER: _ClassVar[int]
     context: _common_pb2.RequestContext
     team_id: str
     user_id: str
-    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    actor_role: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor_role: _Optional[str] = ...) -> None: ...
 
 class RemoveMemberResponse(_message.Message):
     __slots__ = ()
@@ -279,6 +281,26 @@ class ListAssignedCustomersResponse(_message.Message):
     CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
     customer_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, customer_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CanGrantRoleRequest(_message.Message):
+    __slots__ = ("user_id", "team_id", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    team_id: str
+    role: str
+    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class CanGrantRoleResponse(_message.Message):
+    __slots__ = ("allowed", "reason", "revision")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: str
+    revision: int
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class AuthorizationChanged(_message.Message):
     __slots__ = ("team_id", "revision", "user_id")

@@ -110,6 +110,11 @@ class RbacServiceStub:
                 request_serializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.ListAssignedCustomersRequest.SerializeToString,
                 response_deserializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.ListAssignedCustomersResponse.FromString,
                 _registered_method=True)
+        self.CanGrantRole = channel.unary_unary(
+                '/deelrx.rbac.v1.RbacService/CanGrantRole',
+                request_serializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.CanGrantRoleRequest.SerializeToString,
+                response_deserializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.CanGrantRoleResponse.FromString,
+                _registered_method=True)
 
 
 class RbacServiceServicer:
@@ -207,6 +212,14 @@ class RbacServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CanGrantRole(self, request, context):
+        """May user_id hand out `role` (invite to it or grant it)? Needs every permission of the
+        role, and owner for `owner`. identity asks this before creating an invitation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RbacServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +297,11 @@ def add_RbacServiceServicer_to_server(servicer, server):
                     servicer.ListAssignedCustomers,
                     request_deserializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.ListAssignedCustomersRequest.FromString,
                     response_serializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.ListAssignedCustomersResponse.SerializeToString,
+            ),
+            'CanGrantRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.CanGrantRole,
+                    request_deserializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.CanGrantRoleRequest.FromString,
+                    response_serializer=deelrx_dot_rbac_dot_v1_dot_rbac__pb2.CanGrantRoleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -692,6 +710,33 @@ class RbacService:
             '/deelrx.rbac.v1.RbacService/ListAssignedCustomers',
             deelrx_dot_rbac_dot_v1_dot_rbac__pb2.ListAssignedCustomersRequest.SerializeToString,
             deelrx_dot_rbac_dot_v1_dot_rbac__pb2.ListAssignedCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CanGrantRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.rbac.v1.RbacService/CanGrantRole',
+            deelrx_dot_rbac_dot_v1_dot_rbac__pb2.CanGrantRoleRequest.SerializeToString,
+            deelrx_dot_rbac_dot_v1_dot_rbac__pb2.CanGrantRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,116 @@
+"""Run the whole suite as separate processes: NATS, Redis, five services and the gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from deelrx_kit.settings import SERVICES, Settings
+from deploy.local import infra
+
+# Embedded servers prefer these ports, so they never collide with a system NATS/Redis
+# on 4222/6379; a random free port is used when they are taken.
+EMBEDDED_NATS_PORT = 14222
+EMBEDDED_REDIS_PORT = 16379
+
+
+def _port(preferred: int) -> int:
+    return preferred if infra.port_is_free(preferred) else infra.free_port()
+
+
+@dataclass
+class Suite:
+    """The processes of one running suite, started in dependency order."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    infra_procs: list[infra.Proc] = field(default_factory=list)
+    services: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start_infrastructure(self) -> None:
+        data = self.settings.data_dir
+        if "DEELRX_NATS_URL" not in os.environ:
+            nats = infra.start_nats(data / "nats", _port(EMBEDDED_NATS_PORT), self.log_dir / "nats.log")
+            self.infra_procs.append(nats)
+            self.env["DEELRX_NATS_URL"] = nats.url
+        if "DEELRX_REDIS_URL" not in os.environ:
+            redis = infra.start_redis(data / "redis", _port(EMBEDDED_REDIS_PORT), self.log_dir / "redis.log")
+            self.infra_procs.append(redis)
+            self.env["DEELRX_REDIS_URL"] = redis.url
+
+    def start_services(self, stdout: int | None = None) -> None:
+        for name in (*SERVICES, "gateway"):
+            module = "gateway" if name == "gateway" else f"services.{name}"
+            self.services[name] = subprocess.Popen(
+                [sys.executable, "-m", module], env=self.env, stdout=stdout, stderr=stdout
+            )
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for name in SERVICES:
+            address = self.env.get(f"DEELRX_{name.upper()}_ADDR") or getattr(self.settings, f"{name}_addr")
+            with grpc.insecure_channel(address) as ch:
+                stub = health_pb2_grpc.HealthStub(ch)
+                while True:
+                    self._check_alive(name)
+                    try:
+                        reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} did not become healthy")
+                    time.sleep(0.2)
+        url = f"http://127.0.0.1:{self.settings.http_port}/healthz"
+        while True:
+            self._check_alive("gateway")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("gateway did not become healthy")
+            time.sleep(0.2)
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.services[name]
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}")
+
+    def stop(self) -> None:
+        # Gateway first, so nothing new comes in; infrastructure last.
+        for name in reversed(list(self.services)):
+            proc = self.services[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.services.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for p in reversed(self.infra_procs):
+            p.stop()
+
+
+def prepare(settings: Settings) -> Suite:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    settings.secret()  # create the development key once, before the processes race for it
+    env = dict(os.environ)
+    env.setdefault("DEELRX_DATA_DIR", str(settings.data_dir.resolve()))
+    env["PYTHONUNBUFFERED"] = "1"
+    return Suite(settings, env, log_dir)

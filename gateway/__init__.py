@@ -1,0 +1,1 @@
+"""The public HTTP entry point of the suite (FastAPI on uvicorn)."""

@@ -1,0 +1,167 @@
+"""Authentication of requests: Bearer or cookies, revocation, automatic renewal, CSRF
+token binding, the enrollment-only scope and the per-team rate limit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import Request
+
+from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.errors import DomainError
+from gateway import csrf
+from gateway.clients import call
+from gateway.context import request_context
+from gateway.ratelimit import PLAN_LIMITS
+from gateway.state import Gateway, gateway_of
+from gateway.tokens import AccessClaims, InvalidToken
+
+RENEW_BEFORE_EXP_SECONDS = 60
+ENROLLMENT_SCOPE = "mfa_enrollment"
+# What an enrollment-only session may use (API.md).
+ENROLLMENT_PATHS = ("/v1/mfa", "/v1/auth/me", "/v1/auth/logout")
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    claims: AccessClaims
+    via: Literal["bearer", "cookie"]
+
+    @property
+    def user_id(self) -> str:
+        return self.claims.user_id
+
+    @property
+    def session_id(self) -> str:
+        return self.claims.session_id
+
+    @property
+    def team_id(self) -> str | None:
+        return self.claims.team_id
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    """Tokens minted for this request, to deliver as cookies or in the body."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session: sessions_pb2.Session
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise DomainError("unauthenticated", "Authorization must be a Bearer token")
+    return token.strip()
+
+
+def deliver_cookies(gw: Gateway, request: Request, tokens: IssuedTokens) -> None:
+    """Queue the session, refresh and csrf cookies onto this request's response."""
+    request.state.issued_cookies = tokens
+
+
+def absolute_max_age(session: sessions_pb2.Session) -> int:
+    return max(int(session.expires_at.ToSeconds() - time.time()), 0)
+
+
+async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessClaims:
+    response = await call(
+        gw.clients.sessions.Refresh,
+        sessions_pb2.RefreshRequest(context=request_context(request), refresh_token=refresh_token),
+    )
+    tokens = IssuedTokens(
+        response.tokens.access_token, response.tokens.refresh_token, response.tokens.expires_in, response.session
+    )
+    deliver_cookies(gw, request, tokens)
+    return await gw.verifier.verify(response.tokens.access_token)
+
+
+async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool = True) -> AuthContext:
+    """Resolve the caller or raise 401; records the result on `request.state.auth`."""
+    gw = gateway_of(request)
+    bearer = _bearer(request)
+    if bearer is not None:
+        try:
+            claims = await gw.verifier.verify(bearer)
+        except InvalidToken as exc:
+            raise DomainError("session_expired" if exc.expired else "unauthenticated") from None
+        ctx = AuthContext(claims, "bearer")
+    else:
+        ctx = await _from_cookies(gw, request, renew=renew)
+    if await gw.revocations.is_revoked(ctx.session_id):
+        if ctx.via == "cookie":
+            request.state.clear_cookies = True
+        raise DomainError("session_expired", "The session was revoked")
+    request.state.auth = ctx
+    if ctx.claims.scope == ENROLLMENT_SCOPE and not request.url.path.startswith(ENROLLMENT_PATHS):
+        raise DomainError("mfa_enrollment_required", "Enable two-factor authentication to continue")
+    if rate_limit:
+        await limit_authenticated(gw, request, ctx)
+    return ctx
+
+
+async def _from_cookies(gw: Gateway, request: Request, *, renew: bool) -> AuthContext:
+    names = gw.cookies.names
+    access = request.cookies.get(names.session)
+    refresh = request.cookies.get(names.refresh)
+    unsafe = request.method in csrf.UNSAFE_METHODS
+    if unsafe and (access or refresh):
+        # Cookie-authenticated unsafe request: the header must echo the csrf cookie.
+        if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):
+            raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
+    claims: AccessClaims | None = None
+    if access:
+        try:
+            claims = await gw.verifier.verify(access)
+        except InvalidToken:
+            claims = None
+    needs_renewal = claims is None or claims.exp - time.time() < RENEW_BEFORE_EXP_SECONDS
+    if needs_renewal and refresh and renew:
+        try:
+            claims = await _renew(gw, request, refresh)
+        except DomainError as exc:
+            if exc.code in ("unauthenticated", "session_expired"):
+                request.state.clear_cookies = True
+                raise
+            if claims is None:
+                raise
+            # Sessions unreachable but the access token is still valid: serve the request.
+    if claims is None:
+        raise DomainError("unauthenticated")
+    if unsafe and not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), claims.session_id):
+        # A freshly renewed session keeps its id, so the cookie stays bound to it.
+        raise DomainError("csrf_failed", "CSRF token does not belong to this session")
+    return AuthContext(claims, "cookie")
+
+
+async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> None:
+    if ctx.team_id:
+        plan = await gw.plans.plan_of(ctx.team_id)
+        decision = await gw.limiter.hit(f"team-{plan}", ctx.team_id, PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"]))
+    else:
+        decision = await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"])
+    apply_decision(request, decision)
+
+
+def apply_decision(request: Request, decision) -> None:  # type: ignore[no-untyped-def]
+    request.state.ratelimit = decision
+    if not decision.allowed:
+        raise DomainError("rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after)
+
+
+async def limit_anonymous(request: Request, account: str | None = None) -> None:
+    """Unauthenticated auth endpoints: per client IP and, when known, per account."""
+    gw = gateway_of(request)
+    limits = gw.anonymous_limits
+    decision = await gw.limiter.hit("anon-ip", request.state.client_ip, limits.per_ip)
+    apply_decision(request, decision)
+    if account:
+        key = csrf.token_for(gw.secret, "acct:" + account.strip().lower())
+        apply_decision(request, await gw.limiter.hit("anon-account", key, limits.per_account))

@@ -1,0 +1,33 @@
+"""CSRF defences (API.md): origin checks for every unsafe non-Bearer request, and a
+session-bound token (HMAC of the session id) in a cookie that must be echoed in
+`X-CSRF-Token` on cookie-authenticated unsafe requests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def origin_allowed(origin: str | None, fetch_site: str | None, public_origin: str) -> bool:
+    if fetch_site is not None and fetch_site.lower() not in ALLOWED_FETCH_SITES:
+        return False
+    return origin is None or origin == public_origin
+
+
+def token_for(secret: bytes, session_id: str) -> str:
+    mac = hmac.new(secret, b"csrf:" + session_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def header_matches_cookie(header: str | None, cookie: str | None) -> bool:
+    if not header or not cookie:
+        return False
+    return hmac.compare_digest(header.encode(), cookie.encode())
+
+
+def bound_to_session(secret: bytes, value: str, session_id: str) -> bool:
+    return hmac.compare_digest(value.encode(), token_for(secret, session_id).encode())

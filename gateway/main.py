@@ -1,0 +1,191 @@
+"""bootstrap(): wires settings, gRPC clients, Redis, NATS feeds and the two HTTP listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
+
+from deelrx.identity.v1 import identity_pb2
+from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit import nats_bus
+from deelrx_kit.logging import configure_logging
+from deelrx_kit.settings import Settings
+from gateway.admin import create_admin_app
+from gateway.app import create_app
+from gateway.clients import ServiceClients, call
+from gateway.plans import PlanCache
+from gateway.ratelimit import RateLimiter
+from gateway.revocation import RevocationSet
+from gateway.state import AnonymousLimits, Gateway
+from gateway.tokens import TokenVerifier
+
+log = structlog.get_logger("deelrx.gateway")
+
+
+def check_public_url(settings: Settings) -> None:
+    """Plain http is for loopback development only (API.md)."""
+    parts = urlsplit(settings.public_url)
+    if parts.scheme == "https":
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme != "http" or not loopback:
+        raise SystemExit(f"DEELRX_PUBLIC_URL must be https:// unless it is a loopback http URL: {settings.public_url}")
+    log.warning("insecure_public_url", public_url=settings.public_url, note="cookies without __Host- and Secure")
+
+
+@dataclass
+class GatewayProcess:
+    gw: Gateway
+    app: FastAPI
+    admin: FastAPI
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    nc: NATS | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start_background(self) -> None:
+        self.tasks.append(asyncio.create_task(self._nats_feed()))
+        try:
+            await self.gw.verifier.refresh_keys(force=True)
+        except Exception as exc:  # noqa: BLE001 - sessions may start after us; keys load lazily
+            log.warning("jwks_not_loaded_yet", error=str(exc))
+
+    async def _nats_feed(self) -> None:
+        gw = self.gw
+
+        async def on_revoked(msg) -> None:  # type: ignore[no-untyped-def]
+            await gw.revocations.on_message(msg.data)
+
+        async def on_team_changed(msg) -> None:  # type: ignore[no-untyped-def]
+            gw.plans.invalidate(msg.data.decode() or None)
+
+        async def resync() -> None:
+            try:
+                reply = await call(
+                    gw.clients.sessions.ListRecentRevocations, sessions_pb2.ListRecentRevocationsRequest()
+                )
+                gw.revocations.add(reply.session_ids)
+                gw.revocations.feed_healthy = True
+            except Exception as exc:  # noqa: BLE001 - stay on the Redis fallback until it works
+                log.warning("revocation_resync_failed", error=str(exc))
+
+        async def disconnected() -> None:
+            gw.revocations.feed_healthy = False
+            gw.nats_connected = False
+
+        async def reconnected() -> None:
+            gw.nats_connected = True
+            gw.plans.invalidate()
+            await resync()
+
+        while not self.stop_event.is_set() and self.nc is None:
+            try:
+                nc = await nats_bus.connect(gw.settings.nats_url, "gateway")
+            except Exception as exc:  # noqa: BLE001
+                log.warning("nats_connect_failed", error=str(exc))
+                await asyncio.sleep(1)
+                continue
+            nc._disconnected_cb = disconnected
+            nc._reconnected_cb = reconnected
+            await nc.subscribe(nats_bus.SESSIONS_REVOKED_SUBJECT, cb=on_revoked)
+            await nc.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, cb=on_team_changed)
+            await nc.flush()
+            self.nc = nc
+            gw.nats_connected = True
+            await resync()
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.close()
+        await self.gw.clients.close()
+        await self.gw.redis.aclose()
+
+
+def bootstrap(settings: Settings) -> GatewayProcess:
+    check_public_url(settings)
+    clients = ServiceClients.connect(settings)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    async def fetch_jwks() -> str:
+        reply = await call(clients.sessions.GetJwks, sessions_pb2.GetJwksRequest(), timeout=3)
+        return reply.jwks_json
+
+    async def load_plan(team_id: str) -> str:
+        reply = await call(clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id]))
+        return reply.teams[0].plan if reply.teams else "starter"
+
+    gw = Gateway(
+        settings=settings,
+        clients=clients,
+        redis=redis,
+        verifier=TokenVerifier(fetch_jwks, issuer=settings.public_url, audience=settings.jwt_audience),
+        revocations=RevocationSet(redis, ttl_seconds=settings.access_token_ttl_seconds + 60),
+        limiter=RateLimiter(redis),
+        plans=PlanCache(load_plan),
+        secret=settings.secret(),
+        anonymous_limits=AnonymousLimits(
+            settings.rate_limit_anonymous_per_ip, settings.rate_limit_anonymous_per_account
+        ),
+    )
+    return GatewayProcess(gw, create_app(gw), create_admin_app(gw))
+
+
+async def serve(settings: Settings) -> None:
+    process = bootstrap(settings)
+    await process.start_background()
+    public = uvicorn.Server(
+        uvicorn.Config(
+            process.app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            proxy_headers=False,
+            server_header=False,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    admin = uvicorn.Server(
+        uvicorn.Config(
+            process.admin, host=settings.admin_host, port=settings.admin_port, log_config=None, access_log=False
+        )
+    )
+    # We own signal handling so both servers stop together.
+    for server in (public, admin):
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+
+    def shutdown() -> None:
+        public.should_exit = True
+        admin.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, shutdown)
+    log.info("gateway_listening", url=settings.public_url, port=settings.http_port, admin_port=settings.admin_port)
+    try:
+        await asyncio.gather(public.serve(), admin.serve())
+    finally:
+        await process.stop()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging("gateway", settings.log_level)
+    asyncio.run(serve(settings))

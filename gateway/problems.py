@@ -1,0 +1,33 @@
+"""RFC 9457 problem+json answers with the stable `code` of API.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from deelrx_kit.errors import CODES, DomainError
+
+ERROR_TYPE_BASE = "https://docs.deelrx.com/errors/"
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(
+    request: Request | None, error: DomainError, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    status, _, title = CODES[error.code]
+    body: dict[str, Any] = {
+        "type": ERROR_TYPE_BASE + error.code,
+        "title": title,
+        "status": status,
+        "detail": error.message,
+        "code": error.code,
+        "request_id": getattr(request.state, "request_id", "") if request is not None else "",
+    }
+    if error.violations or error.code == "validation_error":
+        body["errors"] = [{"pointer": v.pointer, "detail": v.detail} for v in error.violations]
+    extra = dict(headers or {})
+    if error.retry_after_seconds:
+        extra["Retry-After"] = str(error.retry_after_seconds)
+    return JSONResponse(body, status_code=status, headers=extra, media_type=PROBLEM_JSON)

@@ -1,0 +1,236 @@
+"""/v1/auth: sign-up, email verification, login, refresh, logout, me."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from deelrx.identity.v1 import identity_pb2
+from deelrx.rbac.v1 import rbac_pb2
+from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.errors import DomainError
+from gateway import csrf
+from gateway.auth import IssuedTokens, authenticate, deliver_cookies, limit_anonymous
+from gateway.clients import call
+from gateway.context import request_context
+from gateway.presenters import session_json, user_json
+from gateway.schemas import (
+    EmailBody,
+    EmailVerified,
+    LoginBody,
+    LoginOut,
+    MeOut,
+    RefreshBody,
+    SignupAccepted,
+    SignupBody,
+    TokenBody,
+)
+from gateway.state import Gateway, gateway_of
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"content": {"application/problem+json": {}}, "description": desc}
+    for code, desc in {
+        400: "malformed_request",
+        401: "unauthenticated / invalid_credentials / session_expired",
+        403: "csrf_failed / email_not_verified",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        422: "validation_error",
+        429: "rate_limited / account_locked",
+        503: "unavailable",
+    }.items()
+}
+
+
+@router.post("/signup", status_code=201, response_model=SignupAccepted, responses=PROBLEMS)
+async def signup(body: SignupBody, request: Request) -> dict[str, str]:
+    await limit_anonymous(request, body.email)
+    gw = gateway_of(request)
+    await call(
+        gw.clients.identity.StartSignup,
+        identity_pb2.StartSignupRequest(
+            context=request_context(request), email=body.email, password=body.password, name=body.name
+        ),
+    )
+    return {"status": "verification_sent"}
+
+
+@router.post("/verify-email", response_model=EmailVerified, responses=PROBLEMS)
+async def verify_email(body: TokenBody, request: Request) -> dict[str, bool]:
+    await limit_anonymous(request)
+    gw = gateway_of(request)
+    await call(
+        gw.clients.identity.VerifyEmail,
+        identity_pb2.VerifyEmailRequest(context=request_context(request), token=body.token),
+    )
+    return {"email_verified": True}
+
+
+@router.post("/verify-email/resend", status_code=202, responses=PROBLEMS)
+async def resend_verification(body: EmailBody, request: Request) -> Response:
+    await limit_anonymous(request, body.email)
+    gw = gateway_of(request)
+    await call(
+        gw.clients.identity.ResendVerification,
+        identity_pb2.ResendVerificationRequest(context=request_context(request), email=body.email),
+    )
+    return Response(status_code=202)
+
+
+@router.post("/login", response_model=LoginOut, response_model_exclude_none=True, responses=PROBLEMS)
+async def login(body: LoginBody, request: Request) -> dict[str, Any]:
+    await limit_anonymous(request, body.email)
+    gw = gateway_of(request)
+    result = await call(
+        gw.clients.identity.Authenticate,
+        identity_pb2.AuthenticateRequest(context=request_context(request), email=body.email, password=body.password),
+    )
+    request.state.no_store = True
+    if result.mfa_required:
+        # The second step delivers as this one was asked to (kept with the mfa_token by identity).
+        return {"mfa_required": True, "mfa_token": result.mfa_token}
+    return await start_session(gw, request, result.user, list(result.amr), result, body.token_delivery)
+
+
+async def start_session(
+    gw: Gateway,
+    request: Request,
+    user: identity_pb2.User,
+    amr: list[str],
+    result: identity_pb2.AuthenticateResponse | identity_pb2.VerifyMfaResponse,
+    delivery: str,
+) -> dict[str, Any]:
+    """Create the session after a complete login and deliver its tokens."""
+    team = result.active_team if result.HasField("active_team") else None
+    enrollment = bool(team and team.settings.mfa_required and not user.mfa_enabled)
+    created = await call(
+        gw.clients.sessions.CreateSession,
+        sessions_pb2.CreateSessionRequest(
+            context=request_context(request),
+            user_id=user.id,
+            team_id=team.id if team else "",
+            amr=amr,
+            auth_time=result.auth_time,
+            scope="mfa_enrollment" if enrollment else "",
+            policy=sessions_pb2.SessionPolicy(
+                idle_timeout_minutes=team.settings.session_idle_timeout_minutes if team else 0,
+                absolute_timeout_hours=team.settings.session_absolute_timeout_hours if team else 0,
+            ),
+        ),
+    )
+    answer: dict[str, Any] = {
+        "user": user_json(user),
+        "session": session_json(created.session),
+        "mfa_required": False,
+    }
+    if enrollment:
+        answer["mfa_enrollment_required"] = True
+    tokens = IssuedTokens(
+        created.tokens.access_token, created.tokens.refresh_token, created.tokens.expires_in, created.session
+    )
+    if delivery == "body":
+        answer.update(_token_body(tokens))
+    else:
+        deliver_cookies(gw, request, tokens)
+    return answer
+
+
+def _token_body(tokens: IssuedTokens) -> dict[str, Any]:
+    return {
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": tokens.expires_in,
+    }
+
+
+@router.post("/refresh", responses=PROBLEMS)
+async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str, Any]:
+    gw = gateway_of(request)
+    names = gw.cookies.names
+    request.state.no_store = True
+    if body is not None and body.refresh_token:
+        await limit_anonymous(request)
+        token, by_cookie = body.refresh_token, False
+    else:
+        token, by_cookie = request.cookies.get(names.refresh, ""), True
+        if not token:
+            raise DomainError("unauthenticated", "No refresh token")
+        await limit_anonymous(request)
+        if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):
+            raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
+    try:
+        renewed = await call(
+            gw.clients.sessions.Refresh,
+            sessions_pb2.RefreshRequest(context=request_context(request), refresh_token=token),
+        )
+    except DomainError as exc:
+        if by_cookie and exc.code in ("unauthenticated", "session_expired"):
+            request.state.clear_cookies = True
+        raise
+    tokens = IssuedTokens(
+        renewed.tokens.access_token, renewed.tokens.refresh_token, renewed.tokens.expires_in, renewed.session
+    )
+    if not by_cookie:
+        return {**_token_body(tokens), "session": session_json(renewed.session)}
+    if not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), renewed.session.id):
+        raise DomainError("csrf_failed", "CSRF token does not belong to this session")
+    deliver_cookies(gw, request, tokens)
+    return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}
+
+
+@router.post("/logout", status_code=204, responses=PROBLEMS)
+async def logout(request: Request) -> Response:
+    ctx = await authenticate(request)
+    gw = gateway_of(request)
+    await call(
+        gw.clients.sessions.RevokeSession,
+        sessions_pb2.RevokeSessionRequest(
+            context=request_context(request), session_id=ctx.session_id, user_id=ctx.user_id, reason="logout"
+        ),
+    )
+    gw.revocations.add([ctx.session_id])
+    request.state.issued_cookies = None
+    request.state.clear_cookies = True
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, responses=PROBLEMS)
+async def me(request: Request) -> dict[str, Any]:
+    ctx = await authenticate(request)
+    gw = gateway_of(request)
+    user_call = call(gw.clients.identity.GetUser, identity_pb2.GetUserRequest(user_id=ctx.user_id))
+    session_call = call(gw.clients.sessions.GetSession, sessions_pb2.GetSessionRequest(session_id=ctx.session_id))
+    team_call = _active_team(gw, ctx.user_id, ctx.team_id)
+    user, session, team = await asyncio.gather(user_call, session_call, team_call)
+    if session.session.revoked:
+        raise DomainError("session_expired", "The session was revoked")
+    return {
+        "user": user_json(user.user),
+        "session": session_json(session.session),
+        "team": team[0] if team else None,
+        "permissions": team[1] if team else [],
+    }
+
+
+async def _active_team(gw: Gateway, user_id: str, team_id: str | None) -> tuple[dict[str, Any], list[str]] | None:
+    if not team_id:
+        return None
+    try:
+        teams, membership = await asyncio.gather(
+            call(gw.clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id])),
+            call(gw.clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)),
+        )
+    except DomainError as exc:
+        if exc.code == "not_found":  # no longer a member: no active team
+            return None
+        raise
+    if not teams.teams:
+        return None
+    team = teams.teams[0]
+    m = membership.membership
+    return {"id": team.id, "name": team.name, "plan": team.plan, "role": m.role}, sorted(m.permissions)

@@ -1,0 +1,49 @@
+"""Everything a request handler needs, built once per process by `main.bootstrap()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from redis.asyncio import Redis
+
+from deelrx_kit.settings import Settings
+from gateway.client_ip import Network, parse_networks
+from gateway.clients import ServiceClients
+from gateway.cookies import CookieJar, cookie_names
+from gateway.plans import PlanCache
+from gateway.ratelimit import RateLimiter
+from gateway.revocation import RevocationSet
+from gateway.tokens import TokenVerifier
+
+
+@dataclass
+class AnonymousLimits:
+    """Limits for unauthenticated auth endpoints (per client IP and per account)."""
+
+    per_ip: int
+    per_account: int
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    clients: ServiceClients
+    redis: Redis
+    verifier: TokenVerifier
+    revocations: RevocationSet
+    limiter: RateLimiter
+    plans: PlanCache
+    secret: bytes
+    anonymous_limits: AnonymousLimits
+    trusted_proxies: list[Network] = field(default_factory=list)
+    nats_connected: bool = False
+
+    def __post_init__(self) -> None:
+        self.cookies = CookieJar(cookie_names(self.settings.public_is_https), self.settings.public_is_https)
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
+
+
+def gateway_of(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw

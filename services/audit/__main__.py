@@ -1,0 +1,3 @@
+from services.audit.main import main
+
+main()

@@ -1,0 +1,302 @@
+"""Audit tables and the queries over them. Append-only: nothing here updates or deletes an
+event or an alert; the only UPDATE is the optimistic move of a chain head."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deelrx_kit.db import UtcDateTime, new_metadata
+from services.audit.domain.alerts import AlertRecord
+from services.audit.domain.events import ChainedEvent, EventRecord
+from services.audit.domain.paging import Cursor
+
+metadata = new_metadata()
+
+events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("chain_key", String(160), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("actor_user_id", String(64), nullable=False),
+    Column("actor_ip", String(64), nullable=False),
+    Column("actor_user_agent", String(512), nullable=False),
+    Column("target_type", String(64), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("subject_hash", String(128), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    UniqueConstraint("chain_key", "seq", name="uq_audit_events_chain_seq"),
+    Index("ix_audit_events_team_time", "team_id", "time", "id"),
+    Index("ix_audit_events_actor_time", "actor_user_id", "time", "id"),
+)
+
+chain_heads = Table(
+    "chain_heads",
+    metadata,
+    Column("chain_key", String(160), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("time", UtcDateTime, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("user_ids", Text, nullable=False),
+    Column("event_ids", Text, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Index("ix_alerts_team_time", "team_id", "time", "id"),
+)
+
+# Which accounts an account alert concerns, so a team can find alerts about its members.
+alert_users = Table(
+    "alert_users",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Index("ix_alert_users_user", "user_id"),
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- events ---------------------------------------------------------------------------------
+async def event_exists(session: AsyncSession, event_id: str) -> bool:
+    return bool(await session.scalar(select(exists().where(events.c.id == event_id))))
+
+
+async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] | None:
+    row = (
+        await session.execute(
+            select(chain_heads.c.seq, chain_heads.c.head_hash).where(chain_heads.c.chain_key == chain_key)
+        )
+    ).first()
+    return None if row is None else (row.seq, row.head_hash)
+
+
+async def advance_head(session: AsyncSession, stored: ChainedEvent) -> bool:
+    """Move the head from seq-1 to seq; False when another appender moved it first."""
+    if stored.seq == 1:
+        # Insert-if-absent: a concurrent first append fails on the primary key (IntegrityError).
+        await session.execute(insert(chain_heads).values(chain_key=stored.chain_key, seq=1, head_hash=stored.hash))
+        return True
+    result = await session.execute(
+        update(chain_heads)
+        .where(chain_heads.c.chain_key == stored.chain_key, chain_heads.c.seq == stored.seq - 1)
+        .values(seq=stored.seq, head_hash=stored.hash)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
+    e = stored.event
+    await session.execute(
+        insert(events).values(
+            id=e.id,
+            chain_key=stored.chain_key,
+            seq=stored.seq,
+            prev_hash=stored.prev_hash,
+            hash=stored.hash,
+            stored_at=stored.stored_at,
+            time=e.time,
+            type=e.type,
+            team_id=e.team_id,
+            actor_user_id=e.actor_user_id,
+            actor_ip=e.actor_ip,
+            actor_user_agent=e.actor_user_agent,
+            target_type=e.target_type,
+            target_id=e.target_id,
+            outcome=e.outcome,
+            details=_dumps(e.details),
+            source=e.source,
+            request_id=e.request_id,
+            subject_hash=e.subject_hash,
+            session_id=e.session_id,
+        )
+    )
+
+
+def _event_from_row(row: Row[Any]) -> ChainedEvent:
+    try:
+        details = json.loads(row.details)
+    except ValueError:
+        details = {"_unparseable": row.details}
+    record = EventRecord(
+        id=row.id,
+        time=row.time,
+        type=row.type,
+        team_id=row.team_id,
+        actor_user_id=row.actor_user_id,
+        actor_ip=row.actor_ip,
+        actor_user_agent=row.actor_user_agent,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        outcome=row.outcome,
+        details=details if isinstance(details, dict) else {"_value": details},
+        source=row.source,
+        request_id=row.request_id,
+        subject_hash=row.subject_hash,
+        session_id=row.session_id,
+    )
+    return ChainedEvent(record, row.chain_key, row.seq, row.prev_hash, row.hash, row.stored_at)
+
+
+def _type_filter(types: Collection[str]) -> Any:
+    """Exact types, or a family with a trailing `.*` (e.g. `auth.*`)."""
+    clauses = []
+    for t in types:
+        if t.endswith(".*"):
+            clauses.append(events.c.type.startswith(t[:-1], autoescape=True))
+        else:
+            clauses.append(events.c.type == t)
+    return or_(*clauses)
+
+
+async def query_events(
+    session: AsyncSession,
+    *,
+    team_id: str | None,
+    actor_user_id: str | None,
+    type_prefixes: Sequence[str] = (),
+    types: Collection[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: Cursor | None = None,
+    limit: int,
+    newest_first: bool = True,
+) -> list[ChainedEvent]:
+    conds: list[Any] = []
+    if team_id is not None:
+        conds.append(events.c.team_id == team_id)
+    if actor_user_id is not None:
+        conds.append(events.c.actor_user_id == actor_user_id)
+    if type_prefixes:
+        conds.append(or_(*(events.c.type.startswith(p, autoescape=True) for p in type_prefixes)))
+    if types:
+        conds.append(_type_filter(types))
+    if since is not None:
+        conds.append(events.c.time >= since)
+    if until is not None:
+        conds.append(events.c.time < until)
+    if after is not None:
+        if newest_first:
+            conds.append(or_(events.c.time < after.time, and_(events.c.time == after.time, events.c.id < after.id)))
+        else:
+            conds.append(or_(events.c.time > after.time, and_(events.c.time == after.time, events.c.id > after.id)))
+    order = (events.c.time.desc(), events.c.id.desc()) if newest_first else (events.c.time, events.c.id)
+    rows = (await session.execute(select(events).where(*conds).order_by(*order).limit(limit))).all()
+    return [_event_from_row(r) for r in rows]
+
+
+async def chain_events(
+    session: AsyncSession, chain_key: str, *, after_seq: int, up_to_seq: int, limit: int
+) -> list[ChainedEvent]:
+    rows = (
+        await session.execute(
+            select(events)
+            .where(events.c.chain_key == chain_key, events.c.seq > after_seq, events.c.seq <= up_to_seq)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+    ).all()
+    return [_event_from_row(r) for r in rows]
+
+
+# -- alerts ---------------------------------------------------------------------------------
+async def alert_exists(session: AsyncSession, alert_id: str) -> bool:
+    return bool(await session.scalar(select(exists().where(alerts.c.id == alert_id))))
+
+
+async def insert_alert(session: AsyncSession, alert: AlertRecord, stored_at: datetime) -> None:
+    await session.execute(
+        insert(alerts).values(
+            id=alert.id,
+            time=alert.time,
+            rule=alert.rule,
+            severity=alert.severity,
+            team_id=alert.team_id,
+            subject=alert.subject,
+            evidence=_dumps(alert.evidence),
+            status=alert.status,
+            user_ids=_dumps(list(alert.user_ids)),
+            event_ids=_dumps(list(alert.event_ids)),
+            stored_at=stored_at,
+        )
+    )
+    if alert.user_ids:
+        await session.execute(
+            insert(alert_users), [{"alert_id": alert.id, "user_id": u} for u in sorted(set(alert.user_ids))]
+        )
+
+
+def _alert_from_row(row: Row[Any]) -> AlertRecord:
+    return AlertRecord(
+        id=row.id,
+        time=row.time,
+        rule=row.rule,
+        severity=row.severity,
+        team_id=row.team_id,
+        subject=row.subject,
+        evidence=json.loads(row.evidence),
+        status=row.status,
+        user_ids=tuple(json.loads(row.user_ids)),
+        event_ids=tuple(json.loads(row.event_ids)),
+    )
+
+
+async def query_alerts(
+    session: AsyncSession, *, team_id: str, member_user_ids: Collection[str], after: Cursor | None, limit: int
+) -> list[AlertRecord]:
+    visible = alerts.c.team_id == team_id
+    if member_user_ids:
+        about_members = select(alert_users.c.alert_id).where(alert_users.c.user_id.in_(list(member_user_ids)))
+        visible = or_(visible, and_(alerts.c.team_id == "", alerts.c.id.in_(about_members)))
+    conds: list[Any] = [visible]
+    if after is not None:
+        conds.append(or_(alerts.c.time < after.time, and_(alerts.c.time == after.time, alerts.c.id < after.id)))
+    rows = (
+        await session.execute(
+            select(alerts).where(*conds).order_by(alerts.c.time.desc(), alerts.c.id.desc()).limit(limit)
+        )
+    ).all()
+    return [_alert_from_row(r) for r in rows]

@@ -1,0 +1,228 @@
+"""Audit use cases: store events and alerts (idempotently, in hash chains), query, export,
+verify, list alerts, and subscribe to the live feed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from deelrx_kit.clock import Clock
+from deelrx_kit.db import transaction
+from deelrx_kit.errors import validation_error
+from services.audit.adapters import sql
+from services.audit.domain.alerts import AlertRecord, view_for_team
+from services.audit.domain.events import (
+    GENESIS_HASH,
+    SECURITY_TYPE_PREFIXES,
+    ChainCheck,
+    ChainedEvent,
+    ChainVerifier,
+    EventRecord,
+    chain,
+    is_security_type,
+    team_chain,
+    user_chain,
+)
+from services.audit.domain.paging import Cursor, check_id, check_range, decode_cursor, page_limit
+from services.audit.live import LiveHub, LiveItem, Subscriber
+
+log = structlog.get_logger(__name__)
+
+APPEND_ATTEMPTS = 50
+EXPORT_BATCH = 500
+VERIFY_BATCH = 1000
+MAX_MEMBERS = 10_000
+
+
+class _ChainMoved(Exception):
+    """Another appender advanced the chain head between our read and our update."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str
+
+
+def _exactly_one(team_id: str, user_id: str) -> None:
+    if bool(team_id) == bool(user_id):
+        raise validation_error("/team_id", "exactly one of team_id and user_id is required")
+    check_id("/team_id" if team_id else "/user_id", team_id or user_id)
+
+
+class AuditLog:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, hub: LiveHub) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.hub = hub
+
+    # -- ingestion ---------------------------------------------------------------------
+    async def record_event(self, event: EventRecord) -> ChainedEvent | None:
+        """Append to the event's chain; None when the event is already stored (redelivery)."""
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                async with transaction(self.sessions) as s:
+                    if await sql.event_exists(s, event.id):
+                        return None
+                    head = await sql.chain_head(s, event.chain_key)
+                    prev_seq, prev_hash = head if head is not None else (0, GENESIS_HASH)
+                    stored = chain(event, prev_seq=prev_seq, prev_hash=prev_hash, stored_at=self.clock.now())
+                    if not await sql.advance_head(s, stored):
+                        raise _ChainMoved
+                    await sql.insert_event(s, stored)
+            except (_ChainMoved, IntegrityError):
+                # Lost the race for this chain position (or for this event id): read again.
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                continue
+            self.hub.publish(event)
+            return stored
+        raise RuntimeError(f"chain {event.chain_key} too contended to append")
+
+    async def record_alert(self, alert: AlertRecord) -> bool:
+        """Store an alert once; False when it was already stored."""
+        try:
+            async with transaction(self.sessions) as s:
+                if await sql.alert_exists(s, alert.id):
+                    return False
+                await sql.insert_alert(s, alert, self.clock.now())
+        except IntegrityError:
+            return False  # a concurrent replica stored it first
+        self.hub.publish(alert)
+        return True
+
+    # -- reads -------------------------------------------------------------------------
+    async def query_events(
+        self,
+        *,
+        team_id: str = "",
+        user_id: str = "",
+        types: Sequence[str] = (),
+        actor_user_id: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 0,
+        cursor: str = "",
+    ) -> Page[EventRecord]:
+        _exactly_one(team_id, user_id)
+        size = page_limit(limit)
+        after = decode_cursor(cursor)
+        check_range(since, until)
+        if len(types) > 50:
+            raise validation_error("/types", "too many types")
+        if user_id:
+            # A user's own security activity, across teams: never someone else's events.
+            if actor_user_id and actor_user_id != user_id:
+                return Page([], "")
+            if types:
+                allowed = [t for t in types if is_security_type(t)]
+                if not allowed:
+                    return Page([], "")
+                types = allowed
+        async with self.sessions() as s:
+            rows = await sql.query_events(
+                s,
+                team_id=team_id or None,
+                actor_user_id=user_id or actor_user_id or None,
+                type_prefixes=SECURITY_TYPE_PREFIXES if user_id else (),
+                types=types,
+                since=since,
+                until=until,
+                after=after,
+                limit=size + 1,
+            )
+        items = [r.event for r in rows[:size]]
+        more = len(rows) > size
+        return Page(items, Cursor(items[-1].time, items[-1].id).encode() if more else "")
+
+    async def export_events(
+        self, *, team_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> AsyncIterator[EventRecord]:
+        """The team's events, oldest first, read in batches (no long-held transaction)."""
+        if not team_id:
+            raise validation_error("/team_id", "team_id is required")
+        check_id("/team_id", team_id)
+        check_range(since, until)
+        after: Cursor | None = None
+        while True:
+            async with self.sessions() as s:
+                rows = await sql.query_events(
+                    s,
+                    team_id=team_id,
+                    actor_user_id=None,
+                    since=since,
+                    until=until,
+                    after=after,
+                    limit=EXPORT_BATCH,
+                    newest_first=False,
+                )
+            for r in rows:
+                yield r.event
+            if len(rows) < EXPORT_BATCH:
+                return
+            after = Cursor(rows[-1].event.time, rows[-1].event.id)
+
+    async def verify_chain(self, *, team_id: str = "", user_id: str = "") -> ChainCheck:
+        _exactly_one(team_id, user_id)
+        key = team_chain(team_id) if team_id else user_chain(user_id)
+        async with self.sessions() as s:
+            head = await sql.chain_head(s, key)
+        if head is None:
+            return ChainCheck(True, 0, "", "")
+        head_seq, head_hash = head
+        verifier = ChainVerifier(key)
+        after = 0
+        while True:
+            async with self.sessions() as s:
+                rows = await sql.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
+            for r in rows:
+                verifier.feed(r)
+            if len(rows) < VERIFY_BATCH:
+                break
+            after = rows[-1].seq
+        result = verifier.result(head_seq, head_hash)
+        if not result.ok:
+            log.warning("audit_chain_broken", chain_key=key, first_bad_event_id=result.first_bad_event_id)
+        return result
+
+    async def list_alerts(
+        self, *, team_id: str, member_user_ids: Sequence[str] = (), limit: int = 0, cursor: str = ""
+    ) -> Page[AlertRecord]:
+        if not team_id:
+            raise validation_error("/team_id", "team_id is required")
+        check_id("/team_id", team_id)
+        if len(member_user_ids) > MAX_MEMBERS:
+            raise validation_error("/member_user_ids", "too many members")
+        size = page_limit(limit)
+        after = decode_cursor(cursor)
+        members = [m for m in member_user_ids if m]
+        async with self.sessions() as s:
+            rows = await sql.query_alerts(s, team_id=team_id, member_user_ids=members, after=after, limit=size + 1)
+        page = rows[:size]
+        views = [v for v in (view_for_team(a, team_id, members) for a in page) if v is not None]
+        more = len(rows) > size
+        return Page(views, Cursor(page[-1].time, page[-1].id).encode() if more else "")
+
+    # -- live --------------------------------------------------------------------------
+    def subscribe(self, *, team_id: str, member_user_ids: Sequence[str] = ()) -> Subscriber:
+        if not team_id:
+            raise validation_error("/team_id", "team_id is required")
+        check_id("/team_id", team_id)
+        members = frozenset(m for m in member_user_ids if m)
+
+        def accept(item: LiveItem) -> LiveItem | None:
+            if isinstance(item, EventRecord):
+                return item if item.team_id == team_id else None
+            return view_for_team(item, team_id, members)
+
+        return self.hub.subscribe(accept)

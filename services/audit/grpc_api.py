@@ -1,0 +1,100 @@
+"""AuditService: protobuf <-> AuditLog use cases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import grpc
+
+from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
+from deelrx.common.v1 import common_pb2
+from deelrx_kit.errors import DomainError
+from services.audit.app import AuditLog
+from services.audit.convert import alert_message, event_message
+from services.audit.domain.alerts import AlertRecord
+from services.audit.live import SubscriberDropped
+
+
+def _range(r: common_pb2.TimeRange) -> tuple[datetime | None, datetime | None]:
+    from datetime import UTC
+
+    since = r.since.ToDatetime(tzinfo=UTC) if r.HasField("since") else None
+    until = r.until.ToDatetime(tzinfo=UTC) if r.HasField("until") else None
+    return since, until
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, audit: AuditLog, stop: asyncio.Event) -> None:
+        self.audit = audit
+        self.stop = stop
+
+    async def QueryEvents(
+        self, request: audit_pb2.QueryEventsRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.QueryEventsResponse:
+        since, until = _range(request.range)
+        page = await self.audit.query_events(
+            team_id=request.team_id,
+            user_id=request.user_id,
+            types=list(request.types),
+            actor_user_id=request.actor_user_id,
+            since=since,
+            until=until,
+            limit=request.page.limit,
+            cursor=request.page.cursor,
+        )
+        return audit_pb2.QueryEventsResponse(
+            events=[event_message(e) for e in page.items],
+            page=common_pb2.PageResponse(next_cursor=page.next_cursor),
+        )
+
+    async def ExportEvents(
+        self, request: audit_pb2.ExportEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audit_pb2.AuditEvent]:
+        since, until = _range(request.range)
+        async for event in self.audit.export_events(team_id=request.team_id, since=since, until=until):
+            yield event_message(event)
+
+    async def VerifyChain(
+        self, request: audit_pb2.VerifyChainRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.VerifyChainResponse:
+        check = await self.audit.verify_chain(team_id=request.team_id, user_id=request.user_id)
+        return audit_pb2.VerifyChainResponse(
+            ok=check.ok,
+            events_checked=check.events_checked,
+            head_hash=check.head_hash,
+            first_bad_event_id=check.first_bad_event_id,
+        )
+
+    async def StreamEvents(
+        self, request: audit_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audit_pb2.StreamItem]:
+        sub = self.audit.subscribe(team_id=request.team_id, member_user_ids=list(request.member_user_ids))
+        try:
+            # Headers go out once the subscription exists: a client that awaited them
+            # receives everything stored from then on.
+            await context.send_initial_metadata(())
+            async for item in self.audit.hub.items(sub, self.stop):
+                if isinstance(item, AlertRecord):
+                    yield audit_pb2.StreamItem(alert=alert_message(item))
+                else:
+                    yield audit_pb2.StreamItem(event=event_message(item))
+        except SubscriberDropped:
+            raise DomainError("unavailable", "live stream fell behind; reconnect") from None
+        finally:
+            self.audit.hub.unsubscribe(sub)
+
+    async def ListAlerts(
+        self, request: audit_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.ListAlertsResponse:
+        page = await self.audit.list_alerts(
+            team_id=request.team_id,
+            member_user_ids=list(request.member_user_ids),
+            limit=request.page.limit,
+            cursor=request.page.cursor,
+        )
+        return audit_pb2.ListAlertsResponse(
+            alerts=[alert_message(a) for a in page.items],
+            page=common_pb2.PageResponse(next_cursor=page.next_cursor),
+        )

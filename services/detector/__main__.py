@@ -1,0 +1,3 @@
+from services.detector.main import main
+
+main()

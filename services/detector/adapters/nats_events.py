@@ -1,0 +1,136 @@
+"""The detector on NATS: audit events in (durable "detector"), alerts out.
+
+Alerts go to `security.alerts` and their `security.alert_raised` audit event straight to
+JetStream (the detector has no database); both carry derived ids as Nats-Msg-Id, so a
+replay or a second detector does not double them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import structlog
+from google.protobuf.message import DecodeError
+from google.protobuf.struct_pb2 import Struct
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from deelrx.audit.v1 import audit_pb2
+from deelrx_kit import nats_bus
+from deelrx_kit.audit_events import new_event, subject_for, timestamp
+from deelrx_kit.clock import Clock
+from services.detector.app import Detector
+from services.detector.domain.rules import Observation, RaisedAlert, alert_raised_event_id
+
+log = structlog.get_logger(__name__)
+
+DURABLE = "detector"
+
+
+def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
+    user_id = ev.actor.user_id or (ev.target.id if ev.target.type == "user" else "")
+    new_device = ev.details.fields.get("new_device")
+    return Observation(
+        id=ev.id,
+        time=ev.time.ToDatetime(tzinfo=UTC) if ev.HasField("time") else received_at,
+        type=ev.type,
+        team_id=ev.team_id,
+        user_id=user_id,
+        subject_hash=ev.subject_hash,
+        ip=ev.actor.ip,
+        new_device=bool(new_device is not None and new_device.bool_value),
+    )
+
+
+def alert_message(alert: RaisedAlert) -> audit_pb2.Alert:
+    evidence = Struct()
+    evidence.update(alert.evidence)
+    return audit_pb2.Alert(
+        id=alert.id,
+        time=timestamp(alert.time),
+        rule=alert.rule,
+        severity=alert.severity,
+        team_id=alert.team_id,
+        subject=alert.subject,
+        evidence=evidence,
+        status="open",
+        user_ids=list(alert.user_ids),
+        event_ids=list(alert.event_ids),
+    )
+
+
+def alert_raised_event(alert: RaisedAlert, clock: Clock) -> audit_pb2.AuditEvent:
+    ev = new_event(
+        "security.alert_raised",
+        source="detector",
+        now=clock.now(),
+        team_id=alert.team_id,
+        target=("alert", alert.id),
+        details={"rule": alert.rule, "severity": alert.severity, "subject": alert.subject},
+    )
+    ev.id = alert_raised_event_id(alert)
+    return ev
+
+
+class JetStreamAlertSink:
+    """Publishes with retries until JetStream acknowledges (or the service stops)."""
+
+    def __init__(self, clock: Clock, stop: asyncio.Event) -> None:
+        self.clock = clock
+        self.stop = stop
+        self.js: JetStreamContext | None = None
+
+    async def publish(self, alert: RaisedAlert) -> None:
+        event = alert_raised_event(alert, self.clock)
+        await self._publish(nats_bus.ALERTS_SUBJECT, alert_message(alert).SerializeToString(), alert.id)
+        await self._publish(subject_for(event), event.SerializeToString(), event.id)
+
+    async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if self.js is None:
+                    raise ConnectionError("NATS not connected")
+                await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id}, timeout=5)
+                return
+            except Exception as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("alert_publish_retry", subject=subject, error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+class AuditEventFeed:
+    def __init__(self, detector: Detector, sink: JetStreamAlertSink) -> None:
+        self.detector = detector
+        self.sink = sink
+        self._connected = asyncio.Event()
+
+    async def on_connected(self, nc: NATS) -> None:
+        self.sink.js = nc.jetstream()
+        self._connected.set()
+
+    async def on_event(self, msg: Msg) -> None:
+        try:
+            ev = audit_pb2.AuditEvent.FromString(msg.data)
+        except DecodeError:
+            log.warning("audit_event_unreadable", subject=msg.subject)
+            return
+        if not ev.id:
+            return
+        await self.detector.observe(observation(ev, self.sink.clock.now()))
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        await self._connected.wait()  # the runtime cancels this task on stop
+        assert self.sink.js is not None
+        await nats_bus.consume(
+            self.sink.js,
+            stream="AUDIT",
+            subject=f"{nats_bus.AUDIT_SUBJECT_PREFIX}>",
+            durable=DURABLE,
+            handler=self.on_event,
+            stop=stop,
+        )

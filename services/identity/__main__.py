@@ -1,0 +1,3 @@
+from services.identity.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Identity rules without I/O: password and email policy, tokens, lockout, mail texts."""

@@ -1,0 +1,131 @@
+"""IdentityService servicer: protobuf in, use case, protobuf out. Nothing else.
+
+RPCs not built yet answer UNIMPLEMENTED explicitly: the generated base servicer raises
+NotImplementedError, which the kit interceptor would report as INTERNAL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
+from deelrx_kit.audit_events import timestamp
+from services.identity.app import IdentityApp
+from services.identity.domain.model import Team, User
+
+
+def user_pb(user: User) -> identity_pb2.User:
+    return identity_pb2.User(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        email_verified=user.email_verified,
+        mfa_enabled=user.mfa_enabled,
+        last_active_team_id=user.last_active_team_id or "",
+        created_at=timestamp(user.created_at),
+    )
+
+
+def team_pb(team: Team) -> identity_pb2.Team:
+    return identity_pb2.Team(
+        id=team.id,
+        name=team.name,
+        plan=team.plan,
+        billing_email=team.billing_email,
+        created_at=timestamp(team.created_at),
+        settings=identity_pb2.TeamSettings(
+            session_idle_timeout_minutes=team.settings.session_idle_timeout_minutes,
+            session_absolute_timeout_hours=team.settings.session_absolute_timeout_hours,
+            mfa_required=team.settings.mfa_required,
+        ),
+    )
+
+
+NOT_YET_IMPLEMENTED = (
+    "VerifyMfa",
+    "Reauthenticate",
+    "RequestPasswordReset",
+    "ResetPassword",
+    "ChangePassword",
+    "GetMfaStatus",
+    "EnrollTotp",
+    "ConfirmTotp",
+    "DisableTotp",
+    "RegenerateRecoveryCodes",
+    "UpdateTeam",
+    "UpdateBilling",
+    "CreateInvitation",
+    "ListInvitations",
+    "RevokeInvitation",
+    "AcceptInvitation",
+)
+
+
+async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented yet")
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, app: IdentityApp) -> None:
+        self.app = app
+
+    async def StartSignup(
+        self, request: identity_pb2.StartSignupRequest, context: Any
+    ) -> identity_pb2.StartSignupResponse:
+        await self.app.start_signup(request.email, request.password, request.name, request.context)
+        return identity_pb2.StartSignupResponse()
+
+    async def VerifyEmail(
+        self, request: identity_pb2.VerifyEmailRequest, context: Any
+    ) -> identity_pb2.VerifyEmailResponse:
+        user_id = await self.app.verify_email(request.token, request.context)
+        return identity_pb2.VerifyEmailResponse(user_id=user_id)
+
+    async def ResendVerification(
+        self, request: identity_pb2.ResendVerificationRequest, context: Any
+    ) -> identity_pb2.ResendVerificationResponse:
+        await self.app.resend_verification(request.email, request.context)
+        return identity_pb2.ResendVerificationResponse()
+
+    async def Authenticate(
+        self, request: identity_pb2.AuthenticateRequest, context: Any
+    ) -> identity_pb2.AuthenticateResponse:
+        result = await self.app.authenticate(request.email, request.password, request.context)
+        response = identity_pb2.AuthenticateResponse(
+            user=user_pb(result.user),
+            mfa_required=result.mfa_required,
+            mfa_token=result.mfa_token,
+            amr=result.amr,
+            auth_time=timestamp(result.auth_time),
+        )
+        if result.active_team is not None:
+            response.active_team.CopyFrom(team_pb(result.active_team))
+        return response
+
+    async def GetUser(self, request: identity_pb2.GetUserRequest, context: Any) -> identity_pb2.GetUserResponse:
+        return identity_pb2.GetUserResponse(user=user_pb(await self.app.get_user(request.user_id)))
+
+    async def SetActiveTeam(
+        self, request: identity_pb2.SetActiveTeamRequest, context: Any
+    ) -> identity_pb2.SetActiveTeamResponse:
+        team = await self.app.set_active_team(request.user_id, request.team_id)
+        response = identity_pb2.SetActiveTeamResponse()
+        if team is not None:
+            response.team.CopyFrom(team_pb(team))
+        return response
+
+    async def GetTeams(self, request: identity_pb2.GetTeamsRequest, context: Any) -> identity_pb2.GetTeamsResponse:
+        teams = await self.app.get_teams(list(request.team_ids))
+        return identity_pb2.GetTeamsResponse(teams=[team_pb(t) for t in teams])
+
+    async def CreateTeam(
+        self, request: identity_pb2.CreateTeamRequest, context: Any
+    ) -> identity_pb2.CreateTeamResponse:
+        team = await self.app.create_team(request.owner_user_id, request.name, request.context)
+        return identity_pb2.CreateTeamResponse(team=team_pb(team))
+
+
+for _name in NOT_YET_IMPLEMENTED:
+    setattr(IdentityServicer, _name, _unimplemented)

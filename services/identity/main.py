@@ -1,0 +1,58 @@
+"""Wiring: settings + adapters + servicer onto a ServiceRuntime. Nothing connects at import."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from deelrx.identity.v1 import identity_pb2_grpc
+from deelrx_kit.clock import Clock, SystemClock
+from deelrx_kit.outbox import Outbox
+from deelrx_kit.runtime import ServiceRuntime, run
+from deelrx_kit.settings import Settings
+from services.identity.adapters.argon2_hasher import Argon2Hasher
+from services.identity.adapters.mail_relay import MailRelay
+from services.identity.adapters.mailer import mailer_from_settings
+from services.identity.adapters.sql import outbox as outbox_table
+from services.identity.app import IdentityApp, IdentityConfig
+from services.identity.grpc_api import IdentityServicer
+from services.identity.ports import Mailer
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    grpc_port: int | None = None,
+    clock: Clock | None = None,
+    mailer: Mailer | None = None,
+) -> ServiceRuntime:
+    clock = clock or SystemClock()
+    rt = ServiceRuntime("identity", settings, grpc_port=grpc_port)
+    sessions = rt.use_database(Path(__file__).parent / "migrations")
+    outbox = Outbox(outbox_table, clock)
+    rt.use_outbox(outbox)
+    relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock)
+    rt.add_task(relay.run)
+    app = IdentityApp(
+        config=IdentityConfig(
+            public_url=settings.public_url,
+            email_token_ttl=timedelta(hours=settings.email_token_ttl_hours),
+            secret=settings.secret(),
+        ),
+        sessions=sessions,
+        clock=clock,
+        hasher=Argon2Hasher.from_settings(settings),
+        outbox=outbox,
+        mail_sent=relay.notify,
+    )
+    rt.add_task(app.sweep_expired_signups)
+    rt.grpc.add(
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+        IdentityServicer(app),
+        "deelrx.identity.v1.IdentityService",
+    )
+    return rt
+
+
+def main() -> None:
+    run(bootstrap, "identity")

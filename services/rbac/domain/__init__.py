@@ -1,0 +1,1 @@
+"""Pure authorization rules of rbac: the permission catalogue, role tables, decisions."""

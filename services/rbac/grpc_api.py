@@ -1,0 +1,128 @@
+"""RbacService servicer: protobuf in, use case, protobuf out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
+from deelrx_kit.audit_events import timestamp
+from services.rbac.app import CheckQuery, MembershipView, Rbac
+
+
+def _membership(view: MembershipView) -> rbac_pb2.Membership:
+    b = view.binding
+    return rbac_pb2.Membership(
+        team_id=b.team_id,
+        user_id=b.user_id,
+        role=b.role,
+        joined_at=timestamp(b.joined_at),
+        permissions=view.permissions,
+    )
+
+
+def _query(req: rbac_pb2.CheckRequest) -> CheckQuery:
+    return CheckQuery(req.user_id, req.team_id, req.permission, req.resource, req.min_revision)
+
+
+def _context(req: Any) -> Any:
+    return req.context if req.HasField("context") else None
+
+
+class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
+    def __init__(self, rbac: Rbac) -> None:
+        self.rbac = rbac
+
+    async def Check(self, request: rbac_pb2.CheckRequest, context: Any) -> rbac_pb2.CheckResponse:
+        decision, revision = await self.rbac.check(_query(request))
+        return rbac_pb2.CheckResponse(allowed=decision.allowed, reason=decision.reason, revision=revision)
+
+    async def BatchCheck(self, request: rbac_pb2.BatchCheckRequest, context: Any) -> rbac_pb2.BatchCheckResponse:
+        answers = await self.rbac.batch_check([_query(c) for c in request.checks])
+        return rbac_pb2.BatchCheckResponse(
+            results=[rbac_pb2.CheckResponse(allowed=d.allowed, reason=d.reason, revision=r) for d, r in answers]
+        )
+
+    async def LookupResources(
+        self, request: rbac_pb2.LookupResourcesRequest, context: Any
+    ) -> rbac_pb2.LookupResourcesResponse:
+        found, revision = await self.rbac.lookup_resources(
+            request.user_id, request.team_id, request.permission, request.resource_type
+        )
+        return rbac_pb2.LookupResourcesResponse(all=found.all, resource_ids=found.resource_ids, revision=revision)
+
+    async def CanGrantRole(self, request: rbac_pb2.CanGrantRoleRequest, context: Any) -> rbac_pb2.CanGrantRoleResponse:
+        decision, revision = await self.rbac.can_grant_role(request.user_id, request.team_id, request.role)
+        return rbac_pb2.CanGrantRoleResponse(allowed=decision.allowed, reason=decision.reason, revision=revision)
+
+    async def GetMembership(
+        self, request: rbac_pb2.GetMembershipRequest, context: Any
+    ) -> rbac_pb2.GetMembershipResponse:
+        view, revision = await self.rbac.get_membership(request.user_id, request.team_id)
+        return rbac_pb2.GetMembershipResponse(membership=_membership(view), revision=revision)
+
+    async def ListMemberships(
+        self, request: rbac_pb2.ListMembershipsRequest, context: Any
+    ) -> rbac_pb2.ListMembershipsResponse:
+        views = await self.rbac.list_memberships(request.user_id)
+        return rbac_pb2.ListMembershipsResponse(memberships=[_membership(v) for v in views])
+
+    async def ListMembers(self, request: rbac_pb2.ListMembersRequest, context: Any) -> rbac_pb2.ListMembersResponse:
+        views = await self.rbac.list_members(request.team_id)
+        return rbac_pb2.ListMembersResponse(members=[_membership(v) for v in views])
+
+    async def AddMember(self, request: rbac_pb2.AddMemberRequest, context: Any) -> rbac_pb2.AddMemberResponse:
+        view, created = await self.rbac.add_member(
+            _context(request), request.team_id, request.user_id, request.role, request.operation_id
+        )
+        return rbac_pb2.AddMemberResponse(membership=_membership(view), created=created)
+
+    async def ChangeRole(self, request: rbac_pb2.ChangeRoleRequest, context: Any) -> rbac_pb2.ChangeRoleResponse:
+        view = await self.rbac.change_role(
+            _context(request), request.team_id, request.user_id, request.role, request.actor_role
+        )
+        return rbac_pb2.ChangeRoleResponse(membership=_membership(view))
+
+    async def RemoveMember(self, request: rbac_pb2.RemoveMemberRequest, context: Any) -> rbac_pb2.RemoveMemberResponse:
+        await self.rbac.remove_member(_context(request), request.team_id, request.user_id, request.actor_role)
+        return rbac_pb2.RemoveMemberResponse()
+
+    async def TransferOwnership(
+        self, request: rbac_pb2.TransferOwnershipRequest, context: Any
+    ) -> rbac_pb2.TransferOwnershipResponse:
+        await self.rbac.transfer_ownership(_context(request), request.team_id, request.from_user_id, request.to_user_id)
+        return rbac_pb2.TransferOwnershipResponse()
+
+    async def GetRoles(self, request: rbac_pb2.GetRolesRequest, context: Any) -> rbac_pb2.GetRolesResponse:
+        roles, configurable = await self.rbac.get_roles(request.team_id)
+        return rbac_pb2.GetRolesResponse(
+            roles=[rbac_pb2.RolePermissions(role=r, permissions=p) for r, p in roles.items()],
+            configurable=configurable,
+        )
+
+    async def SetRolePermissions(
+        self, request: rbac_pb2.SetRolePermissionsRequest, context: Any
+    ) -> rbac_pb2.SetRolePermissionsResponse:
+        permissions = await self.rbac.set_role_permissions(
+            _context(request), request.team_id, request.role, list(request.permissions)
+        )
+        return rbac_pb2.SetRolePermissionsResponse(
+            role=rbac_pb2.RolePermissions(role=request.role, permissions=permissions)
+        )
+
+    async def AssignCustomer(
+        self, request: rbac_pb2.AssignCustomerRequest, context: Any
+    ) -> rbac_pb2.AssignCustomerResponse:
+        await self.rbac.assign_customer(_context(request), request.team_id, request.customer_id, request.user_id)
+        return rbac_pb2.AssignCustomerResponse()
+
+    async def UnassignCustomer(
+        self, request: rbac_pb2.UnassignCustomerRequest, context: Any
+    ) -> rbac_pb2.UnassignCustomerResponse:
+        await self.rbac.unassign_customer(_context(request), request.team_id, request.customer_id, request.user_id)
+        return rbac_pb2.UnassignCustomerResponse()
+
+    async def ListAssignedCustomers(
+        self, request: rbac_pb2.ListAssignedCustomersRequest, context: Any
+    ) -> rbac_pb2.ListAssignedCustomersResponse:
+        ids = await self.rbac.list_assigned_customers(request.team_id, request.user_id)
+        return rbac_pb2.ListAssignedCustomersResponse(customer_ids=ids)

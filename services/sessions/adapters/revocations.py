@@ -1,0 +1,60 @@
+"""The revocation feed: `sessions.revoked` on NATS (through the outbox, so never lost) and
+`deelrx:revoked:<sid>` keys in Redis, which gateways ask when their NATS feed is down."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.audit_events import timestamp
+from deelrx_kit.ids import new_id
+from deelrx_kit.nats_bus import SESSIONS_REVOKED_SUBJECT
+from deelrx_kit.outbox import Outbox
+from services.sessions.domain.records import RevocationNotice
+
+log = structlog.get_logger(__name__)
+
+REDIS_KEY_PREFIX = "deelrx:revoked:"
+# How much longer than an access token a revocation key lives (clock skew, in-flight requests).
+REDIS_TTL_MARGIN_SECONDS = 60
+
+
+def redis_key(session_id: str) -> str:
+    return REDIS_KEY_PREFIX + session_id
+
+
+class RedisNatsRevocations:
+    def __init__(self, redis: Redis, outbox: Outbox, access_ttl_seconds: int) -> None:
+        self.redis = redis
+        self.outbox = outbox
+        self.ttl_seconds = access_ttl_seconds + REDIS_TTL_MARGIN_SECONDS
+        # Set when a Redis write failed; the maintenance loop writes recent revocations again.
+        self.behind = False
+
+    async def stage(self, tx: AsyncSession, notice: RevocationNotice) -> None:
+        message = sessions_pb2.SessionRevoked(
+            session_ids=list(notice.session_ids),
+            user_id=notice.user_id,
+            revoked_at=timestamp(notice.revoked_at),
+            reason=notice.reason,
+        )
+        await self.outbox.add(tx, SESSIONS_REVOKED_SUBJECT, message, new_id("evt"))
+
+    async def announce(self, session_ids: Sequence[str]) -> None:
+        self.outbox.notify()
+        if not session_ids:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in session_ids:
+                    pipe.set(redis_key(sid), "1", ex=self.ttl_seconds)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # SQL and the outbox already hold the revocation; only the fallback path lags.
+            self.behind = True
+            log.warning("revocation_redis_write_failed", error=str(exc), sessions=len(session_ids))

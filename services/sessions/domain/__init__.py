@@ -1,0 +1,1 @@
+"""Pure rules of the sessions service: lifetimes, devices, refresh rotation, signing keys, tokens."""

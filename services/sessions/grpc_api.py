@@ -1,0 +1,119 @@
+"""gRPC servicer: protobuf in, use case, protobuf out. Nothing else."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from deelrx_kit.audit_events import timestamp
+from services.sessions.app import IssuedSession, KeyRing, SessionUseCases
+from services.sessions.domain.records import SessionRecord, TokenPair
+
+
+def _optional_time(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    ts: Timestamp = getattr(message, field)
+    when: datetime = ts.ToDatetime(tzinfo=UTC)
+    return when
+
+
+def session_message(s: SessionRecord) -> sessions_pb2.Session:
+    return sessions_pb2.Session(
+        id=s.id,
+        user_id=s.user_id,
+        team_id=s.team_id,
+        device=sessions_pb2.Device(browser=s.device_browser, os=s.device_os, type=s.device_type, label=s.device_label),
+        ip=s.ip,
+        created_at=timestamp(s.created_at),
+        last_seen_at=timestamp(s.last_seen_at),
+        expires_at=timestamp(s.expires_at),
+        idle_expires_at=timestamp(s.idle_expires_at),
+        amr=list(s.amr),
+        auth_time=timestamp(s.auth_time),
+        scope=s.scope,
+        revoked=s.revoked,
+    )
+
+
+def _tokens(t: TokenPair) -> sessions_pb2.TokenPair:
+    return sessions_pb2.TokenPair(
+        access_token=t.access_token,
+        refresh_token=t.refresh_token,
+        expires_in=t.expires_in,
+        access_expires_at=timestamp(t.access_expires_at),
+    )
+
+
+def _issued(issued: IssuedSession) -> dict[str, Any]:
+    return {"session": session_message(issued.session), "tokens": _tokens(issued.tokens)}
+
+
+class SessionsServicer(sessions_pb2_grpc.SessionsServiceServicer):
+    def __init__(self, use_cases: SessionUseCases, keys: KeyRing) -> None:
+        self.use_cases = use_cases
+        self.keys = keys
+
+    async def CreateSession(self, request: Any, context: Any) -> sessions_pb2.CreateSessionResponse:
+        issued = await self.use_cases.create(
+            request.context,
+            user_id=request.user_id,
+            team_id=request.team_id,
+            amr=list(request.amr),
+            auth_time=_optional_time(request, "auth_time"),
+            scope=request.scope,
+            policy_idle_minutes=request.policy.idle_timeout_minutes,
+            policy_absolute_hours=request.policy.absolute_timeout_hours,
+        )
+        return sessions_pb2.CreateSessionResponse(**_issued(issued), new_device=issued.new_device)
+
+    async def Refresh(self, request: Any, context: Any) -> sessions_pb2.RefreshResponse:
+        return sessions_pb2.RefreshResponse(
+            **_issued(await self.use_cases.refresh(request.context, request.refresh_token))
+        )
+
+    async def GetSession(self, request: Any, context: Any) -> sessions_pb2.GetSessionResponse:
+        return sessions_pb2.GetSessionResponse(session=session_message(await self.use_cases.get(request.session_id)))
+
+    async def ListSessions(self, request: Any, context: Any) -> sessions_pb2.ListSessionsResponse:
+        found = await self.use_cases.list_sessions(request.user_id, request.team_id)
+        return sessions_pb2.ListSessionsResponse(sessions=[session_message(s) for s in found])
+
+    async def RevokeSession(self, request: Any, context: Any) -> sessions_pb2.RevokeSessionResponse:
+        await self.use_cases.revoke_one(request.context, request.session_id, request.user_id, request.reason)
+        return sessions_pb2.RevokeSessionResponse()
+
+    async def RevokeSessions(self, request: Any, context: Any) -> sessions_pb2.RevokeSessionsResponse:
+        count = await self.use_cases.revoke_many(
+            request.context, request.user_id, request.team_id, request.except_session_id, request.reason
+        )
+        return sessions_pb2.RevokeSessionsResponse(revoked=count)
+
+    async def SwitchTeam(self, request: Any, context: Any) -> sessions_pb2.SwitchTeamResponse:
+        issued = await self.use_cases.switch_team(
+            request.context,
+            request.session_id,
+            request.team_id,
+            request.policy.idle_timeout_minutes,
+            request.policy.absolute_timeout_hours,
+        )
+        return sessions_pb2.SwitchTeamResponse(**_issued(issued))
+
+    async def MarkReauthenticated(self, request: Any, context: Any) -> sessions_pb2.MarkReauthenticatedResponse:
+        issued = await self.use_cases.mark_reauthenticated(
+            request.context, request.session_id, list(request.amr), _optional_time(request, "auth_time")
+        )
+        return sessions_pb2.MarkReauthenticatedResponse(**_issued(issued))
+
+    async def GetJwks(self, request: Any, context: Any) -> sessions_pb2.GetJwksResponse:
+        return sessions_pb2.GetJwksResponse(jwks_json=await self.use_cases.jwks_json())
+
+    async def RotateSigningKey(self, request: Any, context: Any) -> sessions_pb2.RotateSigningKeyResponse:
+        kid = await self.keys.rotate()
+        return sessions_pb2.RotateSigningKeyResponse(kid=kid or "")
+
+    async def ListRecentRevocations(self, request: Any, context: Any) -> sessions_pb2.ListRecentRevocationsResponse:
+        return sessions_pb2.ListRecentRevocationsResponse(session_ids=await self.use_cases.recent_revocations())

@@ -1,0 +1,54 @@
+"""Wiring of the sessions service: settings + adapters + servicer on one ServiceRuntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from deelrx.sessions.v1 import sessions_pb2_grpc
+from deelrx_kit.clock import Clock, SystemClock
+from deelrx_kit.outbox import Outbox
+from deelrx_kit.runtime import ServiceRuntime, run
+from deelrx_kit.settings import Settings
+from services.sessions.adapters.revocations import RedisNatsRevocations
+from services.sessions.adapters.sql import SqlSessionStore, SqlSigningKeyStore, outbox
+from services.sessions.app import KeyRing, SessionUseCases, maintenance_loop
+from services.sessions.domain.sealing import Sealer
+from services.sessions.grpc_api import SessionsServicer
+
+NAME = "sessions"
+
+
+def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    clock = clock or SystemClock()
+    rt = ServiceRuntime(NAME, settings, grpc_port=grpc_port)
+    db = rt.use_database(Path(__file__).parent / "migrations")
+    events = Outbox(outbox, clock)
+    rt.use_outbox(events)
+    # redis.asyncio connects lazily, on the first command.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    rt.on_stop(redis.aclose)
+    keys = KeyRing(
+        db, SqlSigningKeyStore(), Sealer(settings.secret(), "signing-key"), clock, settings.access_token_ttl_seconds
+    )
+    use_cases = SessionUseCases(
+        settings=settings,
+        db=db,
+        store=SqlSessionStore(),
+        keys=keys,
+        revocations=RedisNatsRevocations(redis, events, settings.access_token_ttl_seconds),
+        outbox=events,
+        clock=clock,
+    )
+    rt.add_task(lambda stop: maintenance_loop(keys, use_cases, stop))
+    rt.grpc.add(
+        sessions_pb2_grpc.add_SessionsServiceServicer_to_server,
+        SessionsServicer(use_cases, keys),
+        "deelrx.sessions.v1.SessionsService",
+    )
+    return rt
+
+
+def main() -> None:
+    run(bootstrap, NAME)

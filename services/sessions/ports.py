@@ -1,0 +1,71 @@
+"""The narrow ports the use cases depend on (SQL store, signing-key store, revocation feed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.sessions.domain.devices import Device
+from services.sessions.domain.records import (
+    RefreshTokenRecord,
+    RevocationNotice,
+    SessionRecord,
+    SigningKeyRecord,
+)
+
+
+class SessionStore(Protocol):
+    """Sessions, devices and refresh tokens; every call runs inside the caller's transaction."""
+
+    async def insert_session(self, tx: AsyncSession, record: SessionRecord) -> None: ...
+    async def get_session(
+        self, tx: AsyncSession, session_id: str, *, for_update: bool = False
+    ) -> SessionRecord | None: ...
+    async def save_live_session(self, tx: AsyncSession, record: SessionRecord) -> bool: ...
+    async def list_live_sessions(
+        self, tx: AsyncSession, user_id: str, team_id: str, now: datetime
+    ) -> list[SessionRecord]: ...
+    async def live_session_ids(
+        self, tx: AsyncSession, user_id: str, team_id: str, except_id: str, now: datetime
+    ) -> list[str]: ...
+    async def revoke(
+        self, tx: AsyncSession, session_ids: Sequence[str], now: datetime, reason: str
+    ) -> list[tuple[str, str]]: ...
+    async def revoked_since(self, tx: AsyncSession, since: datetime) -> list[str]: ...
+    async def record_device(self, tx: AsyncSession, user_id: str, device: Device, now: datetime) -> bool: ...
+    async def touch_device(self, tx: AsyncSession, user_id: str, fingerprint: str, now: datetime) -> None: ...
+    async def insert_refresh_token(self, tx: AsyncSession, record: RefreshTokenRecord) -> None: ...
+    async def get_refresh_token(self, tx: AsyncSession, token_hash: str) -> RefreshTokenRecord | None: ...
+    async def current_refresh_token(self, tx: AsyncSession, family_id: str) -> RefreshTokenRecord | None: ...
+    async def mark_rotated(
+        self, tx: AsyncSession, token_hash: str, now: datetime, successor_hash: str, successor_sealed: bytes
+    ) -> bool: ...
+    async def forget_successor_of(self, tx: AsyncSession, family_id: str, successor_hash: str) -> None: ...
+    async def forget_stale_successors(self, tx: AsyncSession, rotated_before: datetime) -> int: ...
+    async def delete_ended(self, tx: AsyncSession, ended_before: datetime) -> int: ...
+
+
+class SigningKeyStore(Protocol):
+    async def active(self, tx: AsyncSession) -> SigningKeyRecord | None: ...
+    async def published(self, tx: AsyncSession, retired_after: datetime) -> list[SigningKeyRecord]: ...
+    async def insert_active(
+        self, tx: AsyncSession, kid: str, public_raw: bytes, private_sealed: bytes, now: datetime
+    ) -> None: ...
+    async def retire_active(self, tx: AsyncSession, now: datetime, only_kid: str | None = None) -> bool: ...
+    async def delete_retired_before(self, tx: AsyncSession, before: datetime) -> int: ...
+
+
+class RevocationPublisher(Protocol):
+    """Tells every gateway at once that sessions are revoked."""
+
+    # True after a fast-path write failed; the maintenance loop announces recent revocations again.
+    behind: bool
+
+    async def stage(self, tx: AsyncSession, notice: RevocationNotice) -> None:
+        """Queue the `sessions.revoked` message in the same transaction as the revocation."""
+
+    async def announce(self, session_ids: Sequence[str]) -> None:
+        """After commit: fast paths (Redis fallback keys, wake the outbox relay). Never raises."""
