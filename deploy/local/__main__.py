@@ -22,7 +22,9 @@ def main() -> int:
         stopping = True
         raise KeyboardInterrupt
 
+    # Explicit for SIGINT too: a launcher started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         suite.start_infrastructure()
         suite.start_services()
