@@ -14,7 +14,7 @@ from deelrx_kit.errors import DomainError
 from gateway import csrf
 from gateway.clients import call
 from gateway.context import request_context
-from gateway.ratelimit import PLAN_LIMITS
+from gateway.ratelimit import PLAN_LIMITS, Decision
 from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
@@ -62,7 +62,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def deliver_cookies(gw: Gateway, request: Request, tokens: IssuedTokens) -> None:
+def deliver_cookies(request: Request, tokens: IssuedTokens) -> None:
     """Queue the session, refresh and csrf cookies onto this request's response."""
     request.state.issued_cookies = tokens
 
@@ -79,7 +79,7 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
     tokens = IssuedTokens(
         response.tokens.access_token, response.tokens.refresh_token, response.tokens.expires_in, response.session
     )
-    deliver_cookies(gw, request, tokens)
+    deliver_cookies(request, tokens)
     return await gw.verifier.verify(response.tokens.access_token)
 
 
@@ -150,7 +150,7 @@ async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -
     apply_decision(request, decision)
 
 
-def apply_decision(request: Request, decision) -> None:  # type: ignore[no-untyped-def]
+def apply_decision(request: Request, decision: Decision) -> None:
     request.state.ratelimit = decision
     if not decision.allowed:
         raise DomainError("rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after)

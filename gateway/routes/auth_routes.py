@@ -135,7 +135,7 @@ async def start_session(
     if delivery == "body":
         answer.update(_token_body(tokens))
     else:
-        deliver_cookies(gw, request, tokens)
+        deliver_cookies(request, tokens)
     return answer
 
 
@@ -179,7 +179,7 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
         return {**_token_body(tokens), "session": session_json(renewed.session)}
     if not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), renewed.session.id):
         raise DomainError("csrf_failed", "CSRF token does not belong to this session")
-    deliver_cookies(gw, request, tokens)
+    deliver_cookies(request, tokens)
     return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}
 
 

@@ -67,6 +67,7 @@ class RunningSuite:
     redis_url: str
     settings: Settings
     database: str
+    env: dict[str, str]
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=20, **kwargs)
@@ -82,7 +83,7 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="package", params=["sqlite", "postgres"])
 def suite(
     request: pytest.FixtureRequest,
     infrastructure: Infra,
@@ -131,6 +132,7 @@ def suite(
             infrastructure.redis_url,
             settings,
             request.param,
+            env,
         )
     except Exception:
         log.flush()

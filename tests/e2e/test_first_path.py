@@ -5,35 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
-import httpx
 import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from deelrx.audit.v1 import audit_pb2
 from tests.e2e.conftest import RunningSuite
+from tests.e2e.flows import CSRF_COOKIE, PASSWORD, new_email, sign_up_and_verify
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "correct horse battery staple 42"
-CSRF_COOKIE = "deelrx_csrf"  # plain-http loopback names (no __Host- prefix)
-
-
-def _email() -> str:
-    return f"ada.{uuid.uuid4().hex[:10]}@example.com"
-
-
-def _sign_up_and_verify(suite: RunningSuite, client: httpx.Client, email: str, name: str = "Ada Lovelace") -> None:
-    mark = suite.mailbox.mark()
-    r = client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": name})
-    assert r.status_code == 201, r.text
-    assert r.json() == {"status": "verification_sent"}
-    token = suite.mailbox.wait_for(email, r"/verify-email\?token=([A-Za-z0-9_\-]+)", after=mark)
-    r = client.post("/v1/auth/verify-email", json={"token": token})
-    assert r.status_code == 200, r.text
-    assert r.json() == {"email_verified": True}
 
 
 def _audit_events(nats_url: str, types: set[str], since: float, timeout: float = 15.0) -> list[audit_pb2.AuditEvent]:
@@ -68,7 +49,7 @@ def _audit_events(nats_url: str, types: set[str], since: float, timeout: float =
 
 def test_first_path_with_cookies(suite: RunningSuite) -> None:
     started = time.time()
-    email = _email()
+    email = new_email()
     with suite.client() as client:
         # Before verification the correct password is told apart only as "not verified".
         client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": "Ada"})
@@ -76,7 +57,7 @@ def test_first_path_with_cookies(suite: RunningSuite) -> None:
         assert r.status_code == 403 and r.json()["code"] == "email_not_verified", r.text
         assert r.headers["content-type"].startswith("application/problem+json")
 
-        _sign_up_and_verify(suite, client, email)
+        sign_up_and_verify(suite, client, email)
 
         r = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200, r.text
@@ -146,9 +127,9 @@ def test_first_path_with_cookies(suite: RunningSuite) -> None:
 
 
 def test_body_delivery_and_bearer(suite: RunningSuite) -> None:
-    email = _email()
+    email = new_email()
     with suite.client() as client:
-        _sign_up_and_verify(suite, client, email)
+        sign_up_and_verify(suite, client, email)
         r = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD, "token_delivery": "body"})
         assert r.status_code == 200, r.text
         body = r.json()
@@ -173,11 +154,11 @@ def test_body_delivery_and_bearer(suite: RunningSuite) -> None:
 
 
 def test_wrong_password_and_unknown_email_answer_the_same(suite: RunningSuite) -> None:
-    email = _email()
+    email = new_email()
     with suite.client() as client:
-        _sign_up_and_verify(suite, client, email)
+        sign_up_and_verify(suite, client, email)
         wrong = client.post("/v1/auth/login", json={"email": email, "password": "not the password"})
-        unknown = client.post("/v1/auth/login", json={"email": _email(), "password": "not the password"})
+        unknown = client.post("/v1/auth/login", json={"email": new_email(), "password": "not the password"})
     assert wrong.status_code == unknown.status_code == 401
     strip = lambda b: {k: v for k, v in b.items() if k != "request_id"}  # noqa: E731
     assert strip(wrong.json()) == strip(unknown.json())
@@ -185,11 +166,11 @@ def test_wrong_password_and_unknown_email_answer_the_same(suite: RunningSuite) -
 
 
 def test_signup_does_not_reveal_existing_accounts(suite: RunningSuite) -> None:
-    email = _email()
+    email = new_email()
     with suite.client() as client:
-        _sign_up_and_verify(suite, client, email)
+        sign_up_and_verify(suite, client, email)
         again = client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD + "x", "name": "Eve"})
-        fresh = client.post("/v1/auth/signup", json={"email": _email(), "password": PASSWORD, "name": "Bob"})
+        fresh = client.post("/v1/auth/signup", json={"email": new_email(), "password": PASSWORD, "name": "Bob"})
     assert again.status_code == fresh.status_code == 201
     assert again.json() == fresh.json()
 
