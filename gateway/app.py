@@ -32,7 +32,12 @@ JSON_TYPES = ("application/json",)
 
 
 class BodyLimit:
-    """Pure ASGI: strips identity headers and refuses bodies over 64 KiB, chunked ones too."""
+    """Pure ASGI: strips identity headers and refuses bodies over 64 KiB, chunked ones too.
+
+    Past the limit it answers 413 itself and tells the app the client went away; whatever
+    the app then tries to send is dropped. (Raising from `receive` does not work: Starlette's
+    middleware task groups wrap the exception and FastAPI turns it into a 400.)
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,25 +48,28 @@ class BodyLimit:
             return
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() not in STRIPPED_HEADERS]
         received = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > MAX_BODY_BYTES:
-                    raise _TooLarge()
+                    refused = True
+                    too_large = DomainError("payload_too_large", "Request body exceeds 64 KiB")
+                    response = problem_response(Request(scope), too_large)
+                    await response(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            response = problem_response(None, DomainError("payload_too_large", "Request body exceeds 64 KiB"))
-            await response(scope, receive, send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited_receive, guarded_send)
 
 
 def create_app(gw: Gateway) -> FastAPI:
@@ -161,17 +169,25 @@ def _refuse_early(gw: Gateway, request: Request) -> DomainError | None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if has_body and content_type not in JSON_TYPES:
         return DomainError("unsupported_media_type", "Send the body as application/json")
-    if request.headers.get("authorization") is None and not csrf.origin_allowed(
+    if not _is_bearer(request) and not csrf.origin_allowed(
         request.headers.get("origin"), request.headers.get("sec-fetch-site"), gw.settings.public_origin
     ):
         return DomainError("csrf_failed", "Cross-site request refused")
     return None
 
 
+def _is_bearer(request: Request) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
 def _finish(gw: Gateway, request: Request, response: Response) -> None:
     """Cookies, cache and rate-limit headers that depend on what the handler did."""
     issued: IssuedTokens | None = getattr(request.state, "issued_cookies", None)
-    if issued is not None and response.status_code < 400:
+    # Tokens renewed during this request are delivered even when the answer is an error
+    # (rate limit, CSRF...): the old refresh token is already rotated, so dropping them
+    # would end the session at the next renewal.
+    if issued is not None and not getattr(request.state, "clear_cookies", False):
         gw.cookies.set_tokens(
             response,
             access=issued.access_token,

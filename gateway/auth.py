@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+import jwt
 from fastapi import Request
 
 from deelrx.sessions.v1 import sessions_pb2
@@ -15,6 +16,7 @@ from gateway import csrf
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.ratelimit import PLAN_LIMITS, Decision
+from gateway.revocation import REDIS_KEY
 from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
@@ -80,7 +82,10 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
         response.tokens.access_token, response.tokens.refresh_token, response.tokens.expires_in, response.session
     )
     deliver_cookies(request, tokens)
-    return await gw.verifier.verify(response.tokens.access_token)
+    # Minted by the sessions service over the internal channel a moment ago: read the claims
+    # rather than verify them, so a JWKS refresh in flight cannot fail a good renewal.
+    payload = jwt.decode(response.tokens.access_token, options={"verify_signature": False})
+    return AccessClaims.from_payload(payload)
 
 
 async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool = True) -> AuthContext:
@@ -95,15 +100,24 @@ async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool
         ctx = AuthContext(claims, "bearer")
     else:
         ctx = await _from_cookies(gw, request, renew=renew)
-    if await gw.revocations.is_revoked(ctx.session_id):
+    decision: Decision | None = None
+    if rate_limit:
+        # One Redis round trip: the limit, and whether sessions recorded a revocation that
+        # the NATS feed has not brought yet.
+        decision = await limit_authenticated(gw, request, ctx)
+        revoked = gw.revocations.known_revoked(ctx.session_id) or (
+            decision.revoked if decision is not None else await gw.revocations.is_revoked(ctx.session_id)
+        )
+    else:
+        revoked = await gw.revocations.is_revoked(ctx.session_id)
+    if revoked:
         if ctx.via == "cookie":
             request.state.clear_cookies = True
         raise DomainError("session_expired", "The session was revoked")
     request.state.auth = ctx
+    apply_decision(request, decision)
     if ctx.claims.scope == ENROLLMENT_SCOPE and not request.url.path.startswith(ENROLLMENT_PATHS):
         raise DomainError("mfa_enrollment_required", "Enable two-factor authentication to continue")
-    if rate_limit:
-        await limit_authenticated(gw, request, ctx)
     return ctx
 
 
@@ -141,16 +155,19 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool) -> AuthCo
     return AuthContext(claims, "cookie")
 
 
-async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> None:
+async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> Decision | None:
+    """Count the request against its team's plan (or the user's starter rate)."""
+    revoked_key = REDIS_KEY.format(ctx.session_id)
     if ctx.team_id:
         plan = await gw.plans.plan_of(ctx.team_id)
-        decision = await gw.limiter.hit(f"team-{plan}", ctx.team_id, PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"]))
-    else:
-        decision = await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"])
-    apply_decision(request, decision)
+        limit = PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"])
+        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit, revoked_key)
+    return await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"], revoked_key)
 
 
-def apply_decision(request: Request, decision: Decision) -> None:
+def apply_decision(request: Request, decision: Decision | None) -> None:
+    if decision is None:
+        return
     request.state.ratelimit = decision
     if not decision.allowed:
         raise DomainError("rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after)

@@ -7,15 +7,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from urllib.parse import urlsplit
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
+def normalize_origin(origin: str) -> str:
+    """scheme://host[:port] lower-cased, without the scheme's default port."""
+    parts = urlsplit(origin.strip().lower())
+    port = parts.port
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
 def origin_allowed(origin: str | None, fetch_site: str | None, public_origin: str) -> bool:
     if fetch_site is not None and fetch_site.lower() not in ALLOWED_FETCH_SITES:
         return False
-    return origin is None or origin == public_origin
+    if origin is None:
+        return True
+    try:
+        return normalize_origin(origin) == normalize_origin(public_origin)
+    except ValueError:  # e.g. a port out of range
+        return False
 
 
 def token_for(secret: bytes, session_id: str) -> str:

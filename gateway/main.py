@@ -92,17 +92,20 @@ class GatewayProcess:
             await resync()
 
         while not self.stop_event.is_set() and self.nc is None:
+            nc = None
             try:
-                nc = await nats_bus.connect(gw.settings.nats_url, "gateway")
+                nc = await nats_bus.connect(
+                    gw.settings.nats_url, "gateway", on_disconnected=disconnected, on_reconnected=reconnected
+                )
+                await nc.subscribe(nats_bus.SESSIONS_REVOKED_SUBJECT, cb=on_revoked)
+                await nc.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, cb=on_team_changed)
+                await nc.flush()
             except Exception as exc:  # noqa: BLE001
-                log.warning("nats_connect_failed", error=str(exc))
+                log.warning("nats_feed_failed", error=str(exc))
+                if nc is not None:
+                    await nc.close()
                 await asyncio.sleep(1)
                 continue
-            nc._disconnected_cb = disconnected
-            nc._reconnected_cb = reconnected
-            await nc.subscribe(nats_bus.SESSIONS_REVOKED_SUBJECT, cb=on_revoked)
-            await nc.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, cb=on_team_changed)
-            await nc.flush()
             self.nc = nc
             gw.nats_connected = True
             await resync()

@@ -39,8 +39,15 @@ class RevocationSet:
         for sid in [s for s, until in self._revoked.items() if until <= now]:
             del self._revoked[sid]
 
+    def known_revoked(self, session_id: str) -> bool:
+        """Revoked according to the feed (no I/O)."""
+        until = self._revoked.get(session_id)
+        return until is not None and until > time.monotonic()
+
     async def is_revoked(self, session_id: str) -> bool:
-        if session_id in self._revoked:
+        """The feed, and Redis while the feed is down. Callers that talk to Redis anyway ask
+        it in the same round trip instead (see RateLimiter.hit)."""
+        if self.known_revoked(session_id):
             return True
         if self.feed_healthy:
             return False

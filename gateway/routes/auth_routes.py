@@ -177,9 +177,11 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
     )
     if not by_cookie:
         return {**_token_body(tokens), "session": session_json(renewed.session)}
+    # Delivered even if the check below fails: the old refresh token is rotated already,
+    # and the new csrf cookie is bound to this session, replacing whatever was planted.
+    deliver_cookies(request, tokens)
     if not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), renewed.session.id):
         raise DomainError("csrf_failed", "CSRF token does not belong to this session")
-    deliver_cookies(request, tokens)
     return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}
 
 

@@ -8,6 +8,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 # Keys whose values must never reach a log line, however they got into the event dict.
 _SECRET_KEYS = frozenset(
@@ -48,7 +49,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Never render local variables: a crashing frame may hold a password or token.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.EventRenamer("msg"),
             structlog.processors.JSONRenderer(),
         ],

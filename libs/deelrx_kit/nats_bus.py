@@ -41,7 +41,13 @@ STREAMS = [
 ]
 
 
-async def connect(url: str, name: str) -> NATS:
+async def connect(
+    url: str,
+    name: str,
+    *,
+    on_disconnected: Callable[[], Awaitable[None]] | None = None,
+    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+) -> NATS:
     """Connect, retrying forever in the background once connected."""
 
     async def on_error(exc: Exception) -> None:
@@ -49,9 +55,13 @@ async def connect(url: str, name: str) -> NATS:
 
     async def on_disconnect() -> None:
         log.warning("nats_disconnected")
+        if on_disconnected is not None:
+            await on_disconnected()
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
+        if on_reconnected is not None:
+            await on_reconnected()
 
     return await nats.connect(
         url,

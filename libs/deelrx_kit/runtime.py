@@ -98,6 +98,11 @@ class ServiceRuntime:
                 return
             except Exception as exc:  # noqa: BLE001
                 log.warning("nats_connect_failed", error=str(exc))
+                if self.nc is not None:
+                    # A half-set-up client would otherwise keep reconnecting forever.
+                    await self.nc.close()
+                    self.nc = None
+                self.js.js = None
                 await asyncio.sleep(1)
 
     async def stop(self) -> None:

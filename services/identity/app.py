@@ -192,7 +192,10 @@ class IdentityApp:
 
     async def resend_verification(self, email: str, context: common_pb2.RequestContext | None = None) -> None:
         """Always succeeds; mails a fresh link only to a pending sign-up, at most once per interval."""
-        address = parse_email(email)
+        try:
+            address = parse_email(email)
+        except DomainError:
+            return  # API.md: 202 always; a malformed address cannot have a pending sign-up
         now = self.clock.now()
         sent = False
         async with transaction(self.sessions) as session:

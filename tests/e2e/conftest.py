@@ -106,6 +106,8 @@ def suite(
         "DEELRX_ARGON2_MEMORY_COST_KIB": "8192",
         "DEELRX_ARGON2_PARALLELISM": "1",
         "DEELRX_LOG_LEVEL": "INFO",
+        # Every test comes from 127.0.0.1, and both suites share one Redis.
+        "DEELRX_RATE_LIMIT_ANONYMOUS_PER_IP": "10000",
     }
     for name in SERVICES:
         env[f"DEELRX_{name.upper()}_ADDR"] = f"127.0.0.1:{infra.free_port()}"

@@ -139,7 +139,7 @@ def test_body_delivery_and_bearer(suite: RunningSuite) -> None:
         auth = {"Authorization": f"Bearer {body['access_token']}"}
         r = api.get("/v1/auth/me", headers=auth)
         assert r.status_code == 200 and r.json()["user"]["email"] == email
-        # A bad Bearer token never falls back to cookies.
+        # A bad Bearer token is refused.
         r = api.get("/v1/auth/me", headers={"Authorization": "Bearer nonsense"})
         assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
         # Refresh in the body answers in the body, with a rotated refresh token.
@@ -230,3 +230,11 @@ def test_operations_endpoints(suite: RunningSuite) -> None:
         assert jwks["keys"] and all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and "d" not in k for k in jwks["keys"])
         assert client.get("/openapi.json").json()["paths"]["/v1/auth/login"]
         assert client.get("/v1/nowhere").json()["code"] == "not_found"
+
+
+def test_chunked_body_over_the_limit_is_refused(suite: RunningSuite) -> None:
+    # No Content-Length: the limit is enforced while the body streams in.
+    chunks = (b" " * 8192 for _ in range(10))
+    with suite.client() as client:
+        r = client.post("/v1/auth/signup", content=chunks, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"

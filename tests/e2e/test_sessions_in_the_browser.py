@@ -156,3 +156,30 @@ def test_audit_service_chains_the_users_events(suite: RunningSuite) -> None:
     types, verdict = asyncio.run(query())
     assert {"auth.login_succeeded", "session.created"} <= types, types
     assert verdict.ok and verdict.events_checked >= 2 and verdict.head_hash
+
+
+def test_bad_bearer_never_falls_back_to_valid_cookies(suite: RunningSuite) -> None:
+    with suite.client() as client:
+        account_with_cookies(suite, client)
+        assert client.get("/v1/auth/me").status_code == 200
+        r = client.get("/v1/auth/me", headers={"Authorization": "Bearer nonsense"})
+        assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+
+
+def test_tokens_renewed_before_an_error_are_still_delivered(suite: RunningSuite) -> None:
+    with suite.client() as alice, suite.client() as mallory:
+        account_with_cookies(suite, alice)
+        account_with_cookies(suite, mallory)
+        refresh = alice.cookies.get(REFRESH_COOKIE)
+        forged = mallory.cookies.get(CSRF_COOKIE)
+    # Session cookie gone, csrf cookie planted: the request is renewed, then refused.
+    with suite.client(cookies={REFRESH_COOKIE: refresh, CSRF_COOKIE: forged}) as browser:
+        r = browser.post("/v1/auth/logout", headers={"X-CSRF-Token": forged})
+        assert r.status_code == 403 and r.json()["code"] == "csrf_failed"
+        issued = _set_cookies(r)
+        assert issued[REFRESH_COOKIE] != refresh and issued[CSRF_COOKIE] != forged
+    # The session lives on with the delivered cookies (the old refresh token is spent).
+    with suite.client(cookies=issued) as browser:
+        assert browser.get("/v1/auth/me").status_code == 200
+        r = browser.post("/v1/auth/logout", headers={"X-CSRF-Token": issued[CSRF_COOKIE]})
+        assert r.status_code == 204

@@ -38,3 +38,21 @@ async def test_concurrent_hits_never_exceed_the_limit(redis_url: str) -> None:
     results = await asyncio.gather(*(limiter.hit("p", "x", 20) for _ in range(50)))
     assert sum(d.allowed for d in results) == 20
     await client.aclose()
+
+
+async def test_revoked_session_is_reported_in_the_same_round_trip(redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    limiter = RateLimiter(client, prefix=f"t:{uuid.uuid4().hex}")
+    sid_key = f"deelrx:revoked:ses_{uuid.uuid4().hex}"
+    assert not (await limiter.hit("p", "u", 10, sid_key)).revoked
+    await client.set(sid_key, 1, ex=60)
+    assert (await limiter.hit("p", "u", 10, sid_key)).revoked
+    await client.aclose()
+
+
+async def test_unreachable_redis_does_not_fail_the_request() -> None:
+    from deploy.local.infra import free_port
+
+    client = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    assert await RateLimiter(client).hit("p", "u", 10) is None
+    await client.aclose()

@@ -28,3 +28,11 @@ def test_header_must_equal_cookie() -> None:
     assert not csrf.header_matches_cookie("abc", "abd")
     assert not csrf.header_matches_cookie(None, "abc")
     assert not csrf.header_matches_cookie("", "")
+
+
+def test_origins_compare_after_normalisation() -> None:
+    assert csrf.origin_allowed("https://AUTH.example.com", None, "https://auth.example.com:443")
+    assert csrf.origin_allowed("http://127.0.0.1:8080", None, "http://127.0.0.1:8080")
+    assert not csrf.origin_allowed("http://auth.example.com", None, "https://auth.example.com")
+    assert not csrf.origin_allowed("https://auth.example.com:99999", None, "https://auth.example.com")
+    assert not csrf.origin_allowed("null", None, "https://auth.example.com")
