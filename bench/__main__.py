@@ -22,11 +22,13 @@ from typing import Any
 
 import httpx
 
+from bench.loadgen import RawConnection
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
 from deploy.local.launcher import prepare
 
 PASSWORD = "bench mark password 2026"
+JSON = {"Content-Type": "application/json"}
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 
@@ -87,25 +89,27 @@ def _summary(name: str, samples: list[float], wall: float, errors: int, concurre
 
 
 async def _load(name: str, base: str, make_request: Any, total: int, concurrency: int, ok: set[int]) -> dict[str, Any]:
+    """`concurrency` keep-alive connections sharing `total` requests; latency per request."""
     samples: list[float] = []
     errors = 0
     counter = iter(range(total))
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker() -> None:
         nonlocal errors
-        for i in counter:
-            started = time.perf_counter()
-            response = await make_request(client, i)
-            samples.append(time.perf_counter() - started)
-            if response.status_code not in ok:
-                errors += 1
+        conn = RawConnection(base)
+        try:
+            for i in counter:
+                started = time.perf_counter()
+                status = await make_request(conn, i)
+                samples.append(time.perf_counter() - started)
+                if status not in ok:
+                    errors += 1
+        finally:
+            await conn.close()
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-        begin = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - begin
-    return _summary(name, samples, wall, errors, concurrency)
+    begin = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return _summary(name, samples, time.perf_counter() - begin, errors, concurrency)
 
 
 async def _run(base: str, mail_dir: Path, users: int) -> list[dict[str, Any]]:
@@ -119,43 +123,48 @@ async def _run(base: str, mail_dir: Path, users: int) -> list[dict[str, Any]]:
             token = await asyncio.to_thread(_token_from_mail, mail_dir, email)
             (await client.post("/v1/auth/verify-email", json={"token": token})).raise_for_status()
 
-    async def login(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        body = {"email": emails[i % users], "password": PASSWORD, "token_delivery": "body"}
-        return await client.post("/v1/auth/login", json=body)
+    async def login_body(i: int) -> bytes:
+        return json.dumps({"email": emails[i % users], "password": PASSWORD, "token_delivery": "body"}).encode()
+
+    async def login(conn: RawConnection, i: int) -> int:
+        return await conn.request("POST", "/v1/auth/login", JSON, await login_body(i))
 
     results.append(await _load("login (argon2id verify + session + JWT)", base, login, 2 * users, 2, {200}))
 
     tokens: list[dict[str, Any]] = []
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         for i in range(users):
-            tokens.append((await login(client, i)).json())
+            r = await client.post("/v1/auth/login", content=await login_body(i), headers=JSON)
+            tokens.append(r.json())
 
-    async def me(client: httpx.AsyncClient, i: int) -> httpx.Response:
+    async def me(conn: RawConnection, i: int) -> int:
         # Spread over users so each stays under its starter limit (100/min).
-        access = tokens[i % users]["access_token"]
-        return await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+        return await conn.request(
+            "GET", "/v1/auth/me", {"Authorization": f"Bearer {tokens[i % users]['access_token']}"}
+        )
 
     results.append(
         await _load(
-            "GET /v1/auth/me (Bearer; verify, revocation, rate limit, 3 gRPC calls)", base, me, 60 * users, 16, {200}
+            "GET /v1/auth/me (Bearer; verify, revocation+rate limit, 3 gRPC calls)", base, me, 60 * users, 16, {200}
         )
     )
 
-    refresh_tokens = [t["refresh_token"] for t in tokens]
-
-    async def refresh(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        r = await client.post("/v1/auth/refresh", json={"refresh_token": refresh_tokens[i % users]})
-        if r.status_code == 200:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        refresh_tokens = [t["refresh_token"] for t in tokens]
+        samples: list[float] = []
+        begin = time.perf_counter()
+        # Rotation is serial per session: each call needs the previous answer's token.
+        for i in range(3 * users):
+            started = time.perf_counter()
+            r = await client.post("/v1/auth/refresh", json={"refresh_token": refresh_tokens[i % users]})
+            samples.append(time.perf_counter() - started)
             refresh_tokens[i % users] = r.json()["refresh_token"]
-        return r
+        results.append(_summary("POST /v1/auth/refresh (rotation)", samples, time.perf_counter() - begin, 0, 1))
 
-    # One worker per user's token chain would be needed for concurrency; rotation is serial per session.
-    results.append(await _load("POST /v1/auth/refresh (rotation)", base, refresh, 3 * users, 1, {200}))
+    async def healthz(conn: RawConnection, i: int) -> int:
+        return await conn.request("GET", "/healthz")
 
-    async def healthz(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        return await client.get("/healthz")
-
-    results.append(await _load("GET /healthz (HTTP floor)", base, healthz, 2000, 16, {200}))
+    results.append(await _load("GET /healthz (HTTP floor)", base, healthz, 5000, 16, {200}))
     return results
 
 

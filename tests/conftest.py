@@ -26,10 +26,10 @@ class Infra:
     data_dir: Path
 
 
-def _containers(stack) -> Infra:  # pragma: no cover - only where Docker runs
-    from testcontainers.nats import NatsContainer
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.redis import RedisContainer
+def _containers(stack) -> Infra:  # pragma: no cover - only where a Docker engine runs
+    from testcontainers.community.nats import NatsContainer
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.community.redis import RedisContainer
 
     pg = stack.enter_context(PostgresContainer("postgres:16-alpine", driver=None))
     rd = stack.enter_context(RedisContainer("redis:7-alpine"))
@@ -45,7 +45,9 @@ def _containers(stack) -> Infra:  # pragma: no cover - only where Docker runs
 @pytest.fixture(scope="session")
 def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     base = tmp_path_factory.mktemp("infra")
-    if os.environ.get("DEELRX_TEST_CONTAINERS") == "1" and infra.docker_available():
+    # Containers where a Docker engine answers (DEELRX_TEST_CONTAINERS=0 opts out), else the
+    # binaries the Python packages ship.
+    if os.environ.get("DEELRX_TEST_CONTAINERS", "1") != "0" and infra.docker_available():
         from contextlib import ExitStack
 
         with ExitStack() as stack:

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import utc
 
+READ_ONLY_OPTION = "deelrx_read_only"
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -96,9 +98,17 @@ def create_engine(url: str, schema: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at BEGIN so read-then-write transactions serialize
-            # instead of failing with "database is locked" on upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at BEGIN so read-then-write transactions serialize
+            # instead of failing with "database is locked" on upgrade. Readers (`reading()`)
+            # begin deferred: with WAL they neither wait for writers nor block them.
+            # query_only makes a write inside `reading()` fail loudly instead of being
+            # silently rolled back at the end.
+            if conn.get_execution_options().get(READ_ONLY_OPTION):
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("PRAGMA query_only = OFF")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -111,6 +121,14 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, roll back on any error."""
     async with sessions() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A read-only transaction: never takes SQLite's write lock; READ ONLY on PostgreSQL."""
+    async with sessions() as session:
+        await session.connection(execution_options={READ_ONLY_OPTION: True, "postgresql_readonly": True})
         yield session
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
-from deelrx_kit.db import transaction
+from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import validation_error
 from services.audit.adapters import sql
 from services.audit.domain.alerts import AlertRecord, view_for_team
@@ -129,7 +129,7 @@ class AuditLog:
                 if not allowed:
                     return Page([], "")
                 types = allowed
-        async with self.sessions() as s:
+        async with reading(self.sessions) as s:
             rows = await sql.query_events(
                 s,
                 team_id=team_id or None,
@@ -155,7 +155,7 @@ class AuditLog:
         check_range(since, until)
         after: Cursor | None = None
         while True:
-            async with self.sessions() as s:
+            async with reading(self.sessions) as s:
                 rows = await sql.query_events(
                     s,
                     team_id=team_id,
@@ -175,7 +175,7 @@ class AuditLog:
     async def verify_chain(self, *, team_id: str = "", user_id: str = "") -> ChainCheck:
         _exactly_one(team_id, user_id)
         key = team_chain(team_id) if team_id else user_chain(user_id)
-        async with self.sessions() as s:
+        async with reading(self.sessions) as s:
             head = await sql.chain_head(s, key)
         if head is None:
             return ChainCheck(True, 0, "", "")
@@ -183,7 +183,7 @@ class AuditLog:
         verifier = ChainVerifier(key)
         after = 0
         while True:
-            async with self.sessions() as s:
+            async with reading(self.sessions) as s:
                 rows = await sql.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
             for r in rows:
                 verifier.feed(r)
@@ -206,7 +206,7 @@ class AuditLog:
         size = page_limit(limit)
         after = decode_cursor(cursor)
         members = [m for m in member_user_ids if m]
-        async with self.sessions() as s:
+        async with reading(self.sessions) as s:
             rows = await sql.query_alerts(s, team_id=team_id, member_user_ids=members, after=after, limit=size + 1)
         page = rows[:size]
         views = [v for v in (view_for_team(a, team_id, members) for a in page) if v is not None]

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import audit_events
 from deelrx_kit.clock import Clock
-from deelrx_kit.db import transaction
+from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
 from deelrx_kit.ids import has_prefix, new_id
 from deelrx_kit.outbox import Outbox
@@ -302,7 +302,7 @@ class IdentityApp:
 
     async def _check_pending_signup(self, email_normalized: str, candidate: str | None) -> str:
         """One argon2 verification either way, so unknown and pending addresses take alike."""
-        async with self.sessions() as session:
+        async with reading(self.sessions) as session:
             signup = await self.signups.latest_live(session, email_normalized, self.clock.now())
         if signup is None or candidate is None:
             await self.hasher.verify_dummy(candidate or "")
@@ -330,7 +330,7 @@ class IdentityApp:
 
     # -- users and teams ---------------------------------------------------------------
     async def get_user(self, user_id: str) -> User:
-        async with self.sessions() as session:
+        async with reading(self.sessions) as session:
             user = await self.users.get(session, user_id) if user_id else None
         if user is None:
             raise not_found("User not found")
@@ -353,7 +353,7 @@ class IdentityApp:
         if len(team_ids) > MAX_TEAM_IDS:
             raise validation_error("/team_ids", f"Ask for at most {MAX_TEAM_IDS} teams at once.")
         wanted = [i for i in team_ids if has_prefix(i, "tm")]
-        async with self.sessions() as session:
+        async with reading(self.sessions) as session:
             return await self.teams.many(session, wanted)
 
     async def create_team(

@@ -21,7 +21,7 @@ from deelrx.common.v1 import common_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx_kit import audit_events
 from deelrx_kit.clock import Clock
-from deelrx_kit.db import transaction
+from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, conflict, forbidden, not_found, validation_error
 from deelrx_kit.ids import new_id
 from deelrx_kit.nats_bus import RBAC_CHANGED_PREFIX
@@ -94,7 +94,7 @@ class Rbac:
         self.cache = TeamCache(self._load_team, max_age_seconds=cache_max_age_seconds)
 
     async def _load_team(self, team_id: str) -> TeamAuthorization:
-        async with self.sessions() as session:
+        async with reading(self.sessions) as session:
             return await self.store.load_team(session, team_id)
 
     # -- decisions (hot path) ---------------------------------------------------------------
@@ -139,7 +139,7 @@ class Rbac:
 
     async def list_memberships(self, user_id: str) -> list[MembershipView]:
         require_key(user_id, "/user_id")
-        async with self.sessions() as session:
+        async with reading(self.sessions) as session:
             bindings = await self.store.memberships_of_user(session, user_id)
             overrides = await self.store.overrides_for(session, {b.team_id for b in bindings})
         return [_view(b, effective_roles(overrides.get(b.team_id, {}))) for b in bindings]

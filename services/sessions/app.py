@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import audit_events
 from deelrx_kit.clock import Clock
-from deelrx_kit.db import transaction
+from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
 from deelrx_kit.ids import new_id
 from deelrx_kit.outbox import Outbox
@@ -148,7 +148,7 @@ class KeyRing:
     async def jwks(self) -> dict[str, Any]:
         now = self.clock.now()
         window = signing_keys.publication_window(self.access_ttl_seconds)
-        async with transaction(self.db) as tx:
+        async with reading(self.db) as tx:
             keys = await self.store.published(tx, now - window)
         if not any(k.active for k in keys):
             await self.ensure_active()
@@ -498,7 +498,7 @@ class SessionUseCases:
     async def get(self, session_id: str) -> SessionRecord:
         """A session whatever its state: revoked is flagged, expiry is visible in its times and
         left to the caller (the gateway answers session_expired, an admin view shows history)."""
-        async with transaction(self.db) as tx:
+        async with reading(self.db) as tx:
             session = await self.store.get_session(tx, session_id) if session_id else None
         if session is None:
             raise not_found("Session not found")
@@ -507,7 +507,7 @@ class SessionUseCases:
     async def list_sessions(self, user_id: str, team_id: str) -> list[SessionRecord]:
         if not user_id:
             raise validation_error("/user_id", "a user id is required")
-        async with transaction(self.db) as tx:
+        async with reading(self.db) as tx:
             return await self.store.list_live_sessions(tx, user_id, team_id, self.clock.now())
 
     async def revoke_one(

@@ -10,11 +10,13 @@ from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
 from deelrx.identity.v1 import identity_pb2 as pb
 from deelrx.identity.v1 import identity_pb2_grpc
 from deelrx_kit.clock import FrozenClock
 from deploy.local.infra import free_port
+from services.identity.adapters.sql import mail_outbox
 
 from .conftest import PASSWORD, call, ctx, make_settings, start_identity, token_of
 
@@ -95,7 +97,15 @@ async def test_mail_waits_in_the_outbox_while_smtp_is_down(
     controller = None
     try:
         await call(stub.StartSignup, pb.StartSignupRequest(email="later@example.com", password=PASSWORD, name="L"))
-        await asyncio.sleep(0.5)  # the first attempt fails: nothing listens yet
+        # The first attempt fails (nothing listens yet) and the mail stays staged.
+        pending = []
+        for _ in range(50):
+            async with rt.sessions() as session:
+                pending = (await session.execute(select(mail_outbox.c.attempts, mail_outbox.c.last_error))).all()
+            if pending and pending[0].attempts >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert len(pending) == 1 and pending[0].attempts >= 1 and pending[0].last_error
         controller, inbox = start_smtp(smtp_port)
         assert inbox.messages == []
         clock.advance(seconds=5)  # past the first retry delay

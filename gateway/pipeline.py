@@ -1,0 +1,162 @@
+"""What every request shares, as one pure ASGI middleware (no per-request task groups):
+request id, client IP, identity-header stripping, the 64 KiB body limit, early refusals
+(content type, origin CSRF), and the headers that depend on what the handler did
+(cookies, cache, rate limit, request id). One log line per request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deelrx_kit.errors import DomainError
+from deelrx_kit.ids import new_id
+from gateway import csrf
+from gateway.auth import IssuedTokens, absolute_max_age
+from gateway.client_ip import client_ip
+from gateway.problems import problem_response
+from gateway.state import Gateway
+
+log = structlog.get_logger("deelrx.gateway")
+
+MAX_BODY_BYTES = 64 * 1024
+# Identity headers the gateway sets for forward auth; never trusted from outside.
+STRIPPED_HEADERS = frozenset({b"x-user-id", b"x-team-id", b"x-session-id", b"x-role"})
+JSON_TYPES = ("application/json",)
+SECURITY_HEADERS = (
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+)
+
+
+class RequestPipeline:
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gw = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        gw = self.gw
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() not in STRIPPED_HEADERS]
+        state: dict[str, Any] = scope.setdefault("state", {})
+        request = Request(scope)
+        state["request_id"] = new_id("req")
+        peer = scope["client"][0] if scope.get("client") else ""
+        state["client_ip"] = client_ip(peer, request.headers.getlist("x-forwarded-for"), gw.trusted_proxies)
+        status = 0
+        answered = False  # set once the pipeline itself answered (413): the app's answer is dropped
+        received = 0
+
+        async def finishing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if scope["path"].startswith("/v1/") and state.get("ratelimit") is None:
+                    # Answered before any limit applied (e.g. 401): count it against the client IP.
+                    state["ratelimit"] = await gw.limiter.hit("anon-ip", state["client_ip"], gw.anonymous_limits.per_ip)
+                finish_headers(gw, state, MutableHeaders(scope=message))
+            await send(message)
+
+        async def app_send(message: Message) -> None:
+            if not answered:
+                await finishing_send(message)
+
+        async def limited_receive() -> Message:
+            nonlocal received, answered
+            if answered:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    too_large = DomainError("payload_too_large", "Request body exceeds 64 KiB")
+                    await problem_response(request, too_large)(scope, receive, finishing_send)
+                    answered = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        structlog.contextvars.bind_contextvars(request_id=state["request_id"])
+        try:
+            refused = refuse_early(gw, request)
+            if refused is not None:
+                await problem_response(request, refused)(scope, receive, finishing_send)
+            else:
+                await self.app(scope, limited_receive, app_send)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            auth = state.get("auth")
+            log.info(
+                "http_request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+                user_id=auth.user_id if auth is not None else None,
+            )
+
+
+def refuse_early(gw: Gateway, request: Request) -> DomainError | None:
+    """Checks that need no handler: body size announced, content type, origin-based CSRF."""
+    if request.method not in csrf.UNSAFE_METHODS:
+        return None
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return DomainError("payload_too_large", "Request body exceeds 64 KiB")
+    has_body = (length not in (None, "0")) or "transfer-encoding" in request.headers
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and content_type not in JSON_TYPES:
+        return DomainError("unsupported_media_type", "Send the body as application/json")
+    if not _is_bearer(request) and not csrf.origin_allowed(
+        request.headers.get("origin"), request.headers.get("sec-fetch-site"), gw.settings.public_origin
+    ):
+        return DomainError("csrf_failed", "Cross-site request refused")
+    return None
+
+
+def _is_bearer(request: Request) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
+def finish_headers(gw: Gateway, state: dict[str, Any], headers: MutableHeaders) -> None:
+    """Cookies, cache and rate-limit headers that depend on what the handler did."""
+    cookies = Response()
+    issued: IssuedTokens | None = state.get("issued_cookies")
+    clear = state.get("clear_cookies", False)
+    # Tokens renewed during this request are delivered even when the answer is an error
+    # (rate limit, CSRF...): the old refresh token is already rotated, so dropping them
+    # would end the session at the next renewal.
+    if issued is not None and not clear:
+        gw.cookies.set_tokens(
+            cookies,
+            access=issued.access_token,
+            access_max_age=issued.expires_in,
+            refresh=issued.refresh_token,
+            refresh_max_age=absolute_max_age(issued.session),
+            csrf=csrf.token_for(gw.secret, issued.session.id),
+        )
+    elif clear:
+        gw.cookies.clear(cookies)
+    for name, value in cookies.raw_headers:
+        if name == b"set-cookie":
+            headers.append("set-cookie", value.decode("latin-1"))
+    if "set-cookie" in headers or state.get("auth") is not None or state.get("no_store"):
+        headers["Cache-Control"] = "no-store"
+        headers["Vary"] = "Cookie, Authorization"
+    decision = state.get("ratelimit")
+    if decision is not None:
+        for name, value in decision.headers().items():
+            headers[name] = value
+    headers["X-Request-Id"] = state["request_id"]
+    for name, value in SECURITY_HEADERS:
+        if name not in headers:
+            headers[name] = value
