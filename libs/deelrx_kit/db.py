@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -111,6 +112,13 @@ def create_engine(url: str, schema: str, **kwargs: Any) -> AsyncEngine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def dialect_insert(session: AsyncSession, table: Table) -> Any:
+    """INSERT with `on_conflict_do_nothing/do_update` for whichever backend the session uses."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

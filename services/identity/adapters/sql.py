@@ -30,11 +30,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import case as sql_case
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deelrx_kit.db import UtcDateTime, new_metadata
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
 from deelrx_kit.ids import ulid
 from deelrx_kit.outbox import outbox_table
 from services.identity.domain.mail import OutgoingMail
@@ -148,9 +146,7 @@ Index("ix_mail_outbox_next_attempt_at", mail_outbox.c.next_attempt_at)
 
 def _insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on either backend."""
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table).values(**values).on_conflict_do_nothing()
-    return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    return dialect_insert(session, table).values(**values).on_conflict_do_nothing()
 
 
 # -- users ----------------------------------------------------------------------------------

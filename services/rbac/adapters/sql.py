@@ -19,11 +19,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deelrx_kit.db import UtcDateTime, new_metadata
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
 from deelrx_kit.outbox import outbox_table
 from services.rbac.domain.team import RoleBinding, TeamAuthorization
 
@@ -114,10 +112,9 @@ class RbacStore:
     # -- revisions ------------------------------------------------------------------------
     async def lock_team(self, session: AsyncSession, team_id: str) -> int:
         """Create or touch the team's revision row (a row lock on PostgreSQL) and return it."""
-        dialect = session.get_bind().dialect.name
-        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(team_revisions)
         stmt = (
-            ins.values(team_id=team_id, revision=0)
+            dialect_insert(session, team_revisions)
+            .values(team_id=team_id, revision=0)
             .on_conflict_do_update(
                 index_elements=[team_revisions.c.team_id], set_={"revision": team_revisions.c.revision}
             )

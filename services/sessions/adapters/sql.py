@@ -25,11 +25,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deelrx_kit.db import UtcDateTime, new_metadata
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
 from deelrx_kit.outbox import outbox_table
 from services.sessions.domain.devices import Device
 from services.sessions.domain.records import RefreshTokenRecord, SessionRecord, SigningKeyRecord
@@ -269,8 +268,7 @@ class SqlSessionStore:
             "first_seen_at": now,
             "last_seen_at": now,
         }
-        dialect = tx.get_bind().dialect.name
-        stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(devices).values(**values)
+        stmt = dialect_insert(tx, devices).values(**values)
         result = await tx.execute(stmt.on_conflict_do_nothing(index_elements=["user_id", "fingerprint"]))
         if _rowcount(result) == 1:
             return True
