@@ -52,7 +52,8 @@ def create_app(gw: Gateway) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "malformed_request"
         )
-        return problem_response(request, DomainError(code))
+        # Keeps Starlette's headers, e.g. `Allow` on 405 (RFC 9110).
+        return problem_response(request, DomainError(code), headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:

@@ -11,10 +11,13 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+EMAIL = {"format": "email"}
+
+
 class SignupBody(Body):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=4096)
-    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, json_schema_extra=EMAIL)
+    password: str = Field(max_length=4096, description="8 to 256 characters after Unicode NFKC normalisation")
+    name: str = Field(min_length=1, max_length=100)
 
 
 class TokenBody(Body):
@@ -22,11 +25,12 @@ class TokenBody(Body):
 
 
 class EmailBody(Body):
+    # No format: resend answers 202 to anything (API.md), so no address can be probed.
     email: str = Field(max_length=320)
 
 
 class LoginBody(Body):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, json_schema_extra=EMAIL)
     password: str = Field(max_length=4096)
     token_delivery: Literal["cookie", "body"] = "cookie"
 

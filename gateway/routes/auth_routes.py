@@ -70,7 +70,12 @@ async def verify_email(body: TokenBody, request: Request) -> dict[str, bool]:
     return {"email_verified": True}
 
 
-@router.post("/verify-email/resend", status_code=202, responses=PROBLEMS)
+@router.post(
+    "/verify-email/resend",
+    status_code=202,
+    response_class=Response,
+    responses={202: {"description": "Accepted, always; a link is mailed only to a pending sign-up"}, **PROBLEMS},
+)
 async def resend_verification(body: EmailBody, request: Request) -> Response:
     await limit_anonymous(request, body.email)
     gw = gateway_of(request)
@@ -185,7 +190,12 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
     return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}
 
 
-@router.post("/logout", status_code=204, responses=PROBLEMS)
+@router.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Session revoked, cookies cleared"}, **PROBLEMS},
+)
 async def logout(request: Request) -> Response:
     ctx = await authenticate(request)
     gw = gateway_of(request)

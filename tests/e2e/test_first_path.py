@@ -230,6 +230,8 @@ def test_operations_endpoints(suite: RunningSuite) -> None:
         assert jwks["keys"] and all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and "d" not in k for k in jwks["keys"])
         assert client.get("/openapi.json").json()["paths"]["/v1/auth/login"]
         assert client.get("/v1/nowhere").json()["code"] == "not_found"
+        r = client.request("TRACE", "/healthz")
+        assert r.status_code == 405 and r.json()["code"] == "method_not_allowed" and "GET" in r.headers["allow"]
 
 
 def test_chunked_body_over_the_limit_is_refused(suite: RunningSuite) -> None:
