@@ -22,13 +22,14 @@ Alert and message ids derive from (rule, subject, window bucket), so replaying t
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from deelrx_kit.ids import derived_id
 
 LOGIN_FAILED = "auth.login_failed"
 LOGIN_SUCCEEDED = "auth.login_succeeded"
@@ -158,23 +159,7 @@ class RaisedAlert:
 
 
 # -- deterministic ids ------------------------------------------------------------------------
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
-
-
-def derived_id(prefix: str, when: datetime, *parts: str) -> str:
-    """A ULID-shaped id (sorts by `when`) whose random part is a hash of `parts`."""
-    ms = (when - _EPOCH) // timedelta(milliseconds=1)
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    return f"{prefix}_{_encode(ms, 10)}{_encode(int.from_bytes(digest[:10], 'big'), 16)}"
 
 
 def alert_raised_event_id(alert: RaisedAlert) -> str:
