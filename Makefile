@@ -22,7 +22,6 @@ run: $(VENV)/.run-installed
 
 ## Unit, integration and end-to-end tests against real NATS, Redis, SQLite and PostgreSQL.
 test: $(VENV)/.dev-installed
-	$(PY) scripts/gen_protos.py --check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## Only the fast unit tests.
