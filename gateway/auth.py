@@ -11,6 +11,7 @@ import jwt
 from fastapi import Request
 
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.errors import DomainError
 from gateway import csrf
 from gateway.clients import call
@@ -180,5 +181,6 @@ async def limit_anonymous(request: Request, account: str | None = None) -> None:
     decision = await gw.limiter.hit("anon-ip", request.state.client_ip, limits.per_ip)
     apply_decision(request, decision)
     if account:
-        key = csrf.token_for(gw.secret, "acct:" + account.strip().lower())
+        # Keyed, so Redis never holds the addresses people typed.
+        key = keyed_hash(gw.secret, account)
         apply_decision(request, await gw.limiter.hit("anon-account", key, limits.per_account))
