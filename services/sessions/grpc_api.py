@@ -9,8 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from deelrx_kit.audit_events import timestamp
-from services.sessions.app import IssuedSession, KeyRing, SessionUseCases
+from services.sessions.app import IssuedSession, SessionUseCases
 from services.sessions.domain.records import SessionRecord, TokenPair
+from services.sessions.key_ring import KeyRing
 
 
 def _optional_time(message: Any, field: str) -> datetime | None:

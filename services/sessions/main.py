@@ -13,9 +13,10 @@ from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.sessions.adapters.revocations import RedisNatsRevocations
 from services.sessions.adapters.sql import SqlSessionStore, SqlSigningKeyStore, outbox
-from services.sessions.app import KeyRing, SessionUseCases, maintenance_loop
+from services.sessions.app import SessionUseCases, maintenance_loop
 from services.sessions.domain.sealing import Sealer
 from services.sessions.grpc_api import SessionsServicer
+from services.sessions.key_ring import KeyRing
 
 NAME = "sessions"
 
