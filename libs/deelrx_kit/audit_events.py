@@ -15,26 +15,10 @@ from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx_kit.ids import new_id
 from deelrx_kit.nats_bus import AUDIT_SUBJECT_PREFIX
+from deelrx_kit.secret_fields import SECRET_FIELD_NAMES
 
 # Detail keys that would carry a secret; refused outright so a slip fails loudly in tests.
-FORBIDDEN_DETAIL_KEYS = frozenset(
-    {
-        "password",
-        "new_password",
-        "current_password",
-        "token",
-        "refresh_token",
-        "access_token",
-        "mfa_token",
-        "code",
-        "recovery_code",
-        "secret",
-        "otp",
-        "totp_secret",
-        "hash",
-        "password_hash",
-    }
-)
+FORBIDDEN_DETAIL_KEYS = SECRET_FIELD_NAMES | {"otp", "totp_secret", "hash", "password_hash"}
 
 
 def timestamp(dt: datetime) -> Timestamp:

@@ -10,25 +10,10 @@ from typing import Any
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+from deelrx_kit.secret_fields import SECRET_FIELD_NAMES
+
 # Keys whose values must never reach a log line, however they got into the event dict.
-_SECRET_KEYS = frozenset(
-    {
-        "password",
-        "new_password",
-        "current_password",
-        "token",
-        "refresh_token",
-        "access_token",
-        "mfa_token",
-        "code",
-        "recovery_code",
-        "secret",
-        "authorization",
-        "cookie",
-        "set-cookie",
-        "x-csrf-token",
-    }
-)
+_SECRET_KEYS = SECRET_FIELD_NAMES | {"authorization", "cookie", "set-cookie", "x-csrf-token"}
 
 
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
