@@ -63,6 +63,20 @@ class ServiceRuntime:
         """A background loop that runs until the stop event is set."""
         self._tasks.append(task)
 
+    def add_consumer(self, *, stream: str, subject: str, durable: str, handler: nats_bus.Handler) -> None:
+        """A durable JetStream consumer, started once NATS is reachable, stopped with the process."""
+
+        async def consume(stop: asyncio.Event) -> None:
+            while self.js.js is None:  # services start before NATS is reachable
+                if stop.is_set():
+                    return
+                await asyncio.sleep(0.1)
+            await nats_bus.consume(
+                self.js.js, stream=stream, subject=subject, durable=durable, handler=handler, stop=stop
+            )
+
+        self.add_task(consume)
+
     def on_nats(self, hook: Callable[[NATS], Awaitable[None]]) -> None:
         """Called after every (re)connection to NATS, e.g. to subscribe."""
         self._on_nats.append(hook)

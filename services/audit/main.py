@@ -6,12 +6,15 @@ from pathlib import Path
 
 from deelrx.audit.v1 import audit_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
+from deelrx_kit.nats_bus import ALERTS_SUBJECT, AUDIT_SUBJECT_PREFIX
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
-from services.audit.adapters.nats_events import AuditFeed
+from services.audit.adapters.nats_events import ALERTS_DURABLE, EVENTS_DURABLE, AuditFeed
 from services.audit.app import AuditLog
 from services.audit.grpc_api import AuditServicer
 from services.audit.live import LiveHub
+
+AUDIT_SUBJECTS = f"{AUDIT_SUBJECT_PREFIX}>"
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
@@ -20,9 +23,8 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     clock = clock or SystemClock()
     audit = AuditLog(sessions, clock, LiveHub())
     feed = AuditFeed(audit, clock)
-    rt.on_nats(feed.on_connected)
-    rt.add_task(feed.consume_events)
-    rt.add_task(feed.consume_alerts)
+    rt.add_consumer(stream="AUDIT", subject=AUDIT_SUBJECTS, durable=EVENTS_DURABLE, handler=feed.on_event)
+    rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,
         AuditServicer(audit, rt.stop_event),

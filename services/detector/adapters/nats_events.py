@@ -107,11 +107,10 @@ class AuditEventFeed:
     def __init__(self, detector: Detector, sink: JetStreamAlertSink) -> None:
         self.detector = detector
         self.sink = sink
-        self._connected = asyncio.Event()
 
     async def on_connected(self, nc: NATS) -> None:
+        """Runtime hook: alerts are published on this connection."""
         self.sink.js = nc.jetstream()
-        self._connected.set()
 
     async def on_event(self, msg: Msg) -> None:
         try:
@@ -122,15 +121,3 @@ class AuditEventFeed:
         if not ev.id:
             return
         await self.detector.observe(observation(ev, self.sink.clock.now()))
-
-    async def consume(self, stop: asyncio.Event) -> None:
-        await self._connected.wait()  # the runtime cancels this task on stop
-        assert self.sink.js is not None
-        await nats_bus.consume(
-            self.sink.js,
-            stream="AUDIT",
-            subject=f"{nats_bus.AUDIT_SUBJECT_PREFIX}>",
-            durable=DURABLE,
-            handler=self.on_event,
-            stop=stop,
-        )
