@@ -3,17 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
+# Independent tests run in parallel; the e2e suites stay on one worker (they share one running suite).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: run test test-fast lint protos protos-check bench clean
+.PHONY: run test test-unit test-fast test-integration test-e2e test-tools lint protos protos-check bench lock clean
 
-$(VENV)/.run-installed: pyproject.toml
+# Refuse an unsupported Python with a sentence, not with a failed build halfway through pip.
+$(VENV)/.python-ok:
+	@$(PYTHON) scripts/check_python.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(VENV)/.run-installed
-	$(BIN)/pip install -q -e '.[dev]'
+# Installs come from the lock files (every transitive dependency pinned, with hashes): `make lock` remakes them.
+$(VENV)/.run-installed: $(VENV)/.python-ok requirements/run.lock pyproject.toml
+	$(BIN)/pip install -q --require-hashes -r requirements/run.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.run-installed requirements/dev.lock
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
 	touch $@
 
 ## Start the whole suite locally (embedded NATS, Redis, SQLite unless DEELRX_*_URL say otherwise).
@@ -21,12 +30,24 @@ run: $(VENV)/.run-installed
 	$(PY) -m deploy.local
 
 ## Unit, integration and end-to-end tests against real NATS, Redis, SQLite and PostgreSQL.
-test: $(VENV)/.dev-installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(VENV)/.dev-installed test-tools
+	$(PYTEST) $(PYTEST_ARGS)
 
-## Only the fast unit tests.
-test-fast: $(VENV)/.dev-installed
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+## Only the fast unit tests (no servers).
+test-unit test-fast: $(VENV)/.dev-installed
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+## Services against real NATS, Redis, SQLite and PostgreSQL, one process each.
+test-integration: $(VENV)/.dev-installed
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
+
+## The whole suite as separate processes, driven through the gateway.
+test-e2e: $(VENV)/.dev-installed test-tools
+	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+## Debian tools that tests drive as independent peers; installed when missing (CI runs as root).
+test-tools:
+	@bash scripts/install_test_tools.sh oathtool nginx
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
@@ -40,7 +61,12 @@ protos-check: $(VENV)/.dev-installed
 	$(PY) scripts/gen_protos.py --check
 
 bench: $(VENV)/.dev-installed
+	@bash scripts/install_test_tools.sh wrk
 	$(PY) -m bench
 
+## Re-pin every dependency (with hashes) from pyproject.toml into requirements/*.lock.
+lock:
+	bash scripts/lock.sh
+
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock .data .pytest_cache .mypy_cache .ruff_cache
