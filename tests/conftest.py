@@ -110,3 +110,16 @@ async def nats_client(nats_url: str) -> AsyncIterator:
     nc = await nats.connect(nats_url)
     yield nc
     await nc.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Spread tests over pytest-xdist workers (`--dist loadgroup`) without starting any costly
+    fixture twice: each running e2e suite (one per database) stays on one worker, and an
+    integration module's tests stay together with their module-scoped services. Unit tests
+    spread freely."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            database = getattr(item, "callspec", None) and item.callspec.params.get("suite")
+            item.add_marker(pytest.mark.xdist_group(f"e2e-{database or 'any'}"))
+        elif "/integration/" in item.nodeid or item.nodeid.startswith("tests/integration/"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))

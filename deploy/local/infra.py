@@ -7,6 +7,7 @@ Used by `make run` and by the test fixtures, so both run the same real servers.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,8 +17,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 on Linux): a port the kernel
+# picks for someone's outgoing connection or `bind(0)` never lands here, so the window between
+# choosing a port and the server binding it is only exposed to other callers of free_port, and a
+# random choice among 12,000 makes those collisions rare even with parallel test workers.
+_PORT_RANGE = (20000, 32000)
+_random = random.SystemRandom()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
+    for _ in range(200):
+        port = _random.randint(*_PORT_RANGE)
+        if port_is_free(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
