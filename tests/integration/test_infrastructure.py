@@ -15,9 +15,15 @@ async def test_redis_answers(redis_url: str) -> None:
     await client.aclose()
 
 
-async def test_jetstream_is_enabled(nats_client) -> None:
-    info = await nats_client.jetstream().account_info()
-    assert info.limits is not None
+async def test_jetstream_stores_and_acknowledges(nats_client) -> None:
+    # A server without JetStream answers "no responders" to both calls.
+    js = nats_client.jetstream()
+    await js.add_stream(name="INFRA_CHECK", subjects=["infra.check"])
+    ack = await js.publish("infra.check", b"x")
+    assert ack.stream == "INFRA_CHECK"
+    stored = await js.get_msg("INFRA_CHECK", ack.seq)
+    assert stored.data == b"x"
+    await js.delete_stream("INFRA_CHECK")
 
 
 async def test_database_roundtrip(database_url: str) -> None:
