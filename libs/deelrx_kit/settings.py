@@ -13,10 +13,19 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("identity", "sessions", "rbac", "audit", "detector")
-
-DEFAULT_GRPC_PORTS = {"identity": 7101, "sessions": 7102, "rbac": 7103, "audit": 7104, "detector": 7105}
-DEFAULT_METRICS_PORTS = {"identity": 9101, "sessions": 9102, "rbac": 9103, "audit": 9104, "detector": 9105}
+# The one table of services: name -> (default gRPC port, default metrics port). The launcher,
+# the settings below and the gateway's clients are derived from it; adding a service starts here
+# (docs/architecture.md lists the other steps).
+SERVICE_PORTS: dict[str, tuple[int, int]] = {
+    "identity": (7101, 9101),
+    "sessions": (7102, 9102),
+    "rbac": (7103, 9103),
+    "audit": (7104, 9104),
+    "detector": (7105, 9105),
+}
+SERVICES = tuple(SERVICE_PORTS)
+DEFAULT_GRPC_PORTS = {name: grpc_port for name, (grpc_port, _) in SERVICE_PORTS.items()}
+DEFAULT_METRICS_PORTS = {name: metrics_port for name, (_, metrics_port) in SERVICE_PORTS.items()}
 
 
 class Settings(BaseSettings):
