@@ -11,6 +11,7 @@ import jwt
 from fastapi import Request
 
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit import keys
 from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.errors import DomainError
 from gateway import csrf
@@ -182,5 +183,5 @@ async def limit_anonymous(request: Request, account: str | None = None) -> None:
     apply_decision(request, decision)
     if account:
         # Keyed, so Redis never holds the addresses people typed.
-        key = keyed_hash(gw.secret, account)
+        key = keyed_hash(gw.secret, account, purpose=keys.RATE_LIMIT_KEY)
         apply_decision(request, await gw.limiter.hit("anon-account", key, limits.per_account))

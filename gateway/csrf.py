@@ -9,6 +9,8 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
+from deelrx_kit import keys
+
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
 
@@ -36,7 +38,8 @@ def origin_allowed(origin: str | None, fetch_site: str | None, public_origin: st
 
 
 def token_for(secret: bytes, session_id: str) -> str:
-    mac = hmac.new(secret, b"csrf:" + session_id.encode(), hashlib.sha256).digest()
+    """HMAC of the session id under the CSRF key derived from `secret` (one key per purpose)."""
+    mac = hmac.new(keys.derive_key(secret, keys.CSRF), b"csrf:" + session_id.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 

@@ -19,6 +19,7 @@ from deelrx.identity.v1 import identity_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.logging import configure_logging
+from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 from gateway.admin import create_admin_app
 from gateway.app import create_app
@@ -190,5 +191,6 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     settings = Settings()
-    configure_logging("gateway", settings.log_level)
+    configure_logging("gateway", settings.log_level, log_pii=settings.log_pii)
+    warn_if_development_exposed(settings.env, http_host=settings.http_host, admin_host=settings.admin_host)
     asyncio.run(serve(settings))

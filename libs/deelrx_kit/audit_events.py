@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
+from deelrx_kit import keys
 from deelrx_kit.ids import new_id
 from deelrx_kit.nats_bus import AUDIT_SUBJECT_PREFIX
 from deelrx_kit.secret_fields import SECRET_FIELD_NAMES
@@ -27,9 +28,11 @@ def timestamp(dt: datetime) -> Timestamp:
     return ts
 
 
-def keyed_hash(secret: bytes, identifier: str) -> str:
-    """Stable pseudonym for an identifier that matches no account (e.g. unknown email)."""
-    digest = hmac.new(secret, identifier.strip().lower().encode(), hashlib.sha256).hexdigest()
+def keyed_hash(secret: bytes, identifier: str, purpose: str = keys.IDENTIFIER_HASH) -> str:
+    """Stable pseudonym for an identifier (e.g. an unknown email), under the key of `purpose`
+    derived from `secret`: never the CSRF key, so no pseudonym equals part of a CSRF token."""
+    key = keys.derive_key(secret, purpose)
+    digest = hmac.new(key, identifier.strip().lower().encode(), hashlib.sha256).hexdigest()
     return f"hmac-sha256:{digest[:32]}"
 
 

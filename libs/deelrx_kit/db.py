@@ -70,6 +70,9 @@ def is_postgres(url: str) -> bool:
 def create_engine(url: str, schema: str, **kwargs: Any) -> AsyncEngine:
     """An engine whose connections see only `schema` on PostgreSQL."""
     url = async_url(url)
+    # Statement parameters (password hashes, addresses, token hashes, mail bodies) never enter
+    # error messages, which end up in logs.
+    kwargs.setdefault("hide_parameters", True)
     if is_postgres(url):
         engine = create_async_engine(
             url,

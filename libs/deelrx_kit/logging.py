@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+from deelrx_kit.redaction import redact_value
 from deelrx_kit.secret_fields import SECRET_FIELD_NAMES
 
 # Keys whose values must never reach a log line, however they got into the event dict.
@@ -23,8 +24,26 @@ def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+class ValueRedactor:
+    """Looks inside every value, rendered exceptions included (see `deelrx_kit.redaction`).
+    Email addresses are kept only when `keep_pii` (DEELRX_LOG_PII) is switched on."""
+
+    def __init__(self, keep_pii: bool = False) -> None:
+        self.keep_pii = keep_pii
+
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            if key in ("timestamp", "level", "service"):
+                continue
+            event_dict[key] = redact_value(value, keep_pii=self.keep_pii)
+        return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO", *, log_pii: bool = False) -> None:
     """Configure structlog and the stdlib root logger to emit one JSON object per line."""
+    redact_values = ValueRedactor(keep_pii=log_pii)
+    # Never render local variables: a crashing frame may hold a password or token.
+    render_exception = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -34,8 +53,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *shared,
-            # Never render local variables: a crashing frame may hold a password or token.
-            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            render_exception,
+            redact_values,
             structlog.processors.EventRenamer("msg"),
             structlog.processors.JSONRenderer(),
         ],
@@ -49,6 +68,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                render_exception,
+                redact_values,
                 structlog.processors.EventRenamer("msg"),
                 structlog.processors.JSONRenderer(),
             ],

@@ -21,6 +21,7 @@ from deelrx_kit.grpc_server import GrpcService, run_until_signalled
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.metrics import serve_metrics
 from deelrx_kit.outbox import JetStreamProvider, Outbox
+from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 
 log = structlog.get_logger("deelrx.runtime")
@@ -142,7 +143,8 @@ class ServiceRuntime:
 def run(build: Callable[[Settings], ServiceRuntime], service: str) -> None:
     """Entry point of `python -m services.<name>`."""
     settings = Settings()
-    configure_logging(service, settings.log_level)
+    configure_logging(service, settings.log_level, log_pii=settings.log_pii)
+    warn_if_development_exposed(settings.env, grpc_host=settings.grpc_host, admin_host=settings.admin_host)
 
     async def main() -> None:
         runtime = build(settings)

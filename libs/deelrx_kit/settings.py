@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     env: str = "development"
     log_level: str = "INFO"
+    # Email addresses and other personal data appear in logs only when this is switched on
+    # (debugging); otherwise logs name mails by id and people by keyed hash or user id.
+    log_pii: bool = False
     data_dir: Path = Path(".data")
     public_url: str = "http://127.0.0.1:8080"
     http_host: str = "127.0.0.1"
@@ -65,7 +68,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
 
     # Token and session policy.
-    access_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # At least a minute: renewal starts in a token's last fifth, and shorter tokens would make
+    # nearly every cookie request a renewal.
+    access_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
     refresh_grace_seconds: int = Field(default=10, ge=0, le=30)
     session_idle_timeout_minutes: int = Field(default=30, ge=1)
     session_absolute_timeout_hours: int = Field(default=12, ge=1)
@@ -100,26 +105,16 @@ class Settings(BaseSettings):
         return urlsplit(self.public_url).scheme == "https"
 
     def secret(self) -> bytes:
-        """The process-wide secret for keyed hashes and HMACs."""
+        """The process-wide root secret; every use derives its own key (`deelrx_kit.keys`)."""
+        from deelrx_kit.secret_file import check_secret_key, development_secret
+
         value = self.secret_key.get_secret_value()
         if value:
-            return value.encode()
+            return check_secret_key(value)
         if self.env == "production":
             raise RuntimeError("DEELRX_SECRET_KEY must be set in production")
         # Development: a random key kept in the data dir, so restarts keep working tokens.
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            import secrets
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_hex(32))
-            tmp.chmod(0o600)
-            try:
-                tmp.rename(path) if not path.exists() else tmp.unlink()
-            except FileNotFoundError:
-                pass
-        return path.read_text().strip().encode()
+        return development_secret(self.data_dir / "secret.key")
 
     def service_database_url(self, service: str) -> str:
         """`DEELRX_<SERVICE>_DATABASE_URL`, else the shared URL, else a SQLite file."""

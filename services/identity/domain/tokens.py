@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import secrets
 
+from deelrx_kit import keys
+
 TOKEN_BYTES = 32
 _MAX_PRESENTED_LENGTH = 128
 
@@ -33,4 +35,5 @@ def same_hash(a: str, b: str) -> bool:
 
 def account_key(secret: bytes, email_normalized: str) -> str:
     """Counter key for an address, known or not, that never stores the address itself."""
-    return hmac.new(secret, b"login-throttle:" + email_normalized.encode(), hashlib.sha256).hexdigest()
+    key = keys.derive_key(secret, keys.LOGIN_THROTTLE)
+    return hmac.new(key, b"login-throttle:" + email_normalized.encode(), hashlib.sha256).hexdigest()

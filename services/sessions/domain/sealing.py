@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from deelrx_kit.keys import sealing_key
 
 _NONCE = 12
 _VERSION = b"\x01"
@@ -25,8 +25,7 @@ class Sealer:
     def __init__(self, secret: bytes, purpose: str) -> None:
         if not secret:
             raise ValueError("empty secret")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"deelrx-sessions", info=purpose.encode()).derive(secret)
-        self._aead = AESGCM(key)
+        self._aead = AESGCM(sealing_key(secret, purpose))
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(_NONCE)

@@ -31,7 +31,7 @@ def settings_for(tmp_path: Path, database_url: str, nats_url: str) -> Settings:
         database_url=database_url,
         nats_url=nats_url,
         metrics_enabled=False,
-        secret_key="test-secret",
+        secret_key="test-secret-0123456789abcdef-0123456789",
     )
 
 

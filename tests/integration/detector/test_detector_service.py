@@ -28,7 +28,7 @@ async def suite(tmp_path: Path, nats_url: str, nats_client) -> AsyncIterator[tup
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
         nats_url=nats_url,
         metrics_enabled=False,
-        secret_key="test-secret",
+        secret_key="test-secret-0123456789abcdef-0123456789",
     )
     detector = detector_bootstrap(settings, grpc_port=0)
     audit = audit_bootstrap(settings, grpc_port=0)

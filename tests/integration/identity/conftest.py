@@ -42,7 +42,7 @@ def make_settings(tmp_path: Path, database_url: str, nats_url: str, redis_url: s
         "argon2_memory_cost_kib": 1024,
         "argon2_parallelism": 1,
         "metrics_enabled": False,
-        "secret_key": "test-secret",
+        "secret_key": "test-secret-0123456789abcdef-0123456789",
         "public_url": PUBLIC_URL,
     }
     values.update(overrides)

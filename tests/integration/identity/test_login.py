@@ -22,7 +22,7 @@ async def test_wrong_password_and_unknown_email_answer_alike(identity: Identity,
     # The AUDIT stream is shared by the whole test session: pick out this test's events by
     # the known user id and the keyed hash of this test's own unknown address.
     unknown_email = f"unknown-{uuid.uuid4().hex[:8]}@example.com"
-    unknown_hash = keyed_hash(b"test-secret", unknown_email)
+    unknown_hash = keyed_hash(b"test-secret-0123456789abcdef-0123456789", unknown_email)
     user_id = await identity.account("known@example.com")
     wrong = await identity.login_error("known@example.com", "not-the-password-1")
     unknown = await identity.login_error(unknown_email, "not-the-password-1")

@@ -80,7 +80,7 @@ def make_settings(tmp_path: Path, database_url: str, nats_url: str, redis_url: s
         nats_url=nats_url,
         redis_url=redis_url,
         metrics_enabled=False,
-        secret_key="test-secret",
+        secret_key="test-secret-0123456789abcdef-0123456789",
         public_url="https://auth.example.test",
     )
 
