@@ -78,7 +78,7 @@ class MailRelay:
                 await self.mailer.send(mail, message_id=row.id)
             except Exception as exc:  # noqa: BLE001 - any delivery failure is retried
                 retry_at = self.clock.now() + retry_delay(row.attempts)
-                log.warning("mail_delivery_failed", to=row.recipient, attempts=row.attempts + 1, error=str(exc))
+                log.warning("mail_delivery_failed", mail_id=row.id, attempts=row.attempts + 1, error=str(exc))
                 async with self.sessions() as session, session.begin():
                     await self.outbox.failed(session, row.id, retry_at, f"{type(exc).__name__}: {exc}")
                 continue

@@ -32,8 +32,13 @@ def build_message(mail: OutgoingMail, sender: str, message_id: str) -> EmailMess
     return message
 
 
+def recipient_field(mail: OutgoingMail, log_pii: bool) -> dict[str, str]:
+    """Logs name a mail by its id; the address only when DEELRX_LOG_PII is switched on."""
+    return {"to": mail.to} if log_pii else {}
+
+
 class SmtpMailer:
-    def __init__(self, url: str, sender: str, timeout: float = 15.0) -> None:
+    def __init__(self, url: str, sender: str, timeout: float = 15.0, *, log_pii: bool = False) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("DEELRX_SMTP_URL must look like smtp://host:port or smtps://host:port")
@@ -44,6 +49,7 @@ class SmtpMailer:
         self.password = unquote(parts.password) if parts.password else None
         self.sender = sender
         self.timeout = timeout
+        self.log_pii = log_pii
 
     async def send(self, mail: OutgoingMail, *, message_id: str) -> None:
         await aiosmtplib.send(
@@ -55,21 +61,28 @@ class SmtpMailer:
             use_tls=self.implicit_tls,
             timeout=self.timeout,
         )
-        log.info("mail_sent", to=mail.to, subject=mail.subject)
+        log.info("mail_sent", mail_id=message_id, subject=mail.subject, **recipient_field(mail, self.log_pii))
 
 
 class FileMailer:
     """Local development: the mail lands in a file; the log says where, never what it holds."""
 
-    def __init__(self, directory: Path, sender: str) -> None:
+    def __init__(self, directory: Path, sender: str, *, log_pii: bool = False) -> None:
         self.directory = directory
         self.sender = sender
+        self.log_pii = log_pii
 
     async def send(self, mail: OutgoingMail, *, message_id: str) -> None:
         path = self.directory / f"{message_id}.eml"
         data = bytes(build_message(mail, self.sender, message_id))
         await asyncio.to_thread(self._write, path, data)
-        log.info("mail_written", to=mail.to, subject=mail.subject, path=str(path))
+        log.info(
+            "mail_written",
+            mail_id=message_id,
+            subject=mail.subject,
+            path=str(path),
+            **recipient_field(mail, self.log_pii),
+        )
 
     def _write(self, path: Path, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -81,5 +94,5 @@ class FileMailer:
 
 def mailer_from_settings(settings: Settings) -> Mailer:
     if settings.smtp_url:
-        return SmtpMailer(settings.smtp_url, settings.mail_from)
-    return FileMailer(settings.data_dir / "mail", settings.mail_from)
+        return SmtpMailer(settings.smtp_url, settings.mail_from, log_pii=settings.log_pii)
+    return FileMailer(settings.data_dir / "mail", settings.mail_from, log_pii=settings.log_pii)
