@@ -6,7 +6,6 @@ events go through the kit outbox to JetStream, mails through `mail_outbox` to th
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +36,7 @@ from services.identity.domain.accounts import check_name, check_team_name, looku
 from services.identity.domain.lockout import Lockout
 from services.identity.domain.model import DEFAULT_PLAN, Authentication, Team, TeamSettings, User
 from services.identity.ports import PasswordHasher
+from services.identity.purge import keep_newest_signups
 
 log = structlog.get_logger(__name__)
 
@@ -151,6 +151,7 @@ class IdentityApp:
                     expires_at=now + self.config.email_token_ttl,
                     now=now,
                 )
+                await keep_newest_signups(session, address.normalized)
                 # A resend right after sign-up would only duplicate this mail.
                 await self.mail_throttle.claim(session, "verification", key, timedelta(0), now)
                 await self.mails.stage(session, self._verification_mail(address.display, clean_name, token), now)
@@ -214,18 +215,6 @@ class IdentityApp:
             sent = True
         if sent:
             self._committed(events=False, mails=True)
-
-    async def sweep_expired_signups(self, stop: asyncio.Event, every_seconds: float = 600) -> None:
-        while not stop.is_set():
-            try:
-                async with transaction(self.sessions) as session:
-                    await self.signups.delete_expired(session, self.clock.now())
-            except Exception as exc:  # noqa: BLE001 - retried next round
-                log.warning("signup_sweep_failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every_seconds)
-            except TimeoutError:
-                pass
 
     # -- login -------------------------------------------------------------------------
     async def authenticate(

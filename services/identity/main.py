@@ -17,6 +17,7 @@ from services.identity.adapters.sql import outbox as outbox_table
 from services.identity.app import IdentityApp, IdentityConfig
 from services.identity.grpc_api import IdentityServicer
 from services.identity.ports import Mailer
+from services.identity.purge import run_purges
 
 
 def bootstrap(
@@ -45,7 +46,7 @@ def bootstrap(
         outbox=outbox,
         mail_sent=relay.notify,
     )
-    rt.add_task(app.sweep_expired_signups)
+    rt.add_task(lambda stop: run_purges(sessions, clock, stop))
     rt.grpc.add(
         identity_pb2_grpc.add_IdentityServiceServicer_to_server,
         IdentityServicer(app),

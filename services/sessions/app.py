@@ -42,8 +42,6 @@ SOURCE = "sessions"
 SCOPES = frozenset({"", access_token.MFA_ENROLLMENT_SCOPE})
 # Revocations a starting gateway must know: tokens issued before them may still be unexpired.
 REVOCATION_MEMORY_MARGIN = timedelta(seconds=60)
-# Refresh tokens of sessions that ended this long ago are dropped (the session rows stay).
-ENDED_TOKEN_RETENTION = timedelta(days=1)
 MAINTENANCE_INTERVAL_SECONDS = 60.0
 _MAX_ID = 40
 _MAX_AMR = 10
@@ -467,12 +465,11 @@ class SessionUseCases:
         return json.dumps(await self.keys.jwks(), separators=(",", ":"))
 
     async def maintain(self) -> None:
-        """Forget sealed successors past the grace, drop tokens of long-ended sessions, and
-        rewrite recent revocations to Redis if a write failed."""
+        """Forget sealed successors past the grace and rewrite recent revocations to Redis if
+        a write failed. (Ended sessions and their tokens are purged by services/sessions/purge.py.)"""
         now = self.clock.now()
         async with transaction(self.db) as tx:
             await self.store.forget_stale_successors(tx, now - self.grace)
-            await self.store.delete_ended(tx, now - ENDED_TOKEN_RETENTION)
         if self.revocations.behind:
             self.revocations.behind = False
             await self.revocations.announce(await self.recent_revocations())

@@ -17,6 +17,7 @@ from services.sessions.app import SessionUseCases, maintenance_loop
 from services.sessions.domain.sealing import Sealer
 from services.sessions.grpc_api import SessionsServicer
 from services.sessions.key_ring import KeyRing
+from services.sessions.purge import run_purges
 
 NAME = "sessions"
 
@@ -43,6 +44,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         clock=clock,
     )
     rt.add_task(lambda stop: maintenance_loop(keys, use_cases, stop))
+    rt.add_task(lambda stop: run_purges(db, clock, stop))
     rt.grpc.add(
         sessions_pb2_grpc.add_SessionsServiceServicer_to_server,
         SessionsServicer(use_cases, keys),

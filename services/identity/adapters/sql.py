@@ -142,6 +142,11 @@ mail_outbox = Table(
     Column("last_error", String(500), nullable=True),
 )
 Index("ix_mail_outbox_next_attempt_at", mail_outbox.c.next_attempt_at)
+# What the purges (services/identity/purge.py) search by.
+Index("ix_pending_signups_expires_at", pending_signups.c.expires_at)
+Index("ix_login_clients_updated_at", login_clients.c.updated_at)
+Index("ix_login_accounts_updated_at", login_accounts.c.updated_at)
+Index("ix_mail_throttle_last_sent_at", mail_throttle.c.last_sent_at)
 
 
 def _insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:

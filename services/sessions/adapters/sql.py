@@ -61,6 +61,9 @@ sessions_table = Table(
     Column("revoke_reason", String(64), nullable=False, default=""),
     Index("ix_sessions_user_created", "user_id", "created_at"),
     Index("ix_sessions_revoked_at", "revoked_at"),
+    # What the purge (services/sessions/purge.py) searches by.
+    Index("ix_sessions_expires_at", "expires_at"),
+    Index("ix_sessions_idle_expires_at", "idle_expires_at"),
 )
 
 refresh_tokens = Table(

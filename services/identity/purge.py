@@ -1,0 +1,75 @@
+"""What identity forgets, and when (batched, one replica at a time: `deelrx_kit.purge`).
+
+- pending sign-ups: once their link expired;
+- per-client login counters: a day after the last attempt, unless a lock is still running;
+- account-wide login counters: an hour after they were cleared, or 30 days after the last
+  failure; a counter that reached the limit stays until a password reset clears it;
+- mail throttles: an hour after the last mail (the longest interval they enforce is a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from deelrx_kit.clock import Clock
+from deelrx_kit.purge import PurgeRule, purge_loop
+from services.identity.adapters.sql import login_accounts, login_clients, mail_throttle, pending_signups
+from services.identity.domain import lockout
+
+CLIENT_COUNTER_RETENTION = timedelta(days=1)
+CLEARED_ACCOUNT_RETENTION = timedelta(hours=1)
+ACCOUNT_FAILURE_MEMORY = timedelta(days=30)
+MAIL_THROTTLE_RETENTION = timedelta(hours=1)
+# Live sign-ups kept per address; older ones die when a new one arrives.
+MAX_PENDING_SIGNUPS_PER_ADDRESS = 5
+PURGE_INTERVAL_SECONDS = 300.0
+LOCK_NAME = "deelrx-identity-purge"
+
+
+def _login_clients_expired(now: datetime) -> object:
+    c = login_clients.c
+    return and_(
+        c.updated_at <= now - CLIENT_COUNTER_RETENTION,
+        or_(c.locked_until.is_(None), c.locked_until <= now),
+    )
+
+
+def _login_accounts_expired(now: datetime) -> object:
+    c = login_accounts.c
+    return or_(
+        and_(c.failures == 0, c.updated_at <= now - CLEARED_ACCOUNT_RETENTION),
+        and_(c.failures < lockout.ACCOUNT_LIMIT, c.updated_at <= now - ACCOUNT_FAILURE_MEMORY),
+    )
+
+
+RULES = (
+    PurgeRule("pending_signups", pending_signups, lambda now: pending_signups.c.expires_at <= now),
+    PurgeRule("login_clients", login_clients, _login_clients_expired),
+    PurgeRule("login_accounts", login_accounts, _login_accounts_expired),
+    PurgeRule(
+        "mail_throttle", mail_throttle, lambda now: mail_throttle.c.last_sent_at <= now - MAIL_THROTTLE_RETENTION
+    ),
+)
+
+
+async def keep_newest_signups(session: AsyncSession, email_normalized: str) -> None:
+    """At most MAX_PENDING_SIGNUPS_PER_ADDRESS sign-ups per address: repeated sign-ups replace
+    the oldest instead of adding rows until they expire."""
+    t = pending_signups.c
+    newest = (
+        select(t.id)
+        .where(t.email_normalized == email_normalized)
+        .order_by(t.created_at.desc(), t.id.desc())
+        .limit(MAX_PENDING_SIGNUPS_PER_ADDRESS)
+    )
+    await session.execute(
+        delete(pending_signups).where(t.email_normalized == email_normalized, t.id.not_in(newest.scalar_subquery()))
+    )
+
+
+async def run_purges(sessions: async_sessionmaker[AsyncSession], clock: Clock, stop: asyncio.Event) -> None:
+    await purge_loop(sessions, RULES, clock, stop, lock_name=LOCK_NAME, every_seconds=PURGE_INTERVAL_SECONDS)
