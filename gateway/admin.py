@@ -20,7 +20,7 @@ def create_admin_app(gw: Gateway) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        status = await readiness.check(gw)
+        status = await readiness.cached_check(gw)
         ok = all(status.values())
         return JSONResponse(
             {"status": "ready" if ok else "unavailable", "checks": status}, status_code=200 if ok else 503

@@ -25,6 +25,11 @@ async def _redis_ok(gw: Gateway) -> bool:
         return False
 
 
+async def cached_check(gw: Gateway) -> dict[str, bool]:
+    """`check`, at most once a second: /readyz is public and must not fan out per request."""
+    return dict(await gw.readiness.get(lambda: check(gw)))
+
+
 async def check(gw: Gateway) -> dict[str, bool]:
     names = list(gw.clients.channels)
     results = await asyncio.gather(*(_grpc_ok(gw, n) for n in names), _redis_ok(gw))

@@ -8,6 +8,7 @@ from fastapi import Request
 from redis.asyncio import Redis
 
 from deelrx_kit.settings import Settings
+from gateway.cached_answer import CachedAnswer
 from gateway.client_ip import Network, parse_networks
 from gateway.clients import ServiceClients
 from gateway.cookies import CookieJar, cookie_names
@@ -38,6 +39,8 @@ class Gateway:
     anonymous_limits: AnonymousLimits
     trusted_proxies: list[Network] = field(default_factory=list)
     nats_connected: bool = False
+    # Readiness answers, computed at most once a second (gateway/readiness.py).
+    readiness: CachedAnswer[dict[str, bool]] = field(default_factory=lambda: CachedAnswer(1.0))
 
     def __post_init__(self) -> None:
         self.cookies = CookieJar(cookie_names(self.settings.public_is_https), self.settings.public_is_https)

@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    status = await readiness.check(gateway_of(request))
+    status = await readiness.cached_check(gateway_of(request))
     ok = all(status.values())
     # No details on the public port; the admin port says which dependency is down.
     return JSONResponse({"status": "ready" if ok else "unavailable"}, status_code=200 if ok else 503)
