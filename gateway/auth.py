@@ -22,10 +22,32 @@ from gateway.revocation import REDIS_KEY
 from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
-RENEW_BEFORE_EXP_SECONDS = 60
 ENROLLMENT_SCOPE = "mfa_enrollment"
-# What an enrollment-only session may use (API.md).
-ENROLLMENT_PATHS = ("/v1/mfa", "/v1/auth/me", "/v1/auth/logout")
+# What an enrollment-only session may use (API.md): exact route templates, so a future route
+# that merely shares a prefix (say /v1/mfa-admin or /v1/auth/members) is not let in.
+ENROLLMENT_ROUTES = frozenset(
+    {
+        ("GET", "/v1/mfa"),
+        ("POST", "/v1/mfa/totp/enroll"),
+        ("POST", "/v1/mfa/totp/confirm"),
+        ("DELETE", "/v1/mfa/totp"),
+        ("POST", "/v1/mfa/recovery-codes"),
+        ("GET", "/v1/auth/me"),
+        ("POST", "/v1/auth/logout"),
+    }
+)
+
+
+def route_template(request: Request) -> str | None:
+    """The matched route's path template (`/v1/teams/{tid}`), or None outside a route."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else None
+
+
+def enrollment_allows(method: str, template: str | None) -> bool:
+    method = "GET" if method == "HEAD" else method
+    return template is not None and (method, template) in ENROLLMENT_ROUTES
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,10 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
     # Minted by the sessions service over the internal channel a moment ago: read the claims
     # rather than verify them, so a JWKS refresh in flight cannot fail a good renewal.
     payload = jwt.decode(response.tokens.access_token, options={"verify_signature": False})
-    return AccessClaims.from_payload(payload)
+    try:
+        return AccessClaims.from_payload(payload)
+    except InvalidToken:
+        raise DomainError("unauthenticated") from None
 
 
 async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool = True) -> AuthContext:
@@ -118,7 +143,7 @@ async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool
         raise DomainError("session_expired", "The session was revoked")
     request.state.auth = ctx
     apply_decision(request, decision)
-    if ctx.claims.scope == ENROLLMENT_SCOPE and not request.url.path.startswith(ENROLLMENT_PATHS):
+    if ctx.claims.scope == ENROLLMENT_SCOPE and not enrollment_allows(request.method, route_template(request)):
         raise DomainError("mfa_enrollment_required", "Enable two-factor authentication to continue")
     return ctx
 
@@ -138,7 +163,7 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool) -> AuthCo
             claims = await gw.verifier.verify(access)
         except InvalidToken:
             claims = None
-    needs_renewal = claims is None or claims.exp - time.time() < RENEW_BEFORE_EXP_SECONDS
+    needs_renewal = claims is None or claims.renewal_due(time.time())
     if needs_renewal and refresh and renew:
         try:
             claims = await _renew(gw, request, refresh)

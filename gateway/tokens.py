@@ -19,7 +19,11 @@ import structlog
 
 log = structlog.get_logger("deelrx.gateway.tokens")
 
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "exp", "iat", "nbf", "jti", "typ"]
+# `auth_time` and `amr` are required: step-up decisions rest on them, and a default (e.g.
+# auth_time = iat) would make a renewed token look freshly authenticated.
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "exp", "iat", "nbf", "jti", "typ", "auth_time", "amr"]
+# A token's renewal starts in the last fifth of its lifetime (60 s of the default 5 minutes).
+RENEWAL_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -31,18 +35,31 @@ class AccessClaims:
     auth_time: int
     exp: int
     scope: str | None
+    iat: int = 0
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> AccessClaims:
+        """Raises InvalidToken when `amr` or `auth_time` is missing or malformed."""
+        amr, auth_time = payload.get("amr"), payload.get("auth_time")
+        if not isinstance(amr, list) or not amr or not all(isinstance(m, str) and m for m in amr):
+            raise InvalidToken()
+        if not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time > int(payload["iat"]) + 5:
+            raise InvalidToken()
         return cls(
             user_id=payload["sub"],
             session_id=payload["sid"],
             team_id=payload.get("tid"),
-            amr=tuple(payload.get("amr", ())),
-            auth_time=int(payload.get("auth_time", payload["iat"])),
+            amr=tuple(amr),
+            auth_time=auth_time,
             exp=int(payload["exp"]),
             scope=payload.get("scp"),
+            iat=int(payload["iat"]),
         )
+
+    def renewal_due(self, now: float) -> bool:
+        """In the last fifth of the token's lifetime (never less than 1 s before exp)."""
+        margin = max((self.exp - self.iat) * RENEWAL_SHARE, 1.0)
+        return self.exp - now < margin
 
 
 class InvalidToken(Exception):
@@ -102,7 +119,7 @@ class TokenVerifier:
             self._cache.move_to_end(token)
             return cached
         payload = await self.decode(token)
-        claims = AccessClaims.from_payload(payload)
+        claims = AccessClaims.from_payload(payload)  # InvalidToken without amr/auth_time
         self._cache[token] = claims
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

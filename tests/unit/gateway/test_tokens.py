@@ -93,3 +93,33 @@ async def test_rotated_key_is_fetched_on_unknown_kid() -> None:
     document["jwks"] = _jwks(("k1", old), ("k2", new))
     claims = await verifier.verify(_token(new, "k2", jti="j2"))
     assert claims.session_id == "ses_1"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"auth_time": None},
+        {"amr": None},
+        {"amr": []},
+        {"amr": "pwd"},
+        {"auth_time": "yesterday"},
+        {"auth_time": int(time.time()) + 3600},  # authenticated in the future
+    ],
+)
+async def test_tokens_without_valid_auth_time_and_amr_are_refused(overrides: dict[str, object]) -> None:
+    """A missing auth_time must not default to iat: a step-up check would then pass."""
+    key = Ed25519PrivateKey.generate()
+    verifier = _verifier({"jwks": _jwks(("k1", key))})
+    with pytest.raises(InvalidToken):
+        await verifier.verify(_token(key, "k1", **overrides))
+
+
+@pytest.mark.parametrize(("ttl", "renew_from"), [(60, 48), (300, 240), (3600, 2880)])
+async def test_renewal_starts_in_the_last_fifth_of_the_token_lifetime(ttl: int, renew_from: int) -> None:
+    key = Ed25519PrivateKey.generate()
+    verifier = _verifier({"jwks": _jwks(("k1", key))})
+    now = int(time.time())
+    claims = await verifier.verify(_token(key, "k1", iat=now, nbf=now, auth_time=now, exp=now + ttl))
+    assert not claims.renewal_due(now)
+    assert not claims.renewal_due(now + renew_from - 1)
+    assert claims.renewal_due(now + renew_from + 1)
