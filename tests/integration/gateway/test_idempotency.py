@@ -103,6 +103,7 @@ async def test_error_answers_are_not_stored_so_a_retry_runs(gateway) -> None:
         assert (await client.post("/v1/test/things", json={"name": "bad"}, headers=key)).status_code == 422
         retry = await client.post("/v1/test/things", json={"name": "bad"}, headers=key)
     assert retry.status_code == 422 and "idempotent-replayed" not in retry.headers
+    assert things.created == []
 
 
 async def test_keys_belong_to_their_caller(gateway) -> None:
@@ -112,6 +113,7 @@ async def test_keys_belong_to_their_caller(gateway) -> None:
         a = await one.post("/v1/test/things", json={"name": "a"}, headers=key)
         b = await two.post("/v1/test/things", json={"name": "a"}, headers=key)
     assert (a.json()["id"], b.json()["id"]) == ("thing_1", "thing_2")
+    assert len(things.created) == 2
 
 
 async def test_routes_opt_in_with_the_decorator_and_others_ignore_the_key(gateway) -> None:
@@ -122,6 +124,7 @@ async def test_routes_opt_in_with_the_decorator_and_others_ignore_the_key(gatewa
         plain = [await client.post("/v1/test/plain", json={"x": 1}, headers=key) for _ in range(2)]
     assert opted[0].json() == opted[1].json() == {"n": 1}
     assert [p.json()["n"] for p in plain] == [2, 3]
+    assert len(things.created) == 3
 
 
 @pytest.mark.parametrize("bad_key", ["", "x" * 256, "caf\u00e9", "tab\there"])
