@@ -332,6 +332,23 @@ class SessionUseCases:
                     verdict = Presentation.REUSE  # secret changed or row tampered: fail closed
                 else:
                     log.info("refresh_replay_in_grace", session_id=session.id)
+                    # The successor is handed out again: a client retrying, or a stolen token
+                    # raced against its owner. Recorded with where it came from, so the
+                    # detector (and the user's activity) can tell.
+                    replayer = await asyncio.to_thread(parse_device, _user_agent(ctx))
+                    await self._event(
+                        tx,
+                        "session.refresh_replayed_in_grace",
+                        ctx,
+                        session,
+                        {
+                            "device": replayer.label,
+                            "ip": ctx.client_ip,
+                            "session_device": session.device_label,
+                            "session_ip": session.ip,
+                            "generation": row.generation,
+                        },
+                    )
             if verdict is Presentation.REUSE:
                 reused = session
                 await self._event(

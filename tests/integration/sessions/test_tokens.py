@@ -8,9 +8,10 @@ import json
 import jwt
 
 from deelrx.audit.v1 import audit_pb2
+from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from services.sessions.domain.access_token import verify
-from tests.integration.sessions.conftest import CHROME_MAC, Harness, fails
+from tests.integration.sessions.conftest import CHROME_MAC, FIREFOX_LINUX, Harness, fails
 
 
 async def _verify(service: Harness, token: str) -> dict:
@@ -199,3 +200,23 @@ async def test_signing_keys_survive_a_restart(service: Harness) -> None:
         assert (await _verify(service, refreshed.tokens.access_token))["sid"] == created.session.id
     finally:
         await other.stop()
+
+
+async def test_replay_inside_the_grace_interval_is_audited_with_device_and_ip(service: Harness, nats_client) -> None:
+    await _subscribe_audit(nats_client)
+    created = await service.create(ua=FIREFOX_LINUX, ip="203.0.113.7")
+    sid, r0 = created.session.id, created.tokens.refresh_token
+    first = await service.refresh(r0, ip="203.0.113.8")
+    service.clock.advance(seconds=3)
+    replay = await service.stub.Refresh(
+        sessions_pb2.RefreshRequest(
+            context=common_pb2.RequestContext(client_ip="198.51.100.66", user_agent=CHROME_MAC), refresh_token=r0
+        )
+    )
+    assert replay.tokens.refresh_token == first.tokens.refresh_token
+    events = await _audit_events(nats_client, sid, {"session.refresh_replayed_in_grace"})
+    [event] = events["session.refresh_replayed_in_grace"]
+    details = dict(event.details)
+    assert details["ip"] == "198.51.100.66" and event.actor.ip == "198.51.100.66"
+    assert "Chrome" in details["device"] and "Firefox" in details["session_device"]
+    assert details["session_ip"] == "203.0.113.8" and event.actor.user_id == "usr_alice"
