@@ -22,8 +22,11 @@ def create_admin_app(gw: Gateway) -> FastAPI:
     async def readyz() -> Response:
         status = await readiness.cached_check(gw)
         ok = all(status.values())
+        # Degraded modes that do not make the gateway unready (it falls back to Redis).
+        degraded = {"revocation_feed_stale": not gw.revocations.feed_healthy}
         return JSONResponse(
-            {"status": "ready" if ok else "unavailable", "checks": status}, status_code=200 if ok else 503
+            {"status": "ready" if ok else "unavailable", "checks": status, "degraded": degraded},
+            status_code=200 if ok else 503,
         )
 
     return app

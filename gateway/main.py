@@ -79,12 +79,12 @@ class GatewayProcess:
                     gw.clients.sessions.ListRecentRevocations, sessions_pb2.ListRecentRevocationsRequest()
                 )
                 gw.revocations.add(reply.session_ids)
-                gw.revocations.feed_healthy = True
+                gw.revocations.connected = True
             except Exception as exc:  # noqa: BLE001 - stay on the Redis fallback until it works
                 log.warning("revocation_resync_failed", error=str(exc))
 
         async def disconnected() -> None:
-            gw.revocations.feed_healthy = False
+            gw.revocations.connected = False
             gw.nats_connected = False
 
         async def reconnected() -> None:

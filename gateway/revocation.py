@@ -1,8 +1,11 @@
 """The set of revoked sessions whose access tokens may still be unexpired.
 
-Fed by NATS `sessions.revoked` so every replica drops a session at once. While the feed
-is down, each lookup asks Redis (where the sessions service writes every revocation);
-after a reconnect the set is re-synchronised from the sessions service.
+Fed by NATS `sessions.revoked` so every replica drops a session at once. The feed counts as
+healthy only while the NATS connection is up *and* every sessions replica heard from lately
+sends heartbeats (staged through its outbox, so they prove its revocations were published).
+While the feed is not healthy, each lookup asks Redis (where the sessions service writes
+every revocation); with neither, the request is refused. After a reconnect the set is
+re-synchronised from the sessions service.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from deelrx.sessions.v1 import sessions_pb2
@@ -18,14 +22,48 @@ from deelrx.sessions.v1 import sessions_pb2
 log = structlog.get_logger("deelrx.gateway.revocation")
 
 REDIS_KEY = "deelrx:revoked:{}"
+# Sessions replicas send a heartbeat every 5 s; three missed ones make the feed stale.
+HEARTBEAT_STALE_AFTER_SECONDS = 15.0
+# A heartbeat sent longer ago than this (a backlog draining) proves nothing about now.
+HEARTBEAT_MAX_AGE_SECONDS = 30.0
+
+FEED_STALE_REFUSALS = Counter(
+    "deelrx_revocation_fail_closed_total", "Requests refused: revocation feed stale and Redis unreachable"
+)
 
 
 class RevocationSet:
-    def __init__(self, redis: Redis, ttl_seconds: float) -> None:
+    def __init__(self, redis: Redis, ttl_seconds: float, *, stale_after: float = HEARTBEAT_STALE_AFTER_SECONDS) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._revoked: dict[str, float] = {}
-        self.feed_healthy = False
+        self._stale_after = stale_after
+        # A replica silent this long is forgotten: tokens issued before its last revocations
+        # have expired by then, and the sessions database refuses their refresh anyway.
+        self._forget_after = ttl_seconds + stale_after
+        self._heartbeats: dict[str, float] = {}  # sessions replica -> when its heartbeat arrived
+        self.connected = False  # the gateway's own NATS subscription
+
+    @property
+    def feed_healthy(self) -> bool:
+        return self.connected and self.heartbeat_fresh()
+
+    @feed_healthy.setter
+    def feed_healthy(self, value: bool) -> None:
+        self.connected = value
+
+    def heartbeat_fresh(self) -> bool:
+        now = time.monotonic()
+        for replica in [r for r, at in self._heartbeats.items() if now - at > self._forget_after]:
+            del self._heartbeats[replica]
+        return bool(self._heartbeats) and all(now - at <= self._stale_after for at in self._heartbeats.values())
+
+    def on_heartbeat(self, replica: str, sent_at: float, received_at: float | None = None) -> None:
+        """`sent_at` is the sender's wall clock; `received_at` (monotonic) defaults to now."""
+        if abs(time.time() - sent_at) > HEARTBEAT_MAX_AGE_SECONDS:
+            log.warning("stale_revocation_heartbeat", replica=replica, age_seconds=round(time.time() - sent_at))
+            return
+        self._heartbeats[replica] = time.monotonic() if received_at is None else received_at
 
     def add(self, session_ids: Iterable[str]) -> None:
         until = time.monotonic() + self._ttl
@@ -55,7 +93,8 @@ class RevocationSet:
             return bool(await self._redis.exists(REDIS_KEY.format(session_id)))
         except Exception as exc:  # noqa: BLE001
             # Neither feed nor Redis: refuse rather than honour a possibly revoked token.
-            log.error("revocation_unknown", error=str(exc))
+            FEED_STALE_REFUSALS.inc()
+            log.error("revocation_unknown", error=str(exc), nats_connected=self.connected)
             return True
 
     async def on_message(self, data: bytes) -> None:
@@ -63,6 +102,9 @@ class RevocationSet:
             message = sessions_pb2.SessionRevoked.FromString(data)
         except Exception:  # noqa: BLE001
             log.warning("bad_revocation_message")
+            return
+        if message.heartbeat_from:
+            self.on_heartbeat(message.heartbeat_from, message.revoked_at.ToMicroseconds() / 1e6)
             return
         self.add(message.session_ids)
 

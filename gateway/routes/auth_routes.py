@@ -161,6 +161,10 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
     if body is not None and body.refresh_token:
         await limit_anonymous(request)
         token, by_cookie = body.refresh_token, False
+    elif "authorization" in request.headers:
+        # An API client: cookies are ignored whenever an Authorization header is present.
+        await limit_anonymous(request)
+        raise DomainError("unauthenticated", "Send the refresh token in the body")
     else:
         token, by_cookie = request.cookies.get(names.refresh, ""), True
         if not token:

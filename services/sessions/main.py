@@ -16,6 +16,7 @@ from services.sessions.adapters.sql import SqlSessionStore, SqlSigningKeyStore, 
 from services.sessions.app import SessionUseCases, maintenance_loop
 from services.sessions.domain.sealing import Sealer
 from services.sessions.grpc_api import SessionsServicer
+from services.sessions.heartbeat import heartbeat_loop
 from services.sessions.key_ring import KeyRing
 from services.sessions.purge import run_purges
 
@@ -34,17 +35,19 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     keys = KeyRing(
         db, SqlSigningKeyStore(), Sealer(settings.secret(), "signing-key"), clock, settings.access_token_ttl_seconds
     )
+    revocations = RedisNatsRevocations(redis, events, settings.access_token_ttl_seconds)
     use_cases = SessionUseCases(
         settings=settings,
         db=db,
         store=SqlSessionStore(),
         keys=keys,
-        revocations=RedisNatsRevocations(redis, events, settings.access_token_ttl_seconds),
+        revocations=revocations,
         outbox=events,
         clock=clock,
     )
     rt.add_task(lambda stop: maintenance_loop(keys, use_cases, stop))
     rt.add_task(lambda stop: run_purges(db, clock, stop))
+    rt.add_task(lambda stop: heartbeat_loop(db, revocations, events, clock, stop))
     rt.grpc.add(
         sessions_pb2_grpc.add_SessionsServiceServicer_to_server,
         SessionsServicer(use_cases, keys),

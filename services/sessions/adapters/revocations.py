@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import structlog
 from redis.asyncio import Redis
@@ -43,6 +44,12 @@ class RedisNatsRevocations:
             revoked_at=timestamp(notice.revoked_at),
             reason=notice.reason,
         )
+        await self.outbox.add(tx, SESSIONS_REVOKED_SUBJECT, message, new_id("evt"))
+
+    async def stage_heartbeat(self, tx: AsyncSession, replica: str, now: datetime) -> None:
+        """A heartbeat through the same outbox: gateways that receive it know every revocation
+        staged before it was published (and call the feed stale when heartbeats stop)."""
+        message = sessions_pb2.SessionRevoked(revoked_at=timestamp(now), reason="heartbeat", heartbeat_from=replica)
         await self.outbox.add(tx, SESSIONS_REVOKED_SUBJECT, message, new_id("evt"))
 
     async def announce(self, session_ids: Sequence[str]) -> None:

@@ -106,3 +106,13 @@ async def test_revoke_sessions_by_team_and_except_one(service: Harness) -> None:
     await service.refresh(bobs.tokens.refresh_token)
     again = await service.stub.RevokeSessions(sessions_pb2.RevokeSessionsRequest(context=_ctx(), user_id="usr_alice"))
     assert again.revoked == 0
+
+
+async def test_sessions_sends_revocation_heartbeats_through_its_outbox(service, nats_client) -> None:
+    feed = await nats_client.subscribe("sessions.revoked")
+    while True:
+        notice = sessions_pb2.SessionRevoked.FromString((await feed.next_msg(timeout=15)).data)
+        if notice.heartbeat_from:
+            break
+    assert notice.session_ids == [] and notice.reason == "heartbeat"
+    assert notice.heartbeat_from.startswith("rep_")

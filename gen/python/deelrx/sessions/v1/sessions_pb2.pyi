@@ -249,13 +249,15 @@ class ListRecentRevocationsResponse(_message.Message):
     def __init__(self, session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionRevoked(_message.Message):
-    __slots__ = ("session_ids", "user_id", "revoked_at", "reason")
+    __slots__ = ("session_ids", "user_id", "revoked_at", "reason", "heartbeat_from")
     SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FROM_FIELD_NUMBER: _ClassVar[int]
     session_ids: _containers.RepeatedScalarFieldContainer[str]
     user_id: str
     revoked_at: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    heartbeat_from: str
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., heartbeat_from: _Optional[str] = ...) -> None: ...
