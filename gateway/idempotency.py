@@ -186,12 +186,26 @@ class IdempotencyMiddleware:
 
 
 def _route_of(scope: Scope) -> APIRoute | None:
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(scope)
+    """The idempotent route this request will reach, if any (routing happens after us)."""
+    router = getattr(scope.get("app"), "router", None)
+    route = _match(getattr(router, "routes", ()), scope, scope["path"])
+    return route if is_idempotent_route(route) else None
+
+
+def _match(routes: Any, scope: Scope, path: str) -> Any:
+    for route in routes:
+        # FastAPI keeps included routers as one route each (`original_router`); look inside.
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            if path.startswith(prefix):
+                found = _match(inner.routes, scope, path[len(prefix) :])
+                if found is not None:
+                    return found
+            continue
+        match, _ = route.matches({**scope, "path": path})
         if match is Match.FULL:
-            return route if is_idempotent_route(route) else None
+            return route
     return None
 
 

@@ -96,6 +96,7 @@ class RequestPipeline:
             auth = state.get("auth")
             log.info(
                 "http_request",
+                request_id=state["request_id"],
                 method=scope["method"],
                 path=scope["path"],
                 status=status,

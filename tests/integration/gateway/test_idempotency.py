@@ -136,3 +136,21 @@ async def test_malformed_keys_answer_400(gateway, bad_key: str) -> None:
         )
     assert r.status_code == 400 and r.json()["code"] == "malformed_request"
     assert things.created == []
+
+
+async def test_signup_route_of_the_real_app_is_idempotent(gateway) -> None:
+    """Routes of included routers are found too (the real /v1/auth/signup)."""
+    from gateway.idempotency import _route_of
+
+    app, _ = gateway
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/auth/signup",
+        "app": app,
+        "headers": [],
+        "query_string": b"",
+    }
+    route = _route_of(scope)
+    assert route is not None and route.path == "/v1/auth/signup"
+    assert _route_of({**scope, "path": "/v1/auth/login"}) is None
