@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from deelrx_kit.errors import DomainError, Violation
-from gateway.idempotency import IdempotencyMiddleware, caller_from_credentials
+from gateway.idempotency import IdempotencyMiddleware
 from gateway.pipeline import RequestPipeline
 from gateway.problems import problem_response
 from gateway.routes import auth_routes, ops_routes
@@ -72,7 +72,7 @@ def create_app(gw: Gateway) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "Idempotency-Key"],
         )
-    app.add_middleware(IdempotencyMiddleware, redis=gw.redis, caller_of=caller_from_credentials(gw))
+    app.add_middleware(IdempotencyMiddleware, gateway=gw)
     app.add_middleware(RequestPipeline, gateway=gw)
     return app
 

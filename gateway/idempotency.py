@@ -82,10 +82,32 @@ CallerOf = Callable[[Scope, Headers], Awaitable[str]]
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, redis: Redis, caller_of: CallerOf) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        gateway: Gateway | None = None,
+        *,
+        redis: Redis | None = None,
+        caller_of: CallerOf | None = None,
+    ) -> None:
+        """`gateway` supplies Redis and the caller (read at request time); tests may pass both."""
         self.app = app
-        self.redis = redis
-        self.caller_of = caller_of
+        self.gw = gateway
+        self._redis = redis
+        self._caller_of = caller_of
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            assert self.gw is not None
+            self._redis = self.gw.redis
+        return self._redis
+
+    async def caller_of(self, scope: Scope, headers: Headers) -> str:
+        if self._caller_of is None:
+            assert self.gw is not None
+            self._caller_of = caller_from_credentials(self.gw)
+        return await self._caller_of(scope, headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
