@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from deelrx_kit.errors import DomainError, Violation
-from gateway.idempotency import IdempotencyMiddleware
+from gateway.idempotency import IdempotencyMiddleware, document_in_openapi
 from gateway.pipeline import RequestPipeline
 from gateway.problems import problem_response
 from gateway.routes import auth_routes, ops_routes
@@ -73,6 +73,7 @@ def create_app(gw: Gateway) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "Idempotency-Key"],
         )
     app.add_middleware(IdempotencyMiddleware, gateway=gw)
+    document_in_openapi(app)
     app.add_middleware(RequestPipeline, gateway=gw)
     return app
 

@@ -214,6 +214,45 @@ def _route_of(scope: Scope) -> APIRoute | None:
     return route if is_idempotent_route(route) else None
 
 
+def _all_routes(routes: Any, prefix: str = "") -> Any:
+    """(full path, route) of every route, looking inside included routers."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            include_prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            yield from _all_routes(inner.routes, prefix + include_prefix)
+        elif isinstance(route, APIRoute):
+            yield prefix + route.path, route
+
+
+HEADER_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Replays within 24 h return the first answer and create nothing; "
+    "the same key with another body answers 409.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+}
+
+
+def document_in_openapi(app: Any) -> None:
+    """List the Idempotency-Key header on every idempotent operation of `app`'s OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return dict(app.openapi_schema)
+        spec: dict[str, Any] = build()
+        for path, route in _all_routes(app.router.routes):
+            operation = spec.get("paths", {}).get(path, {}).get("post")
+            if operation is not None and is_idempotent_route(route):
+                operation.setdefault("parameters", []).append(dict(HEADER_PARAMETER))
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi
+
+
 def _match(routes: Any, scope: Scope, path: str) -> Any:
     for route in routes:
         # FastAPI keeps included routers as one route each (`original_router`); look inside.
