@@ -61,3 +61,14 @@ def test_development_mode_on_a_network_address_warns_loudly(capsys, isolated_log
     records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [r["msg"] for r in records] == ["development_mode_on_network_address"]
     assert records[0]["level"] == "warning" and records[0]["listening"] == {"http_host": "0.0.0.0"}
+
+
+def test_processes_starting_together_agree_on_one_development_secret(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deelrx_kit.secret_file import development_secret
+
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda _: development_secret(tmp_path / "secret.key"), range(16)))
+    assert len(secrets) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]
