@@ -132,7 +132,8 @@ def bootstrap(settings: Settings) -> GatewayProcess:
         return reply.jwks_json
 
     async def load_plan(team_id: str) -> str:
-        reply = await call(clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id]))
+        # Short deadline: when identity hangs, the plan cache falls back to the last known plan.
+        reply = await call(clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id]), timeout=2)
         return reply.teams[0].plan if reply.teams else "starter"
 
     gw = Gateway(
