@@ -22,8 +22,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], .
     (re.compile(r"(Key \([^)\n]*\)=\()(?!\[redacted\]\))[^\n]*"), r"\1[redacted])"),
     (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\",)\]]*"), REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
-    (re.compile(r"\b(?:rt|mfa)_[A-Za-z0-9_-]{16,}"), REDACTED),
-    (re.compile(r"((?:token|code|password|secret)=)[^&\s'\"]+", re.IGNORECASE), r"\1[redacted]"),
+    # Refresh tokens: rt_ + 256 random bits (43 base64url characters).
+    (re.compile(r"\brt_[A-Za-z0-9_-]{40,}"), REDACTED),
+    # Secrets in URL query strings, e.g. the links mailed for verification and reset.
+    (
+        re.compile(r"([?&;](?:token|code|password|secret|refresh_token|access_token)=)[^&#\s'\"]+", re.IGNORECASE),
+        r"\1[redacted]",
+    ),
     (re.compile(r"((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"), r"\1[redacted]"),
 )
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
