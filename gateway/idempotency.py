@@ -126,8 +126,7 @@ class IdempotencyMiddleware:
             await problem_response(Request(scope), error)(scope, receive, send)
             return
         body, disconnected = await _read_body(receive)
-        if disconnected:  # e.g. the body limit answered already: nothing to protect
-            await self.app(scope, _replay(body, disconnected=True), send)
+        if disconnected:  # the client left, or the body limit answered 413 already
             return
         caller = await self.caller_of(scope, headers)
         slot = REDIS_PREFIX + _digest(caller, route.path, key)
@@ -281,12 +280,12 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(parts), False
 
 
-def _replay(body: bytes, *, disconnected: bool = False) -> Receive:
+def _replay(body: bytes) -> Receive:
     sent = False
 
     async def receive() -> Message:
         nonlocal sent
-        if sent or disconnected:
+        if sent:
             return {"type": "http.disconnect"}
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}

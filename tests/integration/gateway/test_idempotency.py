@@ -154,3 +154,19 @@ async def test_signup_route_of_the_real_app_is_idempotent(gateway) -> None:
     route = _route_of(scope)
     assert route is not None and route.path == "/v1/auth/signup"
     assert _route_of({**scope, "path": "/v1/auth/login"}) is None
+
+
+async def test_oversized_body_with_a_key_answers_413_and_creates_nothing(gateway) -> None:
+    app, things = gateway
+
+    async def chunks():  # no Content-Length: the limit applies while the body streams in
+        yield b'{"name": "'
+        for _ in range(70):
+            yield b"x" * 1024
+        yield b'"}'
+
+    headers = {"Idempotency-Key": str(uuid.uuid4()), "Content-Type": "application/json"}
+    async with _client(app) as client:
+        r = await client.post("/v1/test/things", content=chunks(), headers=headers)
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    assert things.created == []
