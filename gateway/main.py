@@ -58,10 +58,9 @@ class GatewayProcess:
 
     async def start_background(self) -> None:
         self.tasks.append(asyncio.create_task(self._nats_feed()))
-        try:
-            await self.gw.verifier.refresh_keys(force=True)
-        except Exception as exc:  # noqa: BLE001 - sessions may start after us; keys load lazily
-            log.warning("jwks_not_loaded_yet", error=str(exc))
+        # Loads the JWKS now and every DEELRX_JWKS_REFRESH_SECONDS (sessions may start after us).
+        refresh = self.gw.verifier.run_refresh(self.gw.settings.jwks_refresh_seconds, self.stop_event)
+        self.tasks.append(asyncio.create_task(refresh))
 
     async def _nats_feed(self) -> None:
         gw = self.gw
