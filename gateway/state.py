@@ -8,12 +8,14 @@ from fastapi import Request
 from redis.asyncio import Redis
 
 from deelrx_kit.settings import Settings
+from gateway.activity import ActivityReporter
 from gateway.client_ip import Network, parse_networks
 from gateway.clients import ServiceClients
 from gateway.cookies import CookieJar, cookie_names
 from gateway.plans import PlanCache
 from gateway.ratelimit import RateLimiter
 from gateway.revocation import RevocationSet
+from gateway.roles import RoleCache
 from gateway.tokens import TokenVerifier
 
 
@@ -38,6 +40,8 @@ class Gateway:
     anonymous_limits: AnonymousLimits
     trusted_proxies: list[Network] = field(default_factory=list)
     nats_connected: bool = False
+    activity: ActivityReporter | None = None
+    roles: RoleCache | None = None
 
     def __post_init__(self) -> None:
         self.cookies = CookieJar(cookie_names(self.settings.public_is_https), self.settings.public_is_https)

@@ -30,6 +30,7 @@ REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "exp", "iat", "nbf", "jti", "typ"
 MAX_TOKEN_LENGTH = 4096
 LEEWAY_SECONDS = 5
 MAX_BACKOFF_SECONDS = 60.0
+STARTUP_RETRY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,10 @@ class TokenVerifier:
                 await self.refresh_keys(force=True)
             except Exception as exc:  # noqa: BLE001 - keep the keys we have; try again next time
                 log.warning("jwks_refresh_failed", error=str(exc))
+            # Until the first set arrives (sessions may start after us), try again soon.
+            wait = interval_seconds if self._document is not None else min(interval_seconds, STARTUP_RETRY_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
     async def _key_for(self, kid: str) -> Any:
         key = self._keys.get(kid)
