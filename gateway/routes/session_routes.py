@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from deelrx.sessions.v1 import sessions_pb2
@@ -84,12 +84,12 @@ def _revoked_here(gw: Gateway, request: Request, ctx: AuthContext, session_ids: 
 
 
 @router.delete(
-    "/{session_id}",
+    "/{id}",
     status_code=204,
     response_class=Response,
     responses={204: {"description": "Revoked (also when it was revoked already)"}, **SESSION_PROBLEMS},
 )
-async def revoke_session(session_id: str, request: Request) -> Response:
+async def revoke_session(request: Request, session_id: str = Path(alias="id")) -> Response:
     ctx = await authenticate(request)
     gw = gateway_of(request)
     if not has_prefix(session_id, "ses"):
