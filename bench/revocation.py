@@ -42,7 +42,7 @@ def start_replica(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen
     return proc, base
 
 
-async def _sessions(sessions_addr: str, count: int) -> list[sessions_pb2.CreateSessionResponse]:
+async def sessions_for_new_users(sessions_addr: str, count: int) -> list[sessions_pb2.CreateSessionResponse]:
     """Sessions straight from the sessions service (one user each, so per-user limits never bite)."""
     async with channel(sessions_addr) as ch:
         stub = sessions_pb2_grpc.SessionsServiceStub(ch)
@@ -65,7 +65,7 @@ def _pct(ordered: list[float], p: float) -> float:
 
 
 async def propagation(base_a: str, base_b: str, sessions_addr: str, count: int) -> dict[str, Any]:
-    created = await _sessions(sessions_addr, count)
+    created = await sessions_for_new_users(sessions_addr, count)
     delays: list[float] = []
     polls: list[int] = []
     errors = 0

@@ -122,11 +122,12 @@ class GatewayProcess:
                 await asyncio.sleep(1)
                 continue
             self.nc = nc
-            gw.nats_connected = True
             if gw.roles is not None:
                 gw.roles.invalidate()
                 gw.roles.feed_healthy = True
             await resync()
+            # Ready only once the revocations it may have missed are loaded (readiness reads this).
+            gw.nats_connected = True
 
     async def stop(self) -> None:
         self.stop_event.set()

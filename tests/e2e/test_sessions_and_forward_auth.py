@@ -286,3 +286,29 @@ def test_verify_refuses_a_session_revoked_at_another_replica(suite: RunningSuite
             assert api.delete(f"/v1/sessions/{tokens['session']['id']}").status_code == 204
         r = replica.get("/v1/auth/verify")
         assert r.status_code == 401 and r.json()["code"] == "session_expired"
+
+
+def test_revocations_survive_a_redis_flush_and_reach_a_new_replica(suite: RunningSuite, tmp_path) -> None:
+    import redis
+
+    from bench.revocation import start_replica
+
+    email = _account(suite)
+    tokens = _login(suite, email, FIREFOX)
+    auth = _bearer(tokens)
+    with suite.client(headers=auth) as api:
+        assert api.delete(f"/v1/sessions/{tokens['session']['id']}").status_code == 204
+    redis.Redis.from_url(suite.redis_url).flushall()  # the accelerator is gone; SQL is the truth
+    proc, base = start_replica(suite.env, tmp_path / "gateway-c.log")
+    try:
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as fresh:
+            r = fresh.get("/v1/auth/verify")
+            assert r.status_code == 401 and r.json()["code"] == "session_expired"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    with suite.client(headers=auth) as api:  # the running replica kept it in memory
+        assert api.get("/v1/auth/me").status_code == 401
+    with suite.client() as client:
+        r = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 401
