@@ -119,12 +119,6 @@ async def verify(
     return await _verify(request, permission, resource, own_path=False)
 
 
-@router.api_route(
-    "/v1/auth/verify/{original_path:path}",
-    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-    response_class=Response,
-    responses=VERIFY_RESPONSES,
-)
 async def verify_as_prefix(
     request: Request,
     original_path: str,
@@ -134,3 +128,16 @@ async def verify_as_prefix(
     """Forward auth for Envoy's HTTP `ext_authz` (`path_prefix: /v1/auth/verify`), which sends the
     original method and path; the method is what the CSRF rules judge."""
     return await _verify(request, permission, resource, own_path=True)
+
+
+# One route per method, each with its own OpenAPI operation id.
+for _method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+    router.add_api_route(
+        "/v1/auth/verify/{original_path:path}",
+        verify_as_prefix,
+        methods=[_method],
+        response_class=Response,
+        responses=VERIFY_RESPONSES,
+        operation_id=f"verify_envoy_{_method.lower()}",
+        include_in_schema=_method != "HEAD",
+    )
