@@ -2,8 +2,8 @@
 gateway and a small CRM app that echoes what reached it. An allowed request arrives with the
 identity headers, a denied one never arrives, and a client's own X-User-Id never gets through.
 
-`make test` installs nginx when it is missing (scripts/install_test_tools.sh) and sets DEELRX_REQUIRE_NGINX=1, so in CI a
-missing nginx fails this test instead of skipping it."""
+`make test` installs nginx when it is missing (scripts/install_test_tools.sh) and sets
+DEELRX_REQUIRE_NGINX=1, so in CI a missing nginx fails this test instead of skipping it."""
 
 from __future__ import annotations
 
