@@ -312,3 +312,36 @@ def test_revocations_survive_a_redis_flush_and_reach_a_new_replica(suite: Runnin
     with suite.client() as client:
         r = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert r.status_code == 401
+
+
+def test_verify_counts_toward_the_rate_limit_and_refuses_bad_forwarded_methods(suite: RunningSuite) -> None:
+    tokens = _login(suite, _account(suite), FIREFOX)
+    with suite.client(headers=_bearer(tokens)) as api:
+        for headers in ([("X-Forwarded-Method", "GET"), ("X-Forwarded-Method", "POST")], {"X-Forwarded-Method": "G T"}):
+            r = api.get("/v1/auth/verify", headers=headers)
+            assert r.status_code == 400 and r.json()["code"] == "malformed_request", r.text
+        answers = [api.get("/v1/auth/verify") for _ in range(101)]
+    # Without a team: the user's starter budget (100 per rolling minute), as for every request.
+    assert [r.status_code for r in answers[:100]] == [200] * 100
+    assert answers[0].headers["ratelimit-policy"] == '"user-starter";q=100;w=60'
+    last = answers[100]
+    assert last.status_code == 429 and last.json()["code"] == "rate_limited"
+    assert int(last.headers["retry-after"]) >= 1 and "x-user-id" not in last.headers
+
+
+def test_concurrent_revocations_of_one_session_all_answer_204(suite: RunningSuite, second_gateway: str) -> None:  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    email = _account(suite)
+    keeper, target = _login(suite, email, FIREFOX), _login(suite, email, IPHONE)
+    url = f"/v1/sessions/{target['session']['id']}"
+
+    def revoke(base: str) -> int:
+        with httpx.Client(base_url=base, headers=_bearer(keeper), timeout=20) as client:
+            return client.delete(url).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(revoke, [suite.base_url, second_gateway] * 4))
+    assert statuses == [204] * 8
+    with suite.client(headers=_bearer(keeper)) as api:
+        assert [s["id"] for s in api.get("/v1/sessions").json()["sessions"]] == [keeper["session"]["id"]]
