@@ -25,7 +25,9 @@ class ActivityReporter:
         *,
         report_every: float = REPORT_EVERY_SECONDS,
         flush_every: float = FLUSH_EVERY_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic
         self._touch = touch
         self._report_every = report_every
         self._flush_every = flush_every
@@ -34,7 +36,7 @@ class ActivityReporter:
 
     def seen(self, session_id: str) -> None:
         """A request of this session was served (no I/O)."""
-        now = time.monotonic()
+        now = self._monotonic()
         last = self._reported.get(session_id)
         if last is not None and now - last < self._report_every:
             return

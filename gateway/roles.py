@@ -31,7 +31,9 @@ class RoleCache:
         *,
         ttl: float = ROLE_TTL_SECONDS,
         ttl_without_feed: float = ROLE_TTL_WITHOUT_FEED_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic
         self._load = load  # (user_id, team_id) -> role, or None when not a member
         self._ttl = ttl
         self._ttl_without_feed = ttl_without_feed
@@ -46,7 +48,7 @@ class RoleCache:
         key = (user_id, team_id)
         hit = self._entries.get(key)
         ttl = self._ttl if self.feed_healthy else self._ttl_without_feed
-        if hit is not None and time.monotonic() - hit[1] < ttl:
+        if hit is not None and self._monotonic() - hit[1] < ttl:
             return hit[0]
         generation = (self._epoch, self._generation.get(team_id, 0))
         self.loads += 1
@@ -54,7 +56,7 @@ class RoleCache:
         if (self._epoch, self._generation.get(team_id, 0)) == generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[key] = (role, time.monotonic())
+            self._entries[key] = (role, self._monotonic())
         return role
 
     def invalidate(self, team_id: str | None = None, user_id: str = "") -> None:

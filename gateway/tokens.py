@@ -72,11 +72,13 @@ class TokenVerifier:
         cache_size: int = 50_000,
         min_refetch_seconds: float = 5.0,
         now: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch_jwks
         self.issuer = issuer
         self.audience = audience
         self._now = now
+        self._monotonic = monotonic
         self._keys: dict[str, Any] = {}
         self._document: str | None = None
         self._attempted_at = -1e18  # monotonic time of the last fetch attempt
@@ -99,9 +101,9 @@ class TokenVerifier:
     async def refresh_keys(self, force: bool = False) -> None:
         """Fetch the key set; without `force`, only when the last attempt is old enough."""
         async with self._lock:
-            if not force and time.monotonic() - self._attempted_at < self._wait_before_refetch():
+            if not force and self._monotonic() - self._attempted_at < self._wait_before_refetch():
                 return
-            self._attempted_at = time.monotonic()
+            self._attempted_at = self._monotonic()
             self.fetches += 1
             try:
                 document = await self._fetch()

@@ -8,6 +8,7 @@ import asyncio
 from deelrx.rbac.v1 import rbac_pb2
 from gateway.activity import ActivityReporter
 from gateway.roles import RoleCache
+from tests.unit.gateway.test_jwks_cache import Ticks
 
 
 async def test_each_session_is_reported_once_per_interval_in_batches() -> None:
@@ -16,7 +17,8 @@ async def test_each_session_is_reported_once_per_interval_in_batches() -> None:
     async def touch(ids: list[str]) -> None:
         batches.append(sorted(ids))
 
-    reporter = ActivityReporter(touch, report_every=0.2)
+    ticks = Ticks()
+    reporter = ActivityReporter(touch, report_every=60, monotonic=ticks)
     for _ in range(1000):
         reporter.seen("ses_a")
         reporter.seen("ses_b")
@@ -26,7 +28,7 @@ async def test_each_session_is_reported_once_per_interval_in_batches() -> None:
     reporter.seen("ses_a")
     await reporter.flush()
     assert len(batches) == 1  # inside the interval: not reported again
-    await asyncio.sleep(0.25)
+    ticks.value += 60
     reporter.seen("ses_a")
     await reporter.flush()
     assert batches[-1] == ["ses_a"]
@@ -97,10 +99,12 @@ async def test_a_load_racing_a_change_is_not_cached() -> None:
 
 async def test_without_the_feed_entries_live_only_briefly() -> None:
     rbac = Rbac()
-    cache = RoleCache(rbac.load, ttl_without_feed=0.05)
+    ticks = Ticks()
+    cache = RoleCache(rbac.load, ttl_without_feed=5, monotonic=ticks)
     await cache.role_of("usr_1", "tm_1")
+    ticks.value += 4.9
     await cache.role_of("usr_1", "tm_1")
     assert rbac.calls == 1
-    await asyncio.sleep(0.06)
+    ticks.value += 0.1
     await cache.role_of("usr_1", "tm_1")
     assert rbac.calls == 2

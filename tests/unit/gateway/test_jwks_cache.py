@@ -13,6 +13,16 @@ from gateway.tokens import InvalidToken, TokenVerifier
 from tests.unit.gateway.test_tokens import AUD, ISS, _jwks, _token
 
 
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
 class Sessions:
     """Stands in for sessions.GetJwks: counts calls, can fail."""
 
@@ -41,36 +51,42 @@ async def test_flood_of_unknown_kids_fetches_at_most_once_per_interval() -> None
 
 async def test_unknown_kid_refetches_after_the_interval() -> None:
     old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    sessions = Sessions(_jwks(("k1", old)))
-    verifier = TokenVerifier(sessions.fetch, issuer=ISS, audience=AUD, min_refetch_seconds=0.05)
+    sessions, ticks = Sessions(_jwks(("k1", old))), Ticks()
+    verifier = TokenVerifier(sessions.fetch, issuer=ISS, audience=AUD, min_refetch_seconds=5, monotonic=ticks)
     await verifier.refresh_keys(force=True)
     sessions.document = _jwks(("k1", old), ("k2", new))
-    with pytest.raises(InvalidToken):  # right after a fetch: no new fetch yet
+    ticks.value += 4.9
+    with pytest.raises(InvalidToken):  # too soon after the last fetch: no new fetch yet
         await verifier.verify(_token(new, "k2"))
-    await asyncio.sleep(0.06)
+    ticks.value += 0.1
     assert (await verifier.verify(_token(new, "k2"))).user_id == "usr_1"
     assert sessions.calls == 2
 
 
 async def test_failed_fetches_back_off() -> None:
     key = Ed25519PrivateKey.generate()
-    sessions = Sessions(_jwks(("k1", key)))
-    verifier = TokenVerifier(sessions.fetch, issuer=ISS, audience=AUD, min_refetch_seconds=0.05)
+    sessions, ticks = Sessions(_jwks(("k1", key))), Ticks()
+    verifier = TokenVerifier(sessions.fetch, issuer=ISS, audience=AUD, min_refetch_seconds=5, monotonic=ticks)
     sessions.down = True
     for _ in range(50):
         with pytest.raises(InvalidToken):
             await verifier.verify(_token(key, "k1"))
-    assert sessions.calls == 1  # the first failure opens a backoff window
-    await asyncio.sleep(0.06)
+    assert sessions.calls == 1  # the first failure opens a 5 s window
+    ticks.value += 5
     with pytest.raises(InvalidToken):
         await verifier.verify(_token(key, "k1"))
     assert sessions.calls == 2
-    await asyncio.sleep(0.06)  # second failure: the wait doubled to 0.1 s
+    ticks.value += 5  # second failure: the wait doubled to 10 s
     with pytest.raises(InvalidToken):
         await verifier.verify(_token(key, "k1"))
     assert sessions.calls == 2
+    for _ in range(10):  # the wait never exceeds a minute
+        ticks.value += 60
+        with pytest.raises(InvalidToken):
+            await verifier.verify(_token(key, "k1"))
+    assert sessions.calls == 12
     sessions.down = False
-    await asyncio.sleep(0.06)
+    ticks.value += 60
     assert (await verifier.verify(_token(key, "k1"))).session_id == "ses_1"
 
 
