@@ -345,3 +345,40 @@ def test_concurrent_revocations_of_one_session_all_answer_204(suite: RunningSuit
     assert statuses == [204] * 8
     with suite.client(headers=_bearer(keeper)) as api:
         assert [s["id"] for s in api.get("/v1/sessions").json()["sessions"]] == [keeper["session"]["id"]]
+
+
+def _grpc_calls(suite: RunningSuite) -> dict[str, float]:
+    """gRPC calls handled so far by each service, by method (from their Prometheus endpoints)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls: dict[str, float] = {}
+    for name in ("identity", "sessions", "rbac", "audit"):
+        text = httpx.get(f"http://127.0.0.1:{suite.env[f'DEELRX_{name.upper()}_METRICS_PORT']}/metrics").text
+        for family in text_string_to_metric_families(text):
+            if family.name == "deelrx_grpc_requests":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        key = f"{name}.{sample.labels['method']}"
+                        calls[key] = calls.get(key, 0) + sample.value
+    return calls
+
+
+def test_verify_makes_no_service_call_per_request_except_the_permission_check(suite: RunningSuite) -> None:
+    email = _account(suite)
+    _team_member(suite, email, "manager")
+    tokens = _login(suite, email, FIREFOX)
+    # Periodic work, not per request: JWKS refresh, activity batches, revocation resync.
+    periodic = ("GetJwks", "TouchSessions", "ListRecentRevocations")
+    with suite.client(headers=_bearer(tokens)) as api:
+        assert api.get("/v1/auth/verify").status_code == 200  # warms the role and plan caches
+        before = _grpc_calls(suite)
+        assert all(api.get("/v1/auth/verify").status_code == 200 for _ in range(40))
+        after = _grpc_calls(suite)
+        per_request = {
+            k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0) and not k.endswith(periodic)
+        }
+        # At most the plan cache's 30 s expiry may fall inside the window: one call, not forty.
+        assert sum(per_request.values()) <= 1, per_request
+        assert all(api.get("/v1/auth/verify?permission=reports.read").status_code == 200 for _ in range(10))
+        checks = _grpc_calls(suite)
+    assert checks.get("rbac.Check", 0) - after.get("rbac.Check", 0) == 10
