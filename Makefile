@@ -30,8 +30,9 @@ run: $(VENV)/.run-installed
 	$(PY) -m deploy.local
 
 ## Unit, integration and end-to-end tests against real NATS, Redis, SQLite and PostgreSQL.
+## DEELRX_REQUIRE_NGINX=1: the nginx forward-auth test fails (never skips) without nginx.
 test: $(VENV)/.dev-installed test-tools
-	$(PYTEST) $(PYTEST_ARGS)
+	DEELRX_REQUIRE_NGINX=1 $(PYTEST) $(PYTEST_ARGS)
 
 ## Only the fast unit tests (no servers).
 test-unit test-fast: $(VENV)/.dev-installed
@@ -43,7 +44,7 @@ test-integration: $(VENV)/.dev-installed
 
 ## The whole suite as separate processes, driven through the gateway.
 test-e2e: $(VENV)/.dev-installed test-tools
-	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+	DEELRX_REQUIRE_NGINX=1 $(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 ## Debian tools that tests drive as independent peers; installed when missing (CI runs as root).
 test-tools:

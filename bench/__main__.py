@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from bench import revocation
 from bench.loadgen import RawConnection
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
@@ -112,7 +113,7 @@ async def _load(name: str, base: str, make_request: Any, total: int, concurrency
     return _summary(name, samples, time.perf_counter() - begin, errors, concurrency)
 
 
-async def _run(base: str, mail_dir: Path, users: int) -> list[dict[str, Any]]:
+async def _run(base: str, mail_dir: Path, users: int, sessions_addr: str) -> list[dict[str, Any]]:
     emails = [f"bench{i}.{int(time.time())}@example.com" for i in range(users)]
     results: list[dict[str, Any]] = []
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -161,6 +162,17 @@ async def _run(base: str, mail_dir: Path, users: int) -> list[dict[str, Any]]:
             refresh_tokens[i % users] = r.json()["refresh_token"]
         results.append(_summary("POST /v1/auth/refresh (rotation)", samples, time.perf_counter() - begin, 0, 1))
 
+    # Fresh users (sessions made directly), so the /me run above does not eat their per-user limit.
+    verify_sessions = await revocation.sessions_for_new_users(sessions_addr, 2 * users)
+
+    async def verify(conn: RawConnection, i: int) -> int:
+        token = verify_sessions[i % len(verify_sessions)].tokens.access_token
+        return await conn.request("GET", "/v1/auth/verify", {"Authorization": f"Bearer {token}"})
+
+    results.append(
+        await _load("GET /v1/auth/verify (forward auth; no gRPC, one Redis call)", base, verify, 60 * users, 16, {200})
+    )
+
     async def healthz(conn: RawConnection, i: int) -> int:
         return await conn.request("GET", "/healthz")
 
@@ -173,9 +185,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="deelrx-bench-") as tmp:
         data_dir = Path(tmp)
         suite, base = _start(data_dir)
+        replica = None
         try:
-            results = asyncio.run(_run(base, data_dir / "mail", users))
+            results = asyncio.run(_run(base, data_dir / "mail", users, suite.env["DEELRX_SESSIONS_ADDR"]))
+            replica, base_b = revocation.start_replica(suite.env, data_dir / "gateway-b.log")
+            count = int(os.environ.get("BENCH_REVOCATIONS", "200"))
+            results.append(asyncio.run(revocation.propagation(base, base_b, suite.env["DEELRX_SESSIONS_ADDR"], count)))
         finally:
+            if replica is not None:
+                replica.terminate()
+                replica.wait(15)
             suite.stop()
     report = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},

@@ -79,9 +79,12 @@ class IssuedTokens:
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is None:
+    values = request.headers.getlist("authorization")
+    if not values:
         return None
+    if len(values) > 1:
+        raise DomainError("unauthenticated", "Send one Authorization header")
+    header = values[0]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise DomainError("unauthenticated", "Authorization must be a Bearer token")
@@ -115,8 +118,12 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
         raise DomainError("unauthenticated") from None
 
 
-async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool = True) -> AuthContext:
-    """Resolve the caller or raise 401; records the result on `request.state.auth`."""
+async def authenticate(
+    request: Request, *, renew: bool = True, rate_limit: bool = True, method: str | None = None
+) -> AuthContext:
+    """Resolve the caller or raise 401; records the result on `request.state.auth`.
+
+    `method` is the method the CSRF rules judge (forward auth passes the proxied request's)."""
     gw = gateway_of(request)
     bearer = _bearer(request)
     if bearer is not None:
@@ -126,7 +133,7 @@ async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool
             raise DomainError("session_expired" if exc.expired else "unauthenticated") from None
         ctx = AuthContext(claims, "bearer")
     else:
-        ctx = await _from_cookies(gw, request, renew=renew)
+        ctx = await _from_cookies(gw, request, renew=renew, method=method or request.method)
     decision: Decision | None = None
     if rate_limit:
         # One Redis round trip: the limit, and whether sessions recorded a revocation that
@@ -142,17 +149,19 @@ async def authenticate(request: Request, *, renew: bool = True, rate_limit: bool
             request.state.clear_cookies = True
         raise DomainError("session_expired", "The session was revoked")
     request.state.auth = ctx
+    if gw.activity is not None:
+        gw.activity.seen(ctx.session_id)
     apply_decision(request, decision)
     if ctx.claims.scope == ENROLLMENT_SCOPE and not enrollment_allows(request.method, route_template(request)):
         raise DomainError("mfa_enrollment_required", "Enable two-factor authentication to continue")
     return ctx
 
 
-async def _from_cookies(gw: Gateway, request: Request, *, renew: bool) -> AuthContext:
+async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: str) -> AuthContext:
     names = gw.cookies.names
     access = request.cookies.get(names.session)
     refresh = request.cookies.get(names.refresh)
-    unsafe = request.method in csrf.UNSAFE_METHODS
+    unsafe = method.upper() in csrf.UNSAFE_METHODS
     if unsafe and (access or refresh):
         # Cookie-authenticated unsafe request: the header must echo the csrf cookie.
         if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):

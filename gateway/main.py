@@ -16,17 +16,21 @@ from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 
 from deelrx.identity.v1 import identity_pb2
+from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import nats_bus
+from deelrx_kit.errors import DomainError
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
+from gateway.activity import ActivityReporter
 from gateway.admin import create_admin_app
 from gateway.app import create_app
 from gateway.clients import ServiceClients, call
 from gateway.plans import PlanCache
 from gateway.ratelimit import RateLimiter
 from gateway.revocation import RevocationSet
+from gateway.roles import RoleCache
 from gateway.state import AnonymousLimits, Gateway
 from gateway.tokens import TokenVerifier
 
@@ -59,10 +63,11 @@ class GatewayProcess:
 
     async def start_background(self) -> None:
         self.tasks.append(asyncio.create_task(self._nats_feed()))
-        try:
-            await self.gw.verifier.refresh_keys(force=True)
-        except Exception as exc:  # noqa: BLE001 - sessions may start after us; keys load lazily
-            log.warning("jwks_not_loaded_yet", error=str(exc))
+        # Loads the JWKS now and every DEELRX_JWKS_REFRESH_SECONDS (sessions may start after us).
+        refresh = self.gw.verifier.run_refresh(self.gw.settings.jwks_refresh_seconds, self.stop_event)
+        self.tasks.append(asyncio.create_task(refresh))
+        if self.gw.activity is not None:
+            self.tasks.append(asyncio.create_task(self.gw.activity.run(self.stop_event)))
 
     async def _nats_feed(self) -> None:
         gw = self.gw
@@ -72,6 +77,10 @@ class GatewayProcess:
 
         async def on_team_changed(msg) -> None:  # type: ignore[no-untyped-def]
             gw.plans.invalidate(msg.data.decode() or None)
+
+        async def on_rbac_changed(msg) -> None:  # type: ignore[no-untyped-def]
+            if gw.roles is not None:
+                gw.roles.on_message(msg.subject, msg.data)
 
         async def resync() -> None:
             try:
@@ -86,10 +95,15 @@ class GatewayProcess:
         async def disconnected() -> None:
             gw.revocations.connected = False
             gw.nats_connected = False
+            if gw.roles is not None:
+                gw.roles.feed_healthy = False
 
         async def reconnected() -> None:
             gw.nats_connected = True
             gw.plans.invalidate()
+            if gw.roles is not None:
+                gw.roles.invalidate()  # changes may have been missed
+                gw.roles.feed_healthy = True
             await resync()
 
         while not self.stop_event.is_set() and self.nc is None:
@@ -100,6 +114,7 @@ class GatewayProcess:
                 )
                 await nc.subscribe(nats_bus.SESSIONS_REVOKED_SUBJECT, cb=on_revoked)
                 await nc.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, cb=on_team_changed)
+                await nc.subscribe(f"{nats_bus.RBAC_CHANGED_PREFIX}>", cb=on_rbac_changed)
                 await nc.flush()
             except Exception as exc:  # noqa: BLE001
                 log.warning("nats_feed_failed", error=str(exc))
@@ -108,11 +123,18 @@ class GatewayProcess:
                 await asyncio.sleep(1)
                 continue
             self.nc = nc
-            gw.nats_connected = True
+            if gw.roles is not None:
+                gw.roles.invalidate()
+                gw.roles.feed_healthy = True
             await resync()
+            # Ready only once the revocations it may have missed are loaded (readiness reads this).
+            gw.nats_connected = True
 
     async def stop(self) -> None:
         self.stop_event.set()
+        if self.gw.activity is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.gw.activity.flush(), timeout=2)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -136,6 +158,22 @@ def bootstrap(settings: Settings) -> GatewayProcess:
         reply = await call(clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id]), timeout=2)
         return reply.teams[0].plan if reply.teams else "starter"
 
+    async def touch_sessions(session_ids: list[str]) -> None:
+        await call(
+            clients.sessions.TouchSessions, sessions_pb2.TouchSessionsRequest(session_ids=session_ids), timeout=5
+        )
+
+    async def load_role(user_id: str, team_id: str) -> str | None:
+        try:
+            reply = await call(
+                clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)
+            )
+        except DomainError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        return reply.membership.role
+
     gw = Gateway(
         settings=settings,
         clients=clients,
@@ -148,6 +186,8 @@ def bootstrap(settings: Settings) -> GatewayProcess:
         anonymous_limits=AnonymousLimits(
             settings.rate_limit_anonymous_per_ip, settings.rate_limit_anonymous_per_account
         ),
+        activity=ActivityReporter(touch_sessions),
+        roles=RoleCache(load_role),
     )
     return GatewayProcess(gw, create_app(gw), create_admin_app(gw))
 

@@ -8,6 +8,7 @@ from fastapi import Request
 from redis.asyncio import Redis
 
 from deelrx_kit.settings import Settings
+from gateway.activity import ActivityReporter
 from gateway.cached_answer import CachedAnswer
 from gateway.client_ip import Network, parse_networks
 from gateway.clients import ServiceClients
@@ -15,6 +16,7 @@ from gateway.cookies import CookieJar, cookie_names
 from gateway.plans import PlanCache
 from gateway.ratelimit import RateLimiter
 from gateway.revocation import RevocationSet
+from gateway.roles import RoleCache
 from gateway.tokens import TokenVerifier
 
 
@@ -41,6 +43,8 @@ class Gateway:
     nats_connected: bool = False
     # Readiness answers, computed at most once a second (gateway/readiness.py).
     readiness: CachedAnswer[dict[str, bool]] = field(default_factory=lambda: CachedAnswer(1.0))
+    activity: ActivityReporter | None = None
+    roles: RoleCache | None = None
 
     def __post_init__(self) -> None:
         self.cookies = CookieJar(cookie_names(self.settings.public_is_https), self.settings.public_is_https)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.errors import DomainError
 from gateway import readiness
-from gateway.clients import call
 from gateway.state import gateway_of
+
+JWKS_MAX_AGE_SECONDS = 60
 
 router = APIRouter(tags=["operations"])
 
@@ -28,10 +29,15 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request) -> Response:
+    """The public signing keys, from the gateway's cache (refreshed in the background)."""
     gw = gateway_of(request)
-    reply = await call(gw.clients.sessions.GetJwks, sessions_pb2.GetJwksRequest())
+    try:
+        document = await gw.verifier.document()
+    except Exception:  # noqa: BLE001 - sessions unreachable and nothing cached yet
+        raise DomainError("unavailable", "Signing keys are not available yet") from None
     return Response(
-        reply.jwks_json,
+        document,
         media_type="application/json",
-        headers={"Cache-Control": "public, max-age=300"},
+        # Short: a withdrawn key must leave every cache within about a minute.
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"},
     )

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     email_token_ttl_hours: int = 24
     mfa_token_ttl_seconds: int = 300
 
+    # Signing keys: each signs this long, its successor is published this long before it
+    # signs (longer than the gateways' JWKS refresh plus the JWKS HTTP max-age).
+    signing_key_rotation_seconds: int = Field(default=7 * 86400, ge=600)
+    signing_key_publish_ahead_seconds: int = Field(default=600, ge=150)
+    # How often each gateway reloads the JWKS (a withdrawn key stops verifying within this).
+    jwks_refresh_seconds: float = Field(default=30.0, gt=0, le=60)
+
     # Unauthenticated auth endpoints, requests per rolling minute.
     rate_limit_anonymous_per_ip: int = Field(default=100, ge=1)
     rate_limit_anonymous_per_account: int = Field(default=30, ge=1)

@@ -43,6 +43,9 @@ SCOPES = frozenset({"", access_token.MFA_ENROLLMENT_SCOPE})
 # Revocations a starting gateway must know: tokens issued before them may still be unexpired.
 REVOCATION_MEMORY_MARGIN = timedelta(seconds=60)
 MAINTENANCE_INTERVAL_SECONDS = 60.0
+# `last_seen_at` is written at most this often per session.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+TOUCH_BATCH_MAX = 1000
 _MAX_ID = 40
 _MAX_AMR = 10
 
@@ -290,6 +293,15 @@ class SessionUseCases:
                 session,
                 {"device": device.label, "new_device": new_device, "amr": list(amr)},
             )
+            if new_device:
+                # The user never signed in from this browser/OS/device type before.
+                await self._event(
+                    tx,
+                    "session.new_device",
+                    ctx,
+                    session,
+                    {"device": device.label, "browser": device.browser, "os": device.os, "type": device.type},
+                )
         self.outbox.notify()
         log.info("session_created", session_id=session.id, new_device=new_device)
         return IssuedSession(session, self._access(session, signer, refresh), new_device)
@@ -472,6 +484,16 @@ class SessionUseCases:
                 raise DomainError("session_expired")
             refresh = await self._reissue_refresh(tx, session)
         return IssuedSession(session, self._access(session, signer, refresh))
+
+    async def touch(self, session_ids: Sequence[str]) -> int:
+        """Record activity: `last_seen_at` moves only when it is at least a minute old, so it
+        is written at most once a minute per session, however many gateways report it."""
+        ids = [sid for sid in dict.fromkeys(session_ids) if sid and len(sid) <= _MAX_ID][:TOUCH_BATCH_MAX]
+        if not ids:
+            return 0
+        now = self.clock.now()
+        async with transaction(self.db) as tx:
+            return await self.store.touch_sessions(tx, ids, now, now - LAST_SEEN_RESOLUTION)
 
     async def recent_revocations(self) -> list[str]:
         window = timedelta(seconds=self.settings.access_token_ttl_seconds) + REVOCATION_MEMORY_MARGIN

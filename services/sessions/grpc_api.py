@@ -113,8 +113,12 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServiceServicer):
         return sessions_pb2.GetJwksResponse(jwks_json=await self.use_cases.jwks_json())
 
     async def RotateSigningKey(self, request: Any, context: Any) -> sessions_pb2.RotateSigningKeyResponse:
-        kid = await self.keys.rotate()
-        return sessions_pb2.RotateSigningKeyResponse(kid=kid or "")
+        rotation = await self.keys.rotate(emergency=request.emergency)
+        return sessions_pb2.RotateSigningKeyResponse(kid=rotation.kid, retired_kid=rotation.retired_kid)
 
     async def ListRecentRevocations(self, request: Any, context: Any) -> sessions_pb2.ListRecentRevocationsResponse:
         return sessions_pb2.ListRecentRevocationsResponse(session_ids=await self.use_cases.recent_revocations())
+
+    async def TouchSessions(self, request: Any, context: Any) -> sessions_pb2.TouchSessionsResponse:
+        touched = await self.use_cases.touch(list(request.session_ids))
+        return sessions_pb2.TouchSessionsResponse(touched=touched)

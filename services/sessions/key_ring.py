@@ -1,10 +1,17 @@
-"""The signing keys of access tokens: one active Ed25519 key, sealed at rest, rotated on
-demand or by age; retired keys stay in the JWKS for twice the access TTL."""
+"""The signing keys of access tokens: one active Ed25519 key, sealed at rest.
+
+Scheduled rotation (`maintain()`, every replica, one at a time under the rotation lock):
+the successor is published `publish_ahead` before the active key's signing period ends, signs
+from then on, and the retired key stays in the JWKS for twice the access TTL, so no token
+ever names a key a verifier could not have fetched and nobody is logged out. An emergency
+rotation withdraws the active key from the JWKS at once."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -14,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
-from deelrx_kit.errors import DomainError
 from deelrx_kit.ids import new_id
 from services.sessions.domain import signing_keys
 from services.sessions.domain.records import SigningKeyRecord
@@ -25,7 +31,13 @@ log = structlog.get_logger(__name__)
 
 # How long this process trusts its idea of the active key before asking the database again
 # (another replica may have rotated; the old key stays published far longer than this).
-ACTIVE_KEY_CACHE_SECONDS = 5.0
+ACTIVE_KEY_CACHE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    kid: str  # signing now
+    retired_kid: str  # stopped signing ("" when there was no active key)
 
 
 class KeyRing:
@@ -38,14 +50,19 @@ class KeyRing:
         sealer: Sealer,
         clock: Clock,
         access_ttl_seconds: int,
+        schedule: signing_keys.RotationSchedule | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.sealer = sealer
         self.clock = clock
         self.access_ttl_seconds = access_ttl_seconds
+        self.schedule = schedule or signing_keys.RotationSchedule(
+            sign_for=signing_keys.AUTO_ROTATE_AFTER, publish_ahead=timedelta(minutes=10)
+        )
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._private: dict[str, Ed25519PrivateKey] = {}
-        self._active: tuple[str, float] | None = None  # (kid, monotonic time read)
+        self._active: tuple[str, datetime] | None = None  # (kid, when read)
 
     def _unseal(self, key: SigningKeyRecord) -> Ed25519PrivateKey:
         cached = self._private.get(key.kid)
@@ -55,10 +72,8 @@ class KeyRing:
         return cached
 
     async def _insert_new_active(self, tx: AsyncSession, now: datetime) -> str:
-        kid = new_id("key")
-        pair = signing_keys.generate()
-        sealed = self.sealer.seal(pair.private_raw, aad=kid.encode())
-        await self.store.insert_active(tx, kid, pair.public_raw, sealed, now)
+        kid, public_raw, sealed = await self._new_key()
+        await self.store.insert_active(tx, kid, public_raw, sealed, now)
         return kid
 
     async def ensure_active(self) -> str:
@@ -80,7 +95,7 @@ class KeyRing:
         return kid
 
     async def signer(self) -> tuple[str, Ed25519PrivateKey]:
-        if self._active is not None and time.monotonic() - self._active[1] < ACTIVE_KEY_CACHE_SECONDS:
+        if self._active is not None and timedelta(0) <= self.clock.now() - self._active[1] < ACTIVE_KEY_CACHE:
             kid = self._active[0]
             if kid in self._private:
                 return kid, self._private[kid]
@@ -89,31 +104,68 @@ class KeyRing:
                 key = await self.store.active(tx)
             if key is not None:
                 private = self._unseal(key)
-                self._active = (key.kid, time.monotonic())
+                self._active = (key.kid, self.clock.now())
                 return key.kid, private
             await self.ensure_active()
         raise RuntimeError("no active signing key")
 
-    async def rotate(self, *, only_if_kid: str | None = None) -> str | None:
-        """Retire the active key and make a new one; the retired key stays published.
+    async def _new_key(self) -> tuple[str, bytes, bytes]:
+        kid = new_id("key")
+        pair = signing_keys.generate()
+        return kid, pair.public_raw, self.sealer.seal(pair.private_raw, aad=kid.encode())
 
-        With `only_if_kid`, rotate only while that key is still the active one (the automatic
-        rotation of several replicas then happens once).
-        """
-        for _ in range(3):
+    async def rotate(self, *, emergency: bool = False) -> Rotation:
+        """Rotate now. The published successor signs if there is one, else a new key (which
+        verifiers fetch on its unknown `kid`). An emergency rotation withdraws the old key
+        from the JWKS at once: tokens it signed stop verifying, clients renew."""
+        kid, public_raw, sealed = await self._new_key()
+        async with transaction(self.db) as tx:
             now = self.clock.now()
-            try:
-                async with transaction(self.db) as tx:
-                    retired = await self.store.retire_active(tx, now, only_kid=only_if_kid)
-                    if only_if_kid is not None and not retired:
-                        return None
-                    kid = await self._insert_new_active(tx, now)
-            except IntegrityError:
-                continue  # another rotation committed between our two statements: go again
+            await self.store.lock(tx, self.holder, now)
+            active = await self.store.active(tx)
+            if active is not None:
+                await self.store.retire_active(tx, now, only_kid=active.kid, withdraw=emergency)
+            pending = await self.store.pending(tx)
+            if pending is not None and await self.store.activate(tx, pending.kid, now):
+                kid = pending.kid
+            else:
+                await self.store.insert_active(tx, kid, public_raw, sealed, now)
+        self._active = None
+        retired = active.kid if active is not None else ""
+        if emergency and retired:
+            self._private.pop(retired, None)
+        log.warning("signing_key_rotated", kid=kid, retired_kid=retired, emergency=emergency)
+        return Rotation(kid, retired)
+
+    async def rotate_on_schedule(self) -> signing_keys.RotationStep:
+        """One step of the scheduled rotation, under the rotation lock (one replica at a time;
+        each re-reads what the previous one did)."""
+        kid, public_raw, sealed = await self._new_key()
+        async with transaction(self.db) as tx:
+            now = self.clock.now()
+            await self.store.lock(tx, self.holder, now)
+            active = await self.store.active(tx)
+            if active is None:
+                await self.store.insert_active(tx, kid, public_raw, sealed, now)
+                log.info("signing_key_created", kid=kid)
+                return signing_keys.RotationStep.ACTIVATE_NEXT
+            pending = await self.store.pending(tx)
+            step = signing_keys.next_step(
+                active.activated_at or active.created_at,
+                pending.created_at if pending is not None else None,
+                now,
+                self.schedule,
+            )
+            if step is signing_keys.RotationStep.PUBLISH_NEXT:
+                await self.store.insert_pending(tx, kid, public_raw, sealed, now)
+                log.info("signing_key_published", kid=kid, signs_from=str(now + self.schedule.publish_ahead))
+            elif step is signing_keys.RotationStep.ACTIVATE_NEXT and pending is not None:
+                await self.store.retire_active(tx, now, only_kid=active.kid)
+                await self.store.activate(tx, pending.kid, now)
+                log.info("signing_key_rotated", kid=pending.kid, retired_kid=active.kid, emergency=False)
+        if step is signing_keys.RotationStep.ACTIVATE_NEXT:
             self._active = None
-            log.info("signing_key_rotated", kid=kid)
-            return kid
-        raise DomainError("conflict", "Key rotation raced; try again")
+        return step
 
     async def jwks(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -128,14 +180,9 @@ class KeyRing:
         return signing_keys.jwks(published, now, self.access_ttl_seconds)
 
     async def maintain(self) -> None:
-        """Rotate an old active key; drop retired keys past their publication window."""
+        """The scheduled rotation step; drop retired keys past their publication window."""
+        await self.rotate_on_schedule()
         now = self.clock.now()
-        async with transaction(self.db) as tx:
-            active = await self.store.active(tx)
-        if active is None:
-            await self.ensure_active()
-        elif signing_keys.due_for_rotation(active.created_at, now):
-            await self.rotate(only_if_kid=active.kid)
         async with transaction(self.db) as tx:
             dropped = await self.store.delete_retired_before(
                 tx, now - signing_keys.publication_window(self.access_ttl_seconds)

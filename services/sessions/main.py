@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from services.sessions.adapters.revocations import RedisNatsRevocations
 from services.sessions.adapters.sql import SqlSessionStore, SqlSigningKeyStore, outbox
 from services.sessions.app import SessionUseCases, maintenance_loop
 from services.sessions.domain.sealing import Sealer
+from services.sessions.domain.signing_keys import RotationSchedule
 from services.sessions.grpc_api import SessionsServicer
 from services.sessions.heartbeat import heartbeat_loop
 from services.sessions.key_ring import KeyRing
@@ -32,8 +34,17 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     # redis.asyncio connects lazily, on the first command.
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     rt.on_stop(redis.aclose)
+    schedule = RotationSchedule(
+        sign_for=timedelta(seconds=settings.signing_key_rotation_seconds),
+        publish_ahead=timedelta(seconds=settings.signing_key_publish_ahead_seconds),
+    )
     keys = KeyRing(
-        db, SqlSigningKeyStore(), Sealer(settings.secret(), "signing-key"), clock, settings.access_token_ttl_seconds
+        db,
+        SqlSigningKeyStore(),
+        Sealer(settings.secret(), "signing-key"),
+        clock,
+        settings.access_token_ttl_seconds,
+        schedule,
     )
     revocations = RedisNatsRevocations(redis, events, settings.access_token_ttl_seconds)
     use_cases = SessionUseCases(

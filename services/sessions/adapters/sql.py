@@ -104,6 +104,18 @@ signing_keys = Table(
     Column("private_key_sealed", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("retired_at", UtcDateTime, nullable=True),
+    Column("activated_at", UtcDateTime, nullable=True),
+    Column("withdrawn_at", UtcDateTime, nullable=True),
+)
+
+# One row; the scheduled rotation updates it first, so replicas take turns (a row lock on
+# PostgreSQL, the write lock on SQLite) and each sees what the previous one did.
+signing_key_lock = Table(
+    "signing_key_lock",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("ran_at", UtcDateTime, nullable=False),
 )
 
 ACTIVE = 1
@@ -253,6 +265,18 @@ class SqlSessionStore:
             )
         return [(r.id, r.team_id) for r in rows]
 
+    async def touch_sessions(
+        self, tx: AsyncSession, session_ids: Sequence[str], now: datetime, seen_before: datetime
+    ) -> int:
+        """Move `last_seen_at` to `now` on live sessions last seen before `seen_before`."""
+        t = sessions_table.c
+        result = await tx.execute(
+            update(sessions_table)
+            .where(t.id.in_(list(session_ids)), t.revoked_at.is_(None), t.last_seen_at < seen_before)
+            .values(last_seen_at=now)
+        )
+        return _rowcount(result)
+
     async def revoked_since(self, tx: AsyncSession, since: datetime) -> list[str]:
         t = sessions_table.c
         rows = await tx.execute(select(t.id).where(t.revoked_at >= since).order_by(t.revoked_at))
@@ -372,17 +396,72 @@ def _key(row: Any) -> SigningKeyRecord:
         active=row.active_slot == ACTIVE,
         created_at=row.created_at,
         retired_at=row.retired_at,
+        activated_at=row.activated_at,
+        withdrawn_at=row.withdrawn_at,
     )
 
 
 class SqlSigningKeyStore:
+    async def lock(self, tx: AsyncSession, holder: str, now: datetime) -> None:
+        """Serialise key rotation across replicas until `tx` ends."""
+        t = signing_key_lock.c
+        result = await tx.execute(update(signing_key_lock).where(t.id == 1).values(holder=holder[:64], ran_at=now))
+        if _rowcount(result) == 0:
+            stmt = dialect_insert(tx, signing_key_lock).values(id=1, holder=holder[:64], ran_at=now)
+            await tx.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+            await tx.execute(update(signing_key_lock).where(t.id == 1).values(holder=holder[:64], ran_at=now))
+
+    async def pending(self, tx: AsyncSession) -> SigningKeyRecord | None:
+        """The published successor that does not sign yet, if any."""
+        t = signing_keys.c
+        row = (
+            await tx.execute(
+                select(signing_keys)
+                .where(t.active_slot.is_(None), t.activated_at.is_(None), t.retired_at.is_(None))
+                .order_by(t.created_at)
+            )
+        ).first()
+        return None if row is None else _key(row)
+
+    async def insert_pending(
+        self, tx: AsyncSession, kid: str, public_raw: bytes, private_sealed: bytes, now: datetime
+    ) -> None:
+        await tx.execute(
+            insert(signing_keys).values(
+                kid=kid,
+                active_slot=None,
+                public_key=public_raw,
+                private_key_sealed=private_sealed,
+                created_at=now,
+                retired_at=None,
+                activated_at=None,
+            )
+        )
+
+    async def activate(self, tx: AsyncSession, kid: str, now: datetime) -> bool:
+        """The pending key `kid` becomes the signing key (raises IntegrityError if one is active)."""
+        t = signing_keys.c
+        result = await tx.execute(
+            update(signing_keys)
+            .where(t.kid == kid, t.activated_at.is_(None), t.retired_at.is_(None))
+            .values(active_slot=ACTIVE, activated_at=now)
+        )
+        return _rowcount(result) == 1
+
     async def active(self, tx: AsyncSession) -> SigningKeyRecord | None:
         row = (await tx.execute(select(signing_keys).where(signing_keys.c.active_slot == ACTIVE))).first()
         return None if row is None else _key(row)
 
     async def published(self, tx: AsyncSession, retired_after: datetime) -> list[SigningKeyRecord]:
+        """The active key, the pending successor and keys retired after `retired_after`; never
+        a withdrawn key."""
         t = signing_keys.c
-        rows = await tx.execute(select(signing_keys).where(or_(t.active_slot == ACTIVE, t.retired_at > retired_after)))
+        rows = await tx.execute(
+            select(signing_keys).where(
+                t.withdrawn_at.is_(None),
+                or_(t.active_slot == ACTIVE, t.retired_at.is_(None), t.retired_at > retired_after),
+            )
+        )
         return [_key(r) for r in rows]
 
     async def insert_active(
@@ -397,15 +476,21 @@ class SqlSigningKeyStore:
                 private_key_sealed=private_sealed,
                 created_at=now,
                 retired_at=None,
+                activated_at=now,
             )
         )
 
-    async def retire_active(self, tx: AsyncSession, now: datetime, only_kid: str | None = None) -> bool:
+    async def retire_active(
+        self, tx: AsyncSession, now: datetime, only_kid: str | None = None, *, withdraw: bool = False
+    ) -> bool:
         t = signing_keys.c
         query = update(signing_keys).where(t.active_slot == ACTIVE)
         if only_kid is not None:
             query = query.where(t.kid == only_kid)
-        result = await tx.execute(query.values(active_slot=None, retired_at=now))
+        values: dict[str, Any] = {"active_slot": None, "retired_at": now}
+        if withdraw:
+            values["withdrawn_at"] = now
+        result = await tx.execute(query.values(**values))
         return _rowcount(result) == 1
 
     async def delete_retired_before(self, tx: AsyncSession, before: datetime) -> int:

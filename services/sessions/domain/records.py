@@ -73,8 +73,10 @@ class SigningKeyRecord:
     public_raw: bytes
     private_sealed: bytes
     active: bool
-    created_at: datetime
+    created_at: datetime  # published since
     retired_at: datetime | None
+    activated_at: datetime | None = None  # signing since; None while only published
+    withdrawn_at: datetime | None = None  # emergency rotation: out of the JWKS at once
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
-"""Ed25519 signing keys: creation, publication window and rotation schedule."""
+"""Ed25519 signing keys: creation, publication window and rotation schedule.
+
+A key's life: *published* (in the JWKS, not signing yet, so every cache has it before the
+first token it signs), *active* (the one key that signs), *retired* (no longer signs, stays
+published while tokens it signed may live), then dropped. An emergency rotation *withdraws*
+the active key instead: it leaves the JWKS at once.
+"""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -56,6 +63,33 @@ def still_published(key: PublishedKey, now: datetime, access_ttl_seconds: int) -
     if key.active or key.retired_at is None:
         return True
     return now < key.retired_at + publication_window(access_ttl_seconds)
+
+
+@dataclass(frozen=True)
+class RotationSchedule:
+    """A key signs for `sign_for`; its successor is published `publish_ahead` before that."""
+
+    sign_for: timedelta
+    publish_ahead: timedelta
+
+
+class RotationStep(Enum):
+    NOTHING = "nothing"
+    PUBLISH_NEXT = "publish_next"  # put the successor in the JWKS (it does not sign yet)
+    ACTIVATE_NEXT = "activate_next"  # the successor signs; the active key retires
+
+
+def next_step(
+    active_since: datetime, next_published_at: datetime | None, now: datetime, schedule: RotationSchedule
+) -> RotationStep:
+    """What the scheduled rotation does now. A successor signs only once it has been published
+    for `publish_ahead`, also when the service was down when the active key fell due."""
+    due_at = active_since + schedule.sign_for
+    if next_published_at is None:
+        return RotationStep.PUBLISH_NEXT if now >= due_at - schedule.publish_ahead else RotationStep.NOTHING
+    if now >= due_at and now >= next_published_at + schedule.publish_ahead:
+        return RotationStep.ACTIVATE_NEXT
+    return RotationStep.NOTHING
 
 
 def due_for_rotation(created_at: datetime, now: datetime, max_age: timedelta = AUTO_ROTATE_AFTER) -> bool:

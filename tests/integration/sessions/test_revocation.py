@@ -116,3 +116,21 @@ async def test_sessions_sends_revocation_heartbeats_through_its_outbox(service, 
             break
     assert notice.session_ids == [] and notice.reason == "heartbeat"
     assert notice.heartbeat_from.startswith("rep_")
+
+
+async def test_touch_writes_last_seen_at_most_once_a_minute(service: Harness) -> None:
+    created = await service.create()
+    sid = created.session.id
+    touch = sessions_pb2.TouchSessionsRequest(session_ids=[sid, sid, "ses_unknown", "x" * 500])
+    assert (await service.stub.TouchSessions(touch)).touched == 0  # created this very second
+    service.clock.advance(seconds=61)
+    # Several gateways report the same session in the same minute: one write.
+    replies = [await service.stub.TouchSessions(touch) for _ in range(3)]
+    assert [r.touched for r in replies] == [1, 0, 0]
+    seen = (await service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id=sid))).session.last_seen_at
+    assert seen.seconds == int(service.clock.now().timestamp())
+    service.clock.advance(seconds=30)
+    assert (await service.stub.TouchSessions(touch)).touched == 0
+    await service.stub.RevokeSession(sessions_pb2.RevokeSessionRequest(context=_ctx(), session_id=sid))
+    service.clock.advance(seconds=61)
+    assert (await service.stub.TouchSessions(touch)).touched == 0  # revoked sessions stay as they were

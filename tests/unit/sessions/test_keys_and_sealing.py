@@ -47,3 +47,33 @@ def test_retired_key_published_for_twice_the_access_ttl() -> None:
 def test_rotation_schedule() -> None:
     assert not signing_keys.due_for_rotation(NOW, NOW + timedelta(days=29))
     assert signing_keys.due_for_rotation(NOW, NOW + timedelta(days=30))
+
+
+SCHEDULE = signing_keys.RotationSchedule(sign_for=timedelta(hours=1), publish_ahead=timedelta(minutes=10))
+
+
+def test_successor_is_published_ahead_then_activated() -> None:
+    step = signing_keys.next_step
+    done = signing_keys.RotationStep
+    assert step(NOW, None, NOW + timedelta(minutes=49), SCHEDULE) is done.NOTHING
+    assert step(NOW, None, NOW + timedelta(minutes=50), SCHEDULE) is done.PUBLISH_NEXT
+    published = NOW + timedelta(minutes=50)
+    assert step(NOW, published, NOW + timedelta(minutes=59), SCHEDULE) is done.NOTHING
+    assert step(NOW, published, NOW + timedelta(minutes=60), SCHEDULE) is done.ACTIVATE_NEXT
+
+
+def test_overdue_key_still_waits_for_its_successor_to_be_published_long_enough() -> None:
+    # The service was down past the due time: the successor is published now, signs only later.
+    late = NOW + timedelta(hours=5)
+    assert signing_keys.next_step(NOW, None, late, SCHEDULE) is signing_keys.RotationStep.PUBLISH_NEXT
+    waiting = signing_keys.next_step(NOW, late, late + timedelta(minutes=9), SCHEDULE)
+    assert waiting is signing_keys.RotationStep.NOTHING
+    ready = signing_keys.next_step(NOW, late, late + timedelta(minutes=10), SCHEDULE)
+    assert ready is signing_keys.RotationStep.ACTIVATE_NEXT
+
+
+def test_published_successor_is_listed_after_the_active_key() -> None:
+    pair = signing_keys.generate()
+    active = signing_keys.PublishedKey("key_active", pair.public_raw, True, None)
+    successor = signing_keys.PublishedKey("key_next", pair.public_raw, False, None)
+    assert [k["kid"] for k in signing_keys.jwks([successor, active], NOW, 300)["keys"]] == ["key_active", "key_next"]

@@ -229,14 +229,30 @@ class GetJwksResponse(_message.Message):
     def __init__(self, jwks_json: _Optional[str] = ...) -> None: ...
 
 class RotateSigningKeyRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("emergency",)
+    EMERGENCY_FIELD_NUMBER: _ClassVar[int]
+    emergency: bool
+    def __init__(self, emergency: _Optional[bool] = ...) -> None: ...
 
 class RotateSigningKeyResponse(_message.Message):
-    __slots__ = ("kid",)
+    __slots__ = ("kid", "retired_kid")
     KID_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_KID_FIELD_NUMBER: _ClassVar[int]
     kid: str
-    def __init__(self, kid: _Optional[str] = ...) -> None: ...
+    retired_kid: str
+    def __init__(self, kid: _Optional[str] = ..., retired_kid: _Optional[str] = ...) -> None: ...
+
+class TouchSessionsRequest(_message.Message):
+    __slots__ = ("session_ids",)
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TouchSessionsResponse(_message.Message):
+    __slots__ = ("touched",)
+    TOUCHED_FIELD_NUMBER: _ClassVar[int]
+    touched: int
+    def __init__(self, touched: _Optional[int] = ...) -> None: ...
 
 class ListRecentRevocationsRequest(_message.Message):
     __slots__ = ()

@@ -90,6 +90,11 @@ class SessionsServiceStub:
                 request_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.ListRecentRevocationsRequest.SerializeToString,
                 response_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.ListRecentRevocationsResponse.FromString,
                 _registered_method=True)
+        self.TouchSessions = channel.unary_unary(
+                '/deelrx.sessions.v1.SessionsService/TouchSessions',
+                request_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.TouchSessionsRequest.SerializeToString,
+                response_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.TouchSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionsServiceServicer:
@@ -168,6 +173,14 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TouchSessions(self, request, context):
+        """Records that sessions were used (gateways report each session at most once a minute);
+        `last_seen_at` moves at most once a minute per session whatever the number of gateways.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +238,11 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.ListRecentRevocations,
                     request_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.ListRecentRevocationsRequest.FromString,
                     response_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.ListRecentRevocationsResponse.SerializeToString,
+            ),
+            'TouchSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.TouchSessions,
+                    request_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.TouchSessionsRequest.FromString,
+                    response_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.TouchSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -525,6 +543,33 @@ class SessionsService:
             '/deelrx.sessions.v1.SessionsService/ListRecentRevocations',
             deelrx_dot_sessions_dot_v1_dot_sessions__pb2.ListRecentRevocationsRequest.SerializeToString,
             deelrx_dot_sessions_dot_v1_dot_sessions__pb2.ListRecentRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TouchSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.sessions.v1.SessionsService/TouchSessions',
+            deelrx_dot_sessions_dot_v1_dot_sessions__pb2.TouchSessionsRequest.SerializeToString,
+            deelrx_dot_sessions_dot_v1_dot_sessions__pb2.TouchSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
