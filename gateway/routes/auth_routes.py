@@ -92,7 +92,12 @@ async def login(body: LoginBody, request: Request) -> dict[str, Any]:
     gw = gateway_of(request)
     result = await call(
         gw.clients.identity.Authenticate,
-        identity_pb2.AuthenticateRequest(context=request_context(request), email=body.email, password=body.password),
+        identity_pb2.AuthenticateRequest(
+            context=request_context(request),
+            email=body.email,
+            password=body.password,
+            token_delivery=body.token_delivery,
+        ),
     )
     request.state.no_store = True
     if result.mfa_required:

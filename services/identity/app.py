@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -31,12 +31,17 @@ from services.identity.adapters.sql import (
     TeamRepository,
     UserRepository,
 )
+from services.identity.attempts import AttemptGuard
 from services.identity.domain import lockout, mail, passwords, tokens
 from services.identity.domain.accounts import check_name, check_team_name, lookup_key, parse_email
 from services.identity.domain.lockout import Lockout
 from services.identity.domain.model import DEFAULT_PLAN, Authentication, Team, TeamSettings, User
+from services.identity.password_app import PasswordUseCases
 from services.identity.ports import PasswordHasher
 from services.identity.purge import keep_newest_signups
+
+if TYPE_CHECKING:
+    from services.identity.mfa_app import MfaUseCases
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +84,10 @@ class IdentityApp:
         self.throttle = LoginThrottleRepository()
         self.mail_throttle = MailThrottleRepository()
         self.mails = MailOutboxRepository()
+        # Account security (password_app.py, mfa_app.py, attempts.py); wired by main.bootstrap.
+        self.attempts = AttemptGuard(self)
+        self.passwords = PasswordUseCases(self)
+        self.mfa: MfaUseCases | None = None
 
     # -- helpers -----------------------------------------------------------------------
     def _address_key(self, email_normalized: str) -> str:
@@ -218,7 +227,11 @@ class IdentityApp:
 
     # -- login -------------------------------------------------------------------------
     async def authenticate(
-        self, email: str, password: str, context: common_pb2.RequestContext | None = None
+        self,
+        email: str,
+        password: str,
+        context: common_pb2.RequestContext | None = None,
+        token_delivery: str = "cookie",  # noqa: S107 - a delivery mode, not a secret
     ) -> Authentication:
         ctx = context or common_pb2.RequestContext()
         email_normalized = lookup_key(email)
@@ -268,25 +281,44 @@ class IdentityApp:
         assert candidate is not None
         new_hash = await self.hasher.hash(candidate) if self.hasher.needs_rehash(credentials.password_hash) else None
         auth_time = self.clock.now()
+        mfa_token = ""
+        team: Team | None = None
         async with transaction(self.sessions) as session:
-            await self.throttle.forgive_client(session, key, client, auth_time)
-            await self.throttle.reset_account(session, key, auth_time)
             if new_hash is not None:
                 await self.credentials.replace_hash(
                     session, credentials.user_id, credentials.password_hash, new_hash, auth_time
                 )
             user = await self.users.get(session, credentials.user_id)
             assert user is not None
-            team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
-            await self._event(
-                session,
-                "auth.login_succeeded",
-                ctx,
-                actor_user_id=user.id,
-                target=("user", user.id),
-                details={"amr": ["pwd"], "mfa_required": False},
-            )
+            if user.mfa_enabled and self.mfa is not None:
+                # The failure counted above stands until the second factor is right, so a
+                # known password does not buy unlimited code guesses.
+                mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery)
+                await self._event(
+                    session,
+                    "auth.password_verified",
+                    ctx,
+                    actor_user_id=user.id,
+                    target=("user", user.id),
+                    details={"mfa_required": True},
+                )
+            else:
+                await self.throttle.forgive_client(session, key, client, auth_time)
+                await self.throttle.reset_account(session, key, auth_time)
+                team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
+                await self._event(
+                    session,
+                    "auth.login_succeeded",
+                    ctx,
+                    actor_user_id=user.id,
+                    target=("user", user.id),
+                    details={"amr": ["pwd"], "mfa_required": False},
+                )
         self._committed()
+        if mfa_token:
+            return Authentication(
+                user=user, amr=["pwd"], auth_time=auth_time, active_team=None, mfa_required=True, mfa_token=mfa_token
+            )
         return Authentication(user=user, amr=["pwd"], auth_time=auth_time, active_team=team)
 
     async def _check_pending_signup(self, email_normalized: str, candidate: str | None) -> str:

@@ -16,6 +16,7 @@ from services.identity.adapters.mailer import mailer_from_settings
 from services.identity.adapters.sql import outbox as outbox_table
 from services.identity.app import IdentityApp, IdentityConfig
 from services.identity.grpc_api import IdentityServicer
+from services.identity.mfa_app import MfaUseCases
 from services.identity.ports import Mailer
 from services.identity.purge import run_purges
 
@@ -34,6 +35,7 @@ def bootstrap(
     rt.use_outbox(outbox)
     relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock)
     rt.add_task(relay.run)
+    hasher = Argon2Hasher.from_settings(settings)
     app = IdentityApp(
         config=IdentityConfig(
             public_url=settings.public_url,
@@ -42,9 +44,15 @@ def bootstrap(
         ),
         sessions=sessions,
         clock=clock,
-        hasher=Argon2Hasher.from_settings(settings),
+        hasher=hasher,
         outbox=outbox,
         mail_sent=relay.notify,
+    )
+    app.mfa = MfaUseCases(
+        app,
+        keyring=settings.keyring(),
+        code_hasher=hasher,
+        challenge_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
     )
     rt.add_task(lambda stop: run_purges(sessions, clock, stop))
     rt.grpc.add(

@@ -14,7 +14,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -53,22 +52,14 @@ users = Table(
     Column("password_changed_at", UtcDateTime, nullable=False),
     Column("email_verified_at", UtcDateTime, nullable=True),
     Column("last_active_team_id", String(40), nullable=True),
-    # TOTP (later): secret encrypted with a key derived from the service secret; the last
-    # accepted time step refuses replays inside the window.
+    # TOTP: the secret sealed by the keyring (pending until totp_enabled_at is set); the last
+    # accepted time step refuses replays inside the window. Recovery codes and the other
+    # account-security tables are in adapters/security_sql.py.
     Column("totp_secret_encrypted", LargeBinary, nullable=True),
     Column("totp_enabled_at", UtcDateTime, nullable=True),
     Column("totp_last_step", BigInteger, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-)
-
-recovery_codes = Table(
-    "recovery_codes",
-    metadata,
-    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("code_hash", String(64), primary_key=True),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("used_at", UtcDateTime, nullable=True),
 )
 
 pending_signups = Table(
