@@ -19,7 +19,7 @@ import structlog
 from deelrx.common.v1 import common_pb2
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, conflict
-from deelrx_kit.ids import new_id
+from deelrx_kit.ids import ulid
 from deelrx_kit.keyring import Keyring, KeyringError
 from services.identity.adapters.security_sql import (
     MfaChallenge,
@@ -100,7 +100,7 @@ class MfaUseCases:
         secret = self.core.config.secret
         normalized = [recovery_codes.normalize(c) or "" for c in codes]
         hashes = await asyncio.gather(*(self.code_hasher.hash(n) for n in normalized))
-        rows = [(new_id("rc"), recovery_codes.selector(secret, n), h) for n, h in zip(normalized, hashes, strict=True)]
+        rows = [(ulid(), recovery_codes.selector(secret, n), h) for n, h in zip(normalized, hashes, strict=True)]
         return codes, rows
 
     async def _check_password(self, state: TotpState, password: str, ctx: common_pb2.RequestContext) -> None:

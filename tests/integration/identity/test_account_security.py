@@ -1,0 +1,262 @@
+"""Password reset, TOTP and recovery codes in identity, with a frozen clock: expiry, window
+edges, lockout interplay, concurrency, and no secret stored in clear."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from urllib.parse import unquote
+
+from sqlalchemy import inspect, select, text
+
+from deelrx.identity.v1 import identity_pb2 as pb
+from deelrx_kit.db import create_engine
+from deelrx_kit.errors import DomainError
+from services.identity.adapters.sql import users
+from services.identity.domain import totp
+
+from .conftest import PASSWORD, Identity, call, ctx, failure
+
+NEW_PASSWORD = "quiet meadow lantern 1977"
+RESET_RE = re.compile(r"/reset-password\?token=([A-Za-z0-9_\-%]+)")
+ATTACKER = "203.0.113.66"
+
+
+async def reset_token(identity: Identity, address: str, count: int) -> str:
+    mails = [
+        m for m in await identity.mails_to(address, count) if "reset-password" in m.get_body(("plain",)).get_content()
+    ]
+    assert len(mails) >= 1
+    match = RESET_RE.search(mails[-1].get_body(("plain",)).get_content())
+    assert match
+    return unquote(match.group(1))
+
+
+async def forgot(identity: Identity, address: str) -> None:
+    await call(identity.stub.RequestPasswordReset, pb.RequestPasswordResetRequest(context=ctx(), email=address))
+
+
+async def reset(identity: Identity, token: str, password: str = NEW_PASSWORD) -> pb.ResetPasswordResponse:
+    return await call(
+        identity.stub.ResetPassword, pb.ResetPasswordRequest(context=ctx(), token=token, new_password=password)
+    )
+
+
+async def enable_totp(identity: Identity, user_id: str) -> tuple[str, list[str]]:
+    start = await call(identity.stub.EnrollTotp, pb.EnrollTotpRequest(context=ctx(), user_id=user_id))
+    code = totp.code_at(start.secret, totp.time_step(identity.clock.now()))
+    done = await call(identity.stub.ConfirmTotp, pb.ConfirmTotpRequest(context=ctx(), user_id=user_id, code=code))
+    return start.secret, list(done.recovery_codes)
+
+
+async def mfa_login(identity: Identity, address: str, ip: str = "198.51.100.7", **factor: str) -> pb.VerifyMfaResponse:
+    first = await identity.login(address, ip=ip)
+    assert first.mfa_required and first.mfa_token
+    return await call(
+        identity.stub.VerifyMfa, pb.VerifyMfaRequest(context=ctx(ip), mfa_token=first.mfa_token, **factor)
+    )
+
+
+async def test_reset_link_expires_after_30_minutes_and_a_newer_one_replaces_it(identity: Identity) -> None:
+    await identity.account("reset@example.com")
+    await forgot(identity, "reset@example.com")
+    first = await reset_token(identity, "reset@example.com", 2)
+    identity.clock.advance(seconds=61)  # past the one-mail-a-minute throttle
+    await forgot(identity, "reset@example.com")
+    second = await reset_token(identity, "reset@example.com", 3)
+    assert first != second
+    assert (
+        await failure(identity.stub.ResetPassword, pb.ResetPasswordRequest(token=first, new_password=NEW_PASSWORD))
+    ).code == "invalid_token"
+
+    identity.clock.advance(minutes=30)
+    assert (
+        await failure(identity.stub.ResetPassword, pb.ResetPasswordRequest(token=second, new_password=NEW_PASSWORD))
+    ).code == "invalid_token"
+    await identity.login("reset@example.com")  # the password is unchanged
+
+
+async def test_reset_clears_every_lock_and_a_change_kills_the_reset_link(identity: Identity) -> None:
+    user_id = await identity.account("locked@example.com")
+    for _ in range(10):
+        await identity.login_error("locked@example.com", "guess-guess-guess", ATTACKER)
+    assert (await identity.login_error("locked@example.com", PASSWORD, ATTACKER)).code == "account_locked"
+    await forgot(identity, "locked@example.com")
+    done = await reset(identity, await reset_token(identity, "locked@example.com", 2))
+    assert done.user_id == user_id
+    await identity.login("locked@example.com", NEW_PASSWORD, ip=ATTACKER)
+
+    identity.clock.advance(seconds=61)
+    await forgot(identity, "locked@example.com")
+    token = await reset_token(identity, "locked@example.com", 4)
+    await call(
+        identity.stub.ChangePassword,
+        pb.ChangePasswordRequest(context=ctx(), user_id=user_id, current_password=NEW_PASSWORD, new_password=PASSWORD),
+    )
+    assert (
+        await failure(identity.stub.ResetPassword, pb.ResetPasswordRequest(token=token, new_password=NEW_PASSWORD))
+    ).code == "invalid_token"
+
+
+async def test_concurrent_resets_with_one_token_succeed_once(identity: Identity) -> None:
+    await identity.account("race@example.com")
+    await forgot(identity, "race@example.com")
+    token = await reset_token(identity, "race@example.com", 2)
+    results = await asyncio.gather(
+        *(reset(identity, token, f"{NEW_PASSWORD} {i}") for i in range(5)), return_exceptions=True
+    )
+    assert sum(isinstance(r, pb.ResetPasswordResponse) for r in results) == 1
+    assert all(r.code == "invalid_token" for r in results if isinstance(r, DomainError))
+    assert len([r for r in results if not isinstance(r, (DomainError, pb.ResetPasswordResponse))]) == 0
+
+
+async def test_mfa_stays_required_after_a_reset(identity: Identity) -> None:
+    user_id = await identity.account("mfa-reset@example.com")
+    await enable_totp(identity, user_id)
+    await forgot(identity, "mfa-reset@example.com")
+    await reset(identity, await reset_token(identity, "mfa-reset@example.com", 3))
+    assert (await identity.login("mfa-reset@example.com", NEW_PASSWORD)).mfa_required
+
+
+async def test_totp_window_edges_and_replay_with_a_frozen_clock(identity: Identity) -> None:
+    user_id = await identity.account("window@example.com")
+    secret, _ = await enable_totp(identity, user_id)
+    t = totp.time_step(identity.clock.now())
+    identity.clock.advance(seconds=30)  # now at step t+1
+    # Two steps back and two ahead are outside the window.
+    for step in (t - 1, t + 3):
+        error = await failure(
+            identity.stub.VerifyMfa,
+            pb.VerifyMfaRequest(
+                mfa_token=(await identity.login("window@example.com")).mfa_token, code=totp.code_at(secret, step)
+            ),
+        )
+        assert error.code == "invalid_mfa_code"
+    # One step ahead is accepted; then the current (earlier) step is a replay.
+    ok = await mfa_login(identity, "window@example.com", code=totp.code_at(secret, t + 2))
+    assert list(ok.amr) == ["pwd", "otp"]
+    error = await failure(
+        identity.stub.VerifyMfa,
+        pb.VerifyMfaRequest(
+            mfa_token=(await identity.login("window@example.com")).mfa_token, code=totp.code_at(secret, t + 1)
+        ),
+    )
+    assert error.code == "invalid_mfa_code"
+
+
+async def test_mfa_token_lives_five_minutes(identity: Identity) -> None:
+    user_id = await identity.account("slow@example.com")
+    secret, _ = await enable_totp(identity, user_id)
+    first = await identity.login("slow@example.com")
+    identity.clock.advance(minutes=5, seconds=1)
+    code = totp.code_at(secret, totp.time_step(identity.clock.now()))
+    error = await failure(identity.stub.VerifyMfa, pb.VerifyMfaRequest(mfa_token=first.mfa_token, code=code))
+    assert error.code == "invalid_mfa_code"
+
+
+async def test_wrong_codes_count_toward_the_lockout(identity: Identity) -> None:
+    user_id = await identity.account("guessed@example.com")
+    await enable_totp(identity, user_id)
+    outcomes = []
+    for _ in range(6):
+        try:
+            first = await identity.login("guessed@example.com", ip=ATTACKER)
+        except DomainError as exc:
+            outcomes.append(exc.code)
+            continue
+        error = await failure(
+            identity.stub.VerifyMfa,
+            pb.VerifyMfaRequest(context=ctx(ATTACKER), mfa_token=first.mfa_token, code="000000"),
+        )
+        outcomes.append(error.code)
+    # Each round costs two failures (the unfinished password step and the wrong code).
+    assert outcomes[-1] == "account_locked", outcomes
+
+
+async def test_confirming_twice_at_once_enables_once(identity: Identity) -> None:
+    user_id = await identity.account("twice@example.com")
+    start = await call(identity.stub.EnrollTotp, pb.EnrollTotpRequest(context=ctx(), user_id=user_id))
+    step = totp.time_step(identity.clock.now())
+    codes = [totp.code_at(start.secret, step + d) for d in (-1, 0, 1)]
+    results = await asyncio.gather(
+        *(
+            call(identity.stub.ConfirmTotp, pb.ConfirmTotpRequest(context=ctx(), user_id=user_id, code=c))
+            for c in codes
+        ),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, pb.ConfirmTotpResponse) for r in results) == 1
+    assert sorted(r.code for r in results if isinstance(r, DomainError)) == ["conflict", "conflict"]
+    status = await call(identity.stub.GetMfaStatus, pb.GetMfaStatusRequest(user_id=user_id))
+    assert status.totp_enabled and status.recovery_codes_remaining == 10
+
+
+async def test_regeneration_while_a_login_uses_an_old_code(identity: Identity) -> None:
+    user_id = await identity.account("regen@example.com")
+    secret, codes = await enable_totp(identity, user_id)
+    identity.clock.advance(seconds=30)
+    step = totp.time_step(identity.clock.now())
+    first = await identity.login("regen@example.com")
+    login = call(
+        identity.stub.VerifyMfa, pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, recovery_code=codes[0])
+    )
+    regen = call(
+        identity.stub.RegenerateRecoveryCodes,
+        pb.RegenerateRecoveryCodesRequest(context=ctx(), user_id=user_id, code=totp.code_at(secret, step)),
+    )
+    login_result, regen_result = await asyncio.gather(login, regen, return_exceptions=True)
+    assert isinstance(regen_result, pb.RegenerateRecoveryCodesResponse)
+    status = await call(identity.stub.GetMfaStatus, pb.GetMfaStatusRequest(user_id=user_id))
+    # Either the login came first (its code was then replaced) or it was refused: never half.
+    assert status.recovery_codes_remaining == 10
+    assert isinstance(login_result, pb.VerifyMfaResponse) or login_result.code == "invalid_mfa_code"
+    error = await failure(
+        identity.stub.VerifyMfa,
+        pb.VerifyMfaRequest(mfa_token=(await identity.login("regen@example.com")).mfa_token, recovery_code=codes[1]),
+    )
+    assert error.code == "invalid_mfa_code"
+
+
+def _forms(value: str) -> list[bytes]:
+    raw = value.encode()
+    forms = [raw, raw.hex().encode(), base64.b64encode(raw).rstrip(b"="), base64.urlsafe_b64encode(raw).rstrip(b"=")]
+    forms.append(base64.b32encode(raw).rstrip(b"="))
+    try:  # a base32 TOTP secret: also its decoded bytes in every form
+        decoded = base64.b32decode(value)
+        forms += [decoded, decoded.hex().encode(), base64.b64encode(decoded).rstrip(b"=")]
+    except ValueError:
+        pass
+    return forms
+
+
+async def test_no_secret_is_stored_in_clear(identity: Identity) -> None:
+    verification = await identity.signup("scan@example.com")
+    user_id = str(
+        (await call(identity.stub.VerifyEmail, pb.VerifyEmailRequest(context=ctx(), token=verification))).user_id
+    )
+    secret, codes = await enable_totp(identity, user_id)
+    await mfa_login(identity, "scan@example.com", recovery_code=codes[0])
+    await forgot(identity, "scan@example.com")
+    token = await reset_token(identity, "scan@example.com", 3)
+    await reset(identity, token)
+    first = await identity.login("scan@example.com", NEW_PASSWORD)
+    needles = [secret, token, verification, first.mfa_token, first.mfa_token.removeprefix("mfa_")]
+    needles += [c for code in codes for c in (code, code.replace("-", ""))]
+    await identity.mails_to("scan@example.com", 6)  # delivered, so the mail outbox is empty again
+
+    engine = create_engine(identity.settings.database_url, "identity")
+    found: list[str] = []
+    try:
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            for table in tables:
+                rows = (await conn.execute(text(f'SELECT * FROM "{table}"'))).all()
+                blob = b"\n".join(
+                    repr(tuple(r)).encode() + b"".join(v for v in r if isinstance(v, bytes)) for r in rows
+                )
+                found += [f"{table}:{n[:6]}" for n in needles for form in _forms(n) if form and form in blob]
+            sealed = (await conn.execute(select(users.c.totp_secret_encrypted))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert sealed and not found, found
