@@ -15,6 +15,7 @@ from gateway import csrf
 from gateway.auth import IssuedTokens, authenticate, deliver_cookies, limit_anonymous
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.mfa_policy import enrollment_required
 from gateway.presenters import session_json, user_json
 from gateway.schemas import (
     EmailBody,
@@ -116,7 +117,7 @@ async def start_session(
 ) -> dict[str, Any]:
     """Create the session after a complete login and deliver its tokens."""
     team = result.active_team if result.HasField("active_team") else None
-    enrollment = bool(team and team.settings.mfa_required and not user.mfa_enabled)
+    enrollment = enrollment_required(team, user)
     created = await call(
         gw.clients.sessions.CreateSession,
         sessions_pb2.CreateSessionRequest(

@@ -303,8 +303,9 @@ class IdentityApp:
                     details={"mfa_required": True},
                 )
             else:
-                await self.throttle.forgive_client(session, key, client, auth_time)
+                # Account row before client row, as when reserving: no lock-order deadlock.
                 await self.throttle.reset_account(session, key, auth_time)
+                await self.throttle.forgive_client(session, key, client, auth_time)
                 team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
                 await self._event(
                     session,

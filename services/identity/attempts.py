@@ -81,8 +81,11 @@ class AttemptGuard:
     async def forgive_in(
         self, session: AsyncSession, email_normalized: str, ctx: common_pb2.RequestContext, now: datetime
     ) -> None:
-        """The secret was right: the client's and the account's failure counts start again."""
+        """The secret was right: the client's and the account's failure counts start again.
+        Call it last in the transaction."""
         core = self.core
         key = core._address_key(email_normalized)
-        await core.throttle.forgive_client(session, key, _client(ctx), now)
+        # Same order as `reserve` (account row, then client row), after the caller's own
+        # writes: concurrent transactions take the rows in one order and cannot deadlock.
         await core.throttle.reset_account(session, key, now)
+        await core.throttle.forgive_client(session, key, _client(ctx), now)

@@ -179,10 +179,10 @@ class MfaUseCases:
         await self._check_totp(state, code, ctx)
         now = self.core.clock.now()
         async with transaction(self.core.sessions) as session:
-            await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
             if not await self.totp.disable(session, user_id, now):
                 raise conflict("Two-factor authentication is not enabled.")
             await self.codes.forget_user(session, user_id)
+            await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
             await self.core._event(session, "mfa.disabled", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.totp_changed(
                 user.email, user.name, self.core.config.public_url, now, ctx.user_agent, ctx.client_ip, enabled=False
@@ -200,8 +200,8 @@ class MfaUseCases:
         codes, rows = await self._new_code_rows()
         now = self.core.clock.now()
         async with transaction(self.core.sessions) as session:
-            await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
             await self.codes.replace_set(session, user_id, rows, now)
+            await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
             await self.core._event(
                 session, "mfa.recovery_codes_regenerated", ctx, actor_user_id=user_id, target=("user", user_id)
             )
@@ -272,7 +272,6 @@ class MfaUseCases:
             if accepted:
                 accepted = await self.challenges.consume(session, token_hash)
             if accepted:
-                await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
                 amr = ["pwd", "otp"] if step is not None else ["pwd", "rec"]
                 if used_code_id is not None:
                     remaining = await self.codes.remaining(session, user.id)
@@ -303,6 +302,7 @@ class MfaUseCases:
                 fresh = await core.users.get(session, user.id)
                 assert fresh is not None
                 team = await core.teams.get(session, fresh.last_active_team_id) if fresh.last_active_team_id else None
+                await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
         if not accepted:
             # A replayed code, or a concurrent request with the same code or token won.
             await core.attempts.failed(

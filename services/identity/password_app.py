@@ -137,11 +137,11 @@ class PasswordUseCases:
         new_hash = await core.hasher.hash(clean)
         now = core.clock.now()
         async with transaction(core.sessions) as session:
-            await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
             if not await core.credentials.replace_hash(session, user_id, state.password_hash, new_hash, now):
                 raise DomainError("conflict", "The password changed meanwhile; try again.")
             await self.passwords.set_password(session, user_id, new_hash, now)
             await self.resets.forget_user(session, user_id)
+            await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
             await core._event(session, "password.changed", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.password_changed(
                 user.email, user.name, core.config.public_url, now, ctx.user_agent, ctx.client_ip, reset=False
