@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -32,7 +32,7 @@ from services.identity.adapters.sql import (
     UserRepository,
 )
 from services.identity.attempts import AttemptGuard
-from services.identity.domain import lockout, mail, passwords, tokens
+from services.identity.domain import lockout, mail, passwords, security_mail, tokens
 from services.identity.domain.accounts import check_name, check_team_name, lookup_key, parse_email
 from services.identity.domain.lockout import Lockout
 from services.identity.domain.model import DEFAULT_PLAN, Authentication, Team, TeamSettings, User
@@ -242,6 +242,7 @@ class IdentityApp:
         # Count the attempt as a failure first (forgiven below when right), so concurrent
         # guesses can never get past the limits.
         locked: Lockout | None = None
+        mailed = False
         async with transaction(self.sessions) as session:
             credentials = await self.credentials.by_email(session, email_normalized)
             if not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
@@ -254,8 +255,11 @@ class IdentityApp:
                 locked = lockout.client_lockout(locked_until, now)
             if locked is not None:
                 await self._login_failed(session, ctx, credentials, email_normalized, "locked", lock=locked.scope)
+                mailed = credentials is not None and await self._lock_notice(
+                    session, ctx, credentials.user_id, key, now
+                )
         if locked is not None:
-            self._committed()
+            self._committed(mails=mailed)
             raise DomainError("account_locked", _LOCKED, retry_after_seconds=locked.retry_after_seconds)
 
         candidate = passwords.plausible_login_password(password)
@@ -321,6 +325,21 @@ class IdentityApp:
                 user=user, amr=["pwd"], auth_time=auth_time, active_team=None, mfa_required=True, mfa_token=mfa_token
             )
         return Authentication(user=user, amr=["pwd"], auth_time=auth_time, active_team=team)
+
+    async def _lock_notice(
+        self, session: AsyncSession, ctx: common_pb2.RequestContext, user_id: str, key: str, now: datetime
+    ) -> bool:
+        """Tell the owner (at most once per lock period) and offer the reset that unlocks."""
+        if not await self.mail_throttle.claim(session, "account_locked", key, lockout.CLIENT_LOCK, now):
+            return False
+        user = await self.users.get(session, user_id)
+        if user is None:
+            return False
+        notice = security_mail.account_locked(
+            user.email, user.name, self.config.public_url, now, ctx.user_agent, ctx.client_ip
+        )
+        await self.mails.stage(session, notice, now)
+        return True
 
     async def _check_pending_signup(self, email_normalized: str, candidate: str | None) -> str:
         """One argon2 verification either way, so unknown and pending addresses take alike."""

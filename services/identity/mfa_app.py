@@ -352,15 +352,3 @@ class MfaUseCases:
             )
         self.core._committed()
         return amr, now
-
-    # -- key rotation ------------------------------------------------------------------
-    async def reseal_secrets(self) -> int:
-        """Re-encrypt every TOTP secret under the active key; returns how many changed."""
-        changed = 0
-        async with transaction(self.core.sessions) as session:
-            for row in await self.totp.sealed_secrets(session):
-                blob = bytes(row.totp_secret_encrypted)
-                if self.keyring.needs_reseal(blob):
-                    new = self.keyring.reseal(blob, self._aad(row.id))
-                    changed += int(await self.totp.replace_sealed(session, row.id, blob, new))
-        return changed

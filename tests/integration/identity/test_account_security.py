@@ -82,14 +82,19 @@ async def test_reset_clears_every_lock_and_a_change_kills_the_reset_link(identit
     for _ in range(10):
         await identity.login_error("locked@example.com", "guess-guess-guess", ATTACKER)
     assert (await identity.login_error("locked@example.com", PASSWORD, ATTACKER)).code == "account_locked"
+    assert (await identity.login_error("locked@example.com", PASSWORD, ATTACKER)).code == "account_locked"
+    mails = await identity.mails_to("locked@example.com", 2)
+    lock_mails = [m for m in mails if "blocked" in str(m["Subject"])]
+    assert len(lock_mails) == 1, "one notice per lock period"
+    assert "forgot-password" in lock_mails[0].get_body(("plain",)).get_content()
     await forgot(identity, "locked@example.com")
-    done = await reset(identity, await reset_token(identity, "locked@example.com", 2))
+    done = await reset(identity, await reset_token(identity, "locked@example.com", 3))
     assert done.user_id == user_id
     await identity.login("locked@example.com", NEW_PASSWORD, ip=ATTACKER)
 
     identity.clock.advance(seconds=61)
     await forgot(identity, "locked@example.com")
-    token = await reset_token(identity, "locked@example.com", 4)
+    token = await reset_token(identity, "locked@example.com", 5)
     await call(
         identity.stub.ChangePassword,
         pb.ChangePasswordRequest(context=ctx(), user_id=user_id, current_password=NEW_PASSWORD, new_password=PASSWORD),
@@ -260,3 +265,25 @@ async def test_no_secret_is_stored_in_clear(identity: Identity) -> None:
     finally:
         await engine.dispose()
     assert sealed and not found, found
+
+
+async def test_reencryption_moves_totp_secrets_to_the_active_key(identity: Identity) -> None:
+    from deelrx_kit.db import session_factory
+    from deelrx_kit.keyring import Keyring, new_key_entry
+    from services.identity.reencrypt import reseal_totp_secrets
+
+    user_id = await identity.account("rotate@example.com")
+    secret, _ = await enable_totp(identity, user_id)
+    old = identity.settings.keyring()
+    old_entry = (identity.settings.data_dir / "keyring").read_text().strip()
+    rotated = Keyring.parse(f"{new_key_entry('next')},{old_entry}")
+    engine = create_engine(identity.settings.database_url, "identity")
+    try:
+        assert await reseal_totp_secrets(session_factory(engine), rotated) == 1
+        assert await reseal_totp_secrets(session_factory(engine), rotated) == 0
+        async with engine.connect() as conn:
+            blob = (await conn.execute(select(users.c.totp_secret_encrypted))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert rotated.key_id_of(blob) == "next" and old.active_kid != "next"
+    assert rotated.open(blob, f"totp:{user_id}".encode()).decode() == secret
