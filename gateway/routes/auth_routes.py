@@ -26,7 +26,7 @@ from gateway.schemas import (
     RefreshBody,
     SignupAccepted,
     SignupBody,
-    TokenBody,
+    VerifyEmailBody,
 )
 from gateway.state import Gateway, gateway_of
 
@@ -61,12 +61,14 @@ async def signup(body: SignupBody, request: Request) -> dict[str, str]:
 
 
 @router.post("/verify-email", response_model=EmailVerified, responses=PROBLEMS)
-async def verify_email(body: TokenBody, request: Request) -> dict[str, bool]:
+async def verify_email(body: VerifyEmailBody, request: Request) -> dict[str, bool]:
     await limit_anonymous(request)
     gw = gateway_of(request)
     await call(
         gw.clients.identity.VerifyEmail,
-        identity_pb2.VerifyEmailRequest(context=request_context(request), token=body.token),
+        identity_pb2.VerifyEmailRequest(
+            context=request_context(request), token=body.token, password=body.password or ""
+        ),
     )
     return {"email_verified": True}
 

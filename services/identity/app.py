@@ -161,21 +161,37 @@ class IdentityApp:
                     now=now,
                 )
                 await keep_newest_signups(session, address.normalized)
-                # A resend right after sign-up would only duplicate this mail.
-                await self.mail_throttle.claim(session, "verification", key, timedelta(0), now)
-                await self.mails.stage(session, self._verification_mail(address.display, clean_name, token), now)
+                # At most one verification mail per address per interval, so sign-ups cannot be
+                # used to flood a third party; the throttle also covers resends.
+                if await self.mail_throttle.claim(session, "verification", key, RESEND_INTERVAL, now):
+                    await self.mails.stage(session, self._verification_mail(address.display, clean_name, token), now)
         self._committed(events=False, mails=True)
 
     def _verification_mail(self, to: str, name: str, token: str) -> mail.OutgoingMail:
         ttl_hours = int(self.config.email_token_ttl.total_seconds() // 3600)
         return mail.verification_mail(to, name, self.config.public_url, token, ttl_hours)
 
-    async def verify_email(self, token: str, context: common_pb2.RequestContext | None = None) -> str:
-        """Create the account of the sign-up whose link this is. Single-use under concurrency."""
+    async def verify_email(
+        self, token: str, context: common_pb2.RequestContext | None = None, password: str = ""
+    ) -> str:
+        """Create the account of the sign-up whose link this is. Single-use under concurrency.
+
+        When the address has more than one live sign-up (someone else may have signed up with
+        it), the link also needs the password chosen at its own sign-up, so a link never creates
+        an account whose password the person clicking it does not know."""
         token_hash = tokens.presented_hash(token)
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_TOKEN)
         now = self.clock.now()
+        async with reading(self.sessions) as session:
+            clicked = await self.signups.by_token(session, token_hash)
+            live = await self.signups.count_live(session, clicked.email_normalized, now) if clicked else 0
+        if clicked is not None and live > 1:
+            candidate = passwords.plausible_login_password(password) if password else None
+            if candidate is None or not await self.hasher.verify(clicked.password_hash, candidate):
+                raise validation_error(
+                    "/password", "Several sign-ups use this address: enter the password you chose when signing up."
+                )
         try:
             async with transaction(self.sessions) as session:
                 signup = await self.signups.by_token(session, token_hash)

@@ -71,7 +71,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def VerifyEmail(
         self, request: identity_pb2.VerifyEmailRequest, context: Any
     ) -> identity_pb2.VerifyEmailResponse:
-        user_id = await self.app.verify_email(request.token, request.context)
+        user_id = await self.app.verify_email(request.token, request.context, request.password)
         return identity_pb2.VerifyEmailResponse(user_id=user_id)
 
     async def ResendVerification(

@@ -314,6 +314,12 @@ class PendingSignupRepository:
         ).first()
         return _signup(row) if row else None
 
+    async def count_live(self, session: AsyncSession, email_normalized: str, now: datetime) -> int:
+        query = select(pending_signups.c.id).where(
+            pending_signups.c.email_normalized == email_normalized, pending_signups.c.expires_at > now
+        )
+        return len((await session.execute(query.limit(2))).all())
+
     async def rotate_token(self, session: AsyncSession, signup_id: str, new_hash: str, expires_at: datetime) -> bool:
         result = await session.execute(
             update(pending_signups)
