@@ -11,7 +11,7 @@ from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
-from gateway import csrf
+from gateway import csrf, device_cookie
 from gateway.auth import IssuedTokens, authenticate, deliver_cookies, limit_anonymous
 from gateway.clients import call
 from gateway.context import request_context
@@ -91,8 +91,11 @@ async def resend_verification(body: EmailBody, request: Request) -> Response:
 
 @router.post("/login", response_model=LoginOut, response_model_exclude_none=True, responses=PROBLEMS)
 async def login(body: LoginBody, request: Request) -> dict[str, Any]:
-    await limit_anonymous(request, body.email)
     gw = gateway_of(request)
+    # A device that signed in to this account before skips the per-account limit, which
+    # anyone could otherwise keep exhausted to hold the owner at 429.
+    trusted = device_cookie.is_trusted_for(gw, request, body.email)
+    await limit_anonymous(request, None if trusted else body.email)
     result = await call(
         gw.clients.identity.Authenticate,
         identity_pb2.AuthenticateRequest(
@@ -100,6 +103,7 @@ async def login(body: LoginBody, request: Request) -> dict[str, Any]:
             email=body.email,
             password=body.password,
             token_delivery=body.token_delivery,
+            device_token=device_cookie.presented(gw, request),
         ),
     )
     request.state.no_store = True
@@ -149,6 +153,7 @@ async def start_session(
         answer.update(_token_body(tokens))
     else:
         deliver_cookies(request, tokens)
+        device_cookie.remember(request, result.device_token)
     return answer
 
 

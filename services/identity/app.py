@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
-from deelrx_kit import audit_events
+from deelrx_kit import audit_events, device_tokens
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
@@ -248,11 +248,15 @@ class IdentityApp:
         password: str,
         context: common_pb2.RequestContext | None = None,
         token_delivery: str = "cookie",  # noqa: S107 - a delivery mode, not a secret
+        device_token: str = "",
     ) -> Authentication:
         ctx = context or common_pb2.RequestContext()
         email_normalized = lookup_key(email)
         key = self._address_key(email_normalized)
-        client = (ctx.client_ip or "unknown")[:64]
+        # A device that signed in to this account before is its own client: locks earned by
+        # other clients (per IP, or the account-wide one) do not apply to it.
+        device = device_tokens.device_for(self.config.secret, device_token, email_normalized)
+        client = f"device:{device}" if device else (ctx.client_ip or "unknown")[:64]
         now = self.clock.now()
 
         # Count the attempt as a failure first (forgiven below when right), so concurrent
@@ -261,12 +265,13 @@ class IdentityApp:
         mailed = False
         async with transaction(self.sessions) as session:
             credentials = await self.credentials.by_email(session, email_normalized)
-            if not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
+            if device is None and not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
             elif not await self.throttle.reserve_client(
                 session, key, client, lockout.CLIENT_LIMIT, lockout.CLIENT_LOCK, now
             ):
-                await self.throttle.release_account(session, key, now)
+                if device is None:
+                    await self.throttle.release_account(session, key, now)
                 locked_until = await self.throttle.client_locked_until(session, key, client)
                 locked = lockout.client_lockout(locked_until, now)
             if locked is not None:
@@ -313,7 +318,7 @@ class IdentityApp:
             if user.mfa_enabled and self.mfa is not None:
                 # The failure counted above stands until the second factor is right, so a
                 # known password does not buy unlimited code guesses.
-                mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery)
+                mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery, client)
                 await self._event(
                     session,
                     "auth.password_verified",
@@ -340,7 +345,13 @@ class IdentityApp:
             return Authentication(
                 user=user, amr=["pwd"], auth_time=auth_time, active_team=None, mfa_required=True, mfa_token=mfa_token
             )
-        return Authentication(user=user, amr=["pwd"], auth_time=auth_time, active_team=team)
+        return Authentication(
+            user=user,
+            amr=["pwd"],
+            auth_time=auth_time,
+            active_team=team,
+            device_token=device_tokens.issue(self.config.secret, email_normalized),
+        )
 
     async def _lock_notice(
         self, session: AsyncSession, ctx: common_pb2.RequestContext, user_id: str, key: str, now: datetime

@@ -23,30 +23,38 @@ if TYPE_CHECKING:
 _LOCKED = "Too many failed attempts; try again later or reset your password."
 
 
-def _client(ctx: common_pb2.RequestContext) -> str:
-    return (ctx.client_ip or "unknown")[:64]
+def _client(ctx: common_pb2.RequestContext, client: str = "") -> str:
+    return client or (ctx.client_ip or "unknown")[:64]
+
+
+def is_device(client: str) -> bool:
+    """A device-cookie client: not subject to the account-wide lock other clients earn."""
+    return client.startswith("device:")
 
 
 class AttemptGuard:
     def __init__(self, core: IdentityApp) -> None:
         self.core = core
 
-    async def reserve(self, email_normalized: str, ctx: common_pb2.RequestContext, *, user_id: str) -> None:
-        """Count one failure for (client, account) and the account; raise when locked."""
+    async def reserve(
+        self, email_normalized: str, ctx: common_pb2.RequestContext, *, user_id: str, client: str = ""
+    ) -> None:
+        """Count one failure for (client, account) and the account; raise when locked.
+        `client` overrides the request's IP (the MFA step uses its password step's client)."""
         core = self.core
         key = core._address_key(email_normalized)
         now = core.clock.now()
+        who = _client(ctx, client)
         locked: lockout.Lockout | None = None
         async with transaction(core.sessions) as session:
-            if not await core.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
+            if not is_device(who) and not await core.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
             elif not await core.throttle.reserve_client(
-                session, key, _client(ctx), lockout.CLIENT_LIMIT, lockout.CLIENT_LOCK, now
+                session, key, who, lockout.CLIENT_LIMIT, lockout.CLIENT_LOCK, now
             ):
-                await core.throttle.release_account(session, key, now)
-                locked = lockout.client_lockout(
-                    await core.throttle.client_locked_until(session, key, _client(ctx)), now
-                )
+                if not is_device(who):
+                    await core.throttle.release_account(session, key, now)
+                locked = lockout.client_lockout(await core.throttle.client_locked_until(session, key, who), now)
             if locked is not None:
                 await core._event(
                     session,
@@ -79,7 +87,12 @@ class AttemptGuard:
         core._committed()
 
     async def forgive_in(
-        self, session: AsyncSession, email_normalized: str, ctx: common_pb2.RequestContext, now: datetime
+        self,
+        session: AsyncSession,
+        email_normalized: str,
+        ctx: common_pb2.RequestContext,
+        now: datetime,
+        client: str = "",
     ) -> None:
         """The secret was right: the client's and the account's failure counts start again.
         Call it last in the transaction."""
@@ -88,4 +101,4 @@ class AttemptGuard:
         # Same order as `reserve` (account row, then client row), after the caller's own
         # writes: concurrent transactions take the rows in one order and cannot deadlock.
         await core.throttle.reset_account(session, key, now)
-        await core.throttle.forgive_client(session, key, _client(ctx), now)
+        await core.throttle.forgive_client(session, key, _client(ctx, client), now)

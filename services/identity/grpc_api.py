@@ -84,7 +84,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.AuthenticateRequest, context: Any
     ) -> identity_pb2.AuthenticateResponse:
         result = await self.app.authenticate(
-            request.email, request.password, request.context, request.token_delivery or "cookie"
+            request.email, request.password, request.context, request.token_delivery or "cookie", request.device_token
         )
         response = identity_pb2.AuthenticateResponse(
             user=user_pb(result.user),
@@ -92,6 +92,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             mfa_token=result.mfa_token,
             amr=result.amr,
             auth_time=timestamp(result.auth_time),
+            device_token=result.device_token,
         )
         if result.active_team is not None:
             response.active_team.CopyFrom(team_pb(result.active_team))
@@ -133,7 +134,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.context,
         )
         response = identity_pb2.VerifyMfaResponse(
-            user=user_pb(auth.user), amr=auth.amr, auth_time=timestamp(auth.auth_time), token_delivery=delivery
+            user=user_pb(auth.user),
+            amr=auth.amr,
+            auth_time=timestamp(auth.auth_time),
+            token_delivery=delivery,
+            device_token=auth.device_token,
         )
         if auth.active_team is not None:
             response.active_team.CopyFrom(team_pb(auth.active_team))

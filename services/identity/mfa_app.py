@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from deelrx.common.v1 import common_pb2
+from deelrx_kit import device_tokens
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, conflict
 from deelrx_kit.ids import ulid
@@ -213,7 +214,9 @@ class MfaUseCases:
         return codes
 
     # -- login -------------------------------------------------------------------------
-    async def start_challenge(self, session: object, user_id: str, auth_time: datetime, delivery: str) -> str:
+    async def start_challenge(
+        self, session: object, user_id: str, auth_time: datetime, delivery: str, client: str = ""
+    ) -> str:
         """Called inside login's transaction once the password was right."""
         token, token_hash = tokens.new_token()
         now = self.core.clock.now()
@@ -224,6 +227,7 @@ class MfaUseCases:
             token_delivery=delivery if delivery in DELIVERIES else "cookie",
             failures=0,
             expires_at=now + self.challenge_ttl,
+            client=client[:64],
         )
         await self.challenges.add(session, challenge, now)  # type: ignore[arg-type]
         return f"mfa_{token}"
@@ -248,7 +252,7 @@ class MfaUseCases:
         if challenge is None:
             raise DomainError("invalid_mfa_code", _DEAD_CHALLENGE)
         state, user = await self._state(challenge.user_id)
-        await core.attempts.reserve(state.email_normalized, ctx, user_id=user.id)
+        await core.attempts.reserve(state.email_normalized, ctx, user_id=user.id, client=challenge.client)
 
         used_code_id: str | None = None
         step: int | None = None
@@ -302,7 +306,7 @@ class MfaUseCases:
                 fresh = await core.users.get(session, user.id)
                 assert fresh is not None
                 team = await core.teams.get(session, fresh.last_active_team_id) if fresh.last_active_team_id else None
-                await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
+                await core.attempts.forgive_in(session, state.email_normalized, ctx, now, client=challenge.client)
         if not accepted:
             # A replayed code, or a concurrent request with the same code or token won.
             await core.attempts.failed(
@@ -310,7 +314,13 @@ class MfaUseCases:
             )
             raise DomainError("invalid_mfa_code", _WRONG_CODE)
         core._committed(mails=used_code_id is not None)
-        auth = Authentication(user=fresh, amr=amr, auth_time=challenge.auth_time, active_team=team)
+        auth = Authentication(
+            user=fresh,
+            amr=amr,
+            auth_time=challenge.auth_time,
+            active_team=team,
+            device_token=device_tokens.issue(core.config.secret, state.email_normalized),
+        )
         return auth, challenge.token_delivery
 
     async def _match_recovery_code(self, user_id: str, raw: str) -> str | None:

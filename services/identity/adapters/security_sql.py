@@ -47,6 +47,8 @@ mfa_challenges = Table(
     Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("auth_time", UtcDateTime, nullable=False),
     Column("token_delivery", String(8), nullable=False),
+    # The lockout client of the password step: the IP, or "device:<id>" for a device cookie.
+    Column("client", String(64), nullable=False),
     Column("failures", Integer, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -73,6 +75,7 @@ class MfaChallenge:
     token_delivery: str
     failures: int
     expires_at: datetime
+    client: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class MfaChallengeRepository:
                 user_id=challenge.user_id,
                 auth_time=challenge.auth_time,
                 token_delivery=challenge.token_delivery,
+                client=challenge.client,
                 failures=challenge.failures,
                 expires_at=challenge.expires_at,
                 created_at=now,
@@ -162,7 +166,7 @@ class MfaChallengeRepository:
         if row is None:
             return None
         return MfaChallenge(
-            row.token_hash, row.user_id, row.auth_time, row.token_delivery, row.failures, row.expires_at
+            row.token_hash, row.user_id, row.auth_time, row.token_delivery, row.failures, row.expires_at, row.client
         )
 
     async def reserve_attempt(self, session: AsyncSession, token_hash: str, max_failures: int, now: datetime) -> bool:

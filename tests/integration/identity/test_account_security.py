@@ -287,3 +287,60 @@ async def test_reencryption_moves_totp_secrets_to_the_active_key(identity: Ident
         await engine.dispose()
     assert rotated.key_id_of(blob) == "next" and old.active_kid != "next"
     assert rotated.open(blob, f"totp:{user_id}".encode()).decode() == secret
+
+
+async def _login_with_device(
+    identity: Identity, address: str, password: str, ip: str, device: str
+) -> pb.AuthenticateResponse:
+    return await call(
+        identity.stub.Authenticate,
+        pb.AuthenticateRequest(context=ctx(ip), email=address, password=password, device_token=device),
+    )
+
+
+async def test_a_known_device_is_not_locked_out_by_other_clients(identity: Identity) -> None:
+    await identity.account("owner@example.com")
+    device = (await identity.login("owner@example.com")).device_token
+    assert device.startswith("d1.")
+    other_device = (
+        await identity.login((await identity.account("other@example.com")) and "other@example.com")
+    ).device_token
+    # Attackers from ten addresses, the owner's own NAT address included, spend all 100 failures.
+    for i in range(10):
+        for _ in range(10):
+            await identity.login_error("owner@example.com", "guess-guess-guess", f"203.0.113.{i}")
+    for ip in ("203.0.113.0", "192.0.2.99"):
+        assert (await identity.login_error("owner@example.com", PASSWORD, ip)).code == "account_locked"
+    # A token of another account, or a forged one, does not help.
+    forged = device[:-4] + ("0000" if not device.endswith("0000") else "1111")
+    for token in (other_device, forged, "d1.x.y.z", "garbage" * 50):
+        error = await failure(
+            identity.stub.Authenticate,
+            pb.AuthenticateRequest(
+                context=ctx("192.0.2.99"), email="owner@example.com", password=PASSWORD, device_token=token
+            ),
+        )
+        assert error.code == "account_locked"
+    # The owner's device still gets in, from the attacker's address too (and, proving the
+    # password, ends the account-wide lock as any successful login does).
+    ok = await _login_with_device(identity, "owner@example.com", PASSWORD, "203.0.113.0", device)
+    assert ok.user.email == "owner@example.com" and ok.device_token
+
+
+async def test_a_known_device_gets_only_its_own_ten_guesses(identity: Identity) -> None:
+    await identity.account("stolen@example.com")
+    device = (await identity.login("stolen@example.com")).device_token
+    for _ in range(10):
+        error = await failure(
+            identity.stub.Authenticate,
+            pb.AuthenticateRequest(
+                context=ctx(), email="stolen@example.com", password="guess-guess-guess", device_token=device
+            ),
+        )
+        assert error.code == "invalid_credentials"
+    error = await failure(
+        identity.stub.Authenticate,
+        pb.AuthenticateRequest(context=ctx(), email="stolen@example.com", password=PASSWORD, device_token=device),
+    )
+    assert error.code == "account_locked"
+    await identity.login("stolen@example.com", ip="192.0.2.50")  # other clients are unaffected

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(40), nullable=False),
         sa.Column("auth_time", UtcDateTime(), nullable=False),
         sa.Column("token_delivery", sa.String(8), nullable=False),
+        sa.Column("client", sa.String(64), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("expires_at", UtcDateTime(), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
