@@ -13,6 +13,7 @@ from deelrx_kit.settings import Settings
 from services.identity.adapters.argon2_hasher import Argon2Hasher
 from services.identity.adapters.mail_relay import MailRelay
 from services.identity.adapters.mailer import mailer_from_settings
+from services.identity.adapters.sql import MailOutboxRepository
 from services.identity.adapters.sql import outbox as outbox_table
 from services.identity.app import IdentityApp, IdentityConfig
 from services.identity.grpc_api import IdentityServicer
@@ -33,7 +34,8 @@ def bootstrap(
     sessions = rt.use_database(Path(__file__).parent / "migrations")
     outbox = Outbox(outbox_table, clock)
     rt.use_outbox(outbox)
-    relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock)
+    keyring = settings.keyring()
+    relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock, keyring=keyring)
     rt.add_task(relay.run)
     hasher = Argon2Hasher.from_settings(settings)
     app = IdentityApp(
@@ -48,9 +50,10 @@ def bootstrap(
         outbox=outbox,
         mail_sent=relay.notify,
     )
+    app.mails = MailOutboxRepository(keyring)  # bodies sealed at rest
     app.mfa = MfaUseCases(
         app,
-        keyring=settings.keyring(),
+        keyring=keyring,
         code_hasher=hasher,
         challenge_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
     )

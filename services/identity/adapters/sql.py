@@ -6,6 +6,7 @@ is the one privileged reader (the login path).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
 from deelrx_kit.ids import ulid
+from deelrx_kit.keyring import Keyring, KeyringError
 from deelrx_kit.outbox import outbox_table
 from services.identity.domain.mail import OutgoingMail
 from services.identity.domain.model import Credentials, PendingSignup, Team, TeamSettings, User
@@ -476,7 +478,31 @@ class MailThrottleRepository:
 
 
 # -- mail outbox ----------------------------------------------------------------------------
+_SEALED = "sealed:"
+
+
 class MailOutboxRepository:
+    """With a keyring, bodies (which carry one-time links) are stored sealed, bound to the
+    mail's id, and opened only by the relay just before delivery."""
+
+    def __init__(self, keyring: Keyring | None = None) -> None:
+        self.keyring = keyring
+
+    def _seal(self, mail_id: str, text: str) -> str:
+        if self.keyring is None:
+            return text
+        blob = self.keyring.seal(text.encode(), b"mail:" + mail_id.encode())
+        return _SEALED + base64.b64encode(blob).decode("ascii")
+
+    def body_of(self, row: Any) -> str:
+        stored: str = row.body_text
+        if not stored.startswith(_SEALED):
+            return stored
+        if self.keyring is None:
+            raise KeyringError("a sealed mail needs the keyring")
+        blob = base64.b64decode(stored[len(_SEALED) :])
+        return self.keyring.open(blob, b"mail:" + str(row.id).encode()).decode()
+
     async def stage(self, session: AsyncSession, mail: OutgoingMail, now: datetime) -> str:
         mail_id = ulid()
         await session.execute(
@@ -484,7 +510,7 @@ class MailOutboxRepository:
                 id=mail_id,
                 recipient=mail.to,
                 subject=mail.subject,
-                body_text=mail.text,
+                body_text=self._seal(mail_id, mail.text),
                 created_at=now,
                 attempts=0,
                 next_attempt_at=now,

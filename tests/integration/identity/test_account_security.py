@@ -344,3 +344,26 @@ async def test_a_known_device_gets_only_its_own_ten_guesses(identity: Identity) 
     )
     assert error.code == "account_locked"
     await identity.login("stolen@example.com", ip="192.0.2.50")  # other clients are unaffected
+
+
+async def test_mail_bodies_wait_in_the_outbox_sealed(tmp_path, database_url, nats_url, redis_url, clock) -> None:
+    from deelrx.identity.v1 import identity_pb2_grpc
+    from deploy.local.infra import free_port
+    from services.identity.adapters.sql import MailOutboxRepository, mail_outbox
+
+    from .conftest import make_settings, start_identity
+
+    closed_smtp = f"smtp://127.0.0.1:{free_port()}"  # nothing listens: mails stay staged
+    settings = make_settings(tmp_path, database_url, nats_url, redis_url, smtp_url=closed_smtp)
+    rt, chan = await start_identity(settings, clock)
+    try:
+        stub = identity_pb2_grpc.IdentityServiceStub(chan)
+        await call(stub.StartSignup, pb.StartSignupRequest(email="sealed@example.com", password=PASSWORD, name="S"))
+        async with rt.sessions() as session:
+            row = (await session.execute(select(mail_outbox))).one()
+        assert row.body_text.startswith("sealed:") and "verify-email" not in row.body_text
+        opened = MailOutboxRepository(settings.keyring()).body_of(row)
+        assert "/verify-email?token=" in opened
+    finally:
+        await chan.close()
+        await rt.stop()
