@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request, Response
 
 from deelrx.identity.v1 import identity_pb2
@@ -29,6 +30,8 @@ from gateway.schemas import (
     VerifyEmailBody,
 )
 from gateway.state import Gateway, gateway_of
+
+log = structlog.get_logger("deelrx.gateway")
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -139,6 +142,8 @@ async def start_session(
             ),
         ),
     )
+    if created.new_device:
+        await _notify_new_device(gw, request, user.id, created.session.device.label)
     answer: dict[str, Any] = {
         "user": user_json(user),
         "session": session_json(created.session),
@@ -155,6 +160,17 @@ async def start_session(
         deliver_cookies(request, tokens)
         device_cookie.remember(request, result.device_token)
     return answer
+
+
+async def _notify_new_device(gw: Gateway, request: Request, user_id: str, label: str) -> None:
+    """Best effort: a mail about a new device must not fail the login it reports."""
+    try:
+        await call(
+            gw.clients.identity.NotifyNewDevice,
+            identity_pb2.NotifyNewDeviceRequest(context=request_context(request), user_id=user_id, device_label=label),
+        )
+    except DomainError as exc:
+        log.warning("new_device_notice_failed", user_id=user_id, code=exc.code)
 
 
 def _token_body(tokens: IssuedTokens) -> dict[str, Any]:

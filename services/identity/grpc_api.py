@@ -152,6 +152,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.ReauthenticateResponse(amr=amr, auth_time=timestamp(auth_time))
 
+    async def NotifyNewDevice(
+        self, request: identity_pb2.NotifyNewDeviceRequest, context: Any
+    ) -> identity_pb2.NotifyNewDeviceResponse:
+        await self.app.passwords.notify_new_device(request.user_id, request.device_label, request.context)
+        return identity_pb2.NotifyNewDeviceResponse()
+
     async def RequestPasswordReset(
         self, request: identity_pb2.RequestPasswordResetRequest, context: Any
     ) -> identity_pb2.RequestPasswordResetResponse:

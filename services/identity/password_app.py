@@ -148,3 +148,25 @@ class PasswordUseCases:
             )
             await core.mails.stage(session, mail, now)
         core._committed(mails=True)
+
+    async def notify_new_device(
+        self, user_id: str, device_label: str, context: common_pb2.RequestContext | None
+    ) -> None:
+        """Mail the owner about a sign-in from a new device, except for the account's very first."""
+        core = self.core
+        ctx = context or common_pb2.RequestContext()
+        now = core.clock.now()
+        async with transaction(core.sessions) as session:
+            user = await core.users.get(session, user_id) if user_id else None
+            if user is None:
+                raise DomainError("not_found", "User not found")
+            key = core._address_key(user.email.lower())
+            # The first sign-in ever is on a new device by definition: remembered, not mailed.
+            first = await core.mail_throttle.claim(session, "first_sign_in", key, timedelta(days=36500), now)
+            if not first:
+                label = device_label[:200] or ctx.user_agent
+                mail = security_mail.new_device(
+                    user.email, user.name, core.config.public_url, now, label, ctx.client_ip
+                )
+                await core.mails.stage(session, mail, now)
+        core._committed(events=False, mails=not first)

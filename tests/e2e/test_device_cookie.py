@@ -34,3 +34,24 @@ def test_a_browser_that_signed_in_before_is_not_held_out_by_an_attacker(suite: R
         r = owner.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200, r.text
         assert r.json()["user"]["email"] == email
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+CHROME_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+)
+
+
+def test_a_sign_in_from_a_new_device_is_mailed_with_device_and_ip(suite: RunningSuite) -> None:
+    email = new_email()
+    with (
+        suite.client(headers={"User-Agent": FIREFOX}) as first,
+        suite.client(headers={"User-Agent": CHROME_WINDOWS}) as second,
+    ):
+        sign_up_and_verify(suite, first, email)
+        assert first.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
+        mark = suite.mailbox.mark()
+        assert second.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
+        device = suite.mailbox.wait_for(email, r"Device: (.+)", after=mark)
+        assert "Chrome" in device and "Windows" in device
+        assert suite.mailbox.wait_for(email, r"IP:\s+(\S+)", after=mark) == "127.0.0.1"

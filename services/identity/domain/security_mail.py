@@ -131,3 +131,16 @@ def account_locked(to: str, name: str, public_url: str, when: datetime, device: 
         ip,
         f"Resetting your password unlocks the account at once: {base}/forgot-password?email={quote(to)}\n",
     )
+
+
+def new_device(to: str, name: str, public_url: str, when: datetime, device: str, ip: str) -> OutgoingMail:
+    return _mail(
+        to,
+        name,
+        "New sign-in to your DeelRx account",
+        "Your DeelRx account was signed in to from a device it was not used on before.",
+        when,
+        device,
+        ip,
+        _not_you(public_url),
+    )

@@ -196,6 +196,20 @@ class ReauthenticateResponse(_message.Message):
     auth_time: _timestamp_pb2.Timestamp
     def __init__(self, amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class NotifyNewDeviceRequest(_message.Message):
+    __slots__ = ("context", "user_id", "device_label")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    context: _common_pb2.RequestContext
+    user_id: str
+    device_label: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., user_id: _Optional[str] = ..., device_label: _Optional[str] = ...) -> None: ...
+
+class NotifyNewDeviceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class GetUserRequest(_message.Message):
     __slots__ = ("user_id",)
     USER_ID_FIELD_NUMBER: _ClassVar[int]
