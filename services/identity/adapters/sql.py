@@ -548,3 +548,8 @@ class MailOutboxRepository:
 
     async def count(self, session: AsyncSession) -> int:
         return len((await session.execute(select(mail_outbox.c.id))).all())
+
+
+# The account-security tables live in their own module; importing it here registers them on
+# `metadata`, which migrations and schema checks read from this module.
+from services.identity.adapters import security_sql as _security_sql  # noqa: E402, F401
