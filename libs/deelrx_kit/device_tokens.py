@@ -5,7 +5,8 @@ clients' failures neither lock it out nor spend its per-account rate limit.
 
 Token: `d1.<nonce>.<account tag>.<signature>`; the account tag is a keyed hash of the
 normalized email (the address itself never appears), the signature an HMAC of both.
-Issued by identity; checked by identity (lockout) and by the gateway (rate limit).
+Issued by identity; checked by identity (lockout) and by the gateway (rate limit). The HMAC key
+is derived from the process secret for this purpose only (deelrx_kit.keys.DEVICE_COOKIE).
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import hashlib
 import hmac
 import secrets
 
+from deelrx_kit.keys import DEVICE_COOKIE, derive_key
+
 _VERSION = "d1"
 _MAX_LENGTH = 200
 
 
 def account_tag(secret: bytes, email: str) -> str:
-    return hmac.new(secret, b"device-account:" + email.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
+    key = derive_key(secret, DEVICE_COOKIE)
+    return hmac.new(key, b"device-account:" + email.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _signature(secret: bytes, nonce: str, tag: str) -> str:
-    return hmac.new(secret, f"device-cookie|{nonce}|{tag}".encode(), hashlib.sha256).hexdigest()
+    key = derive_key(secret, DEVICE_COOKIE)
+    return hmac.new(key, f"device-cookie|{nonce}|{tag}".encode(), hashlib.sha256).hexdigest()
 
 
 def issue(secret: bytes, email: str) -> str:

@@ -22,6 +22,7 @@ from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, conflict
 from deelrx_kit.ids import ulid
 from deelrx_kit.keyring import Keyring, KeyringError
+from deelrx_kit.keys import RECOVERY_CODE_SELECTOR, derive_key
 from services.identity.adapters.security_sql import (
     MfaChallenge,
     MfaChallengeRepository,
@@ -68,6 +69,7 @@ class MfaUseCases:
         self.totp = TotpRepository()
         self.codes = RecoveryCodeRepository()
         self.challenges = MfaChallengeRepository()
+        self._selector_key = derive_key(core.config.secret, RECOVERY_CODE_SELECTOR)
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
@@ -98,10 +100,11 @@ class MfaUseCases:
 
     async def _new_code_rows(self) -> tuple[list[str], list[tuple[str, str, str]]]:
         codes = recovery_codes.generate()
-        secret = self.core.config.secret
         normalized = [recovery_codes.normalize(c) or "" for c in codes]
         hashes = await asyncio.gather(*(self.code_hasher.hash(n) for n in normalized))
-        rows = [(ulid(), recovery_codes.selector(secret, n), h) for n, h in zip(normalized, hashes, strict=True)]
+        rows = [
+            (ulid(), recovery_codes.selector(self._selector_key, n), h) for n, h in zip(normalized, hashes, strict=True)
+        ]
         return codes, rows
 
     async def _check_password(self, state: TotpState, password: str, ctx: common_pb2.RequestContext) -> None:
@@ -328,7 +331,7 @@ class MfaUseCases:
         normalized = recovery_codes.normalize(raw)
         if normalized is None:
             return None
-        selector = recovery_codes.selector(self.core.config.secret, normalized)
+        selector = recovery_codes.selector(self._selector_key, normalized)
         async with reading(self.core.sessions) as session:
             candidates = await self.codes.candidates(session, user_id, selector)
         for candidate in candidates[:1]:

@@ -1,8 +1,8 @@
 """Account security: password reset tokens, MFA login challenges, recovery codes with keyed
 selectors and argon2id hashes (replacing the unused placeholder table).
 
-Revision ID: 0002_account_security
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from deelrx_kit.db import UtcDateTime
 
-revision = "0002_account_security"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
