@@ -367,3 +367,23 @@ async def test_mail_bodies_wait_in_the_outbox_sealed(tmp_path, database_url, nat
     finally:
         await chan.close()
         await rt.stop()
+
+
+async def test_expired_reset_tokens_and_mfa_challenges_are_purged(identity: Identity) -> None:
+    from deelrx_kit.purge import purge
+    from services.identity import purge as identity_purge
+    from services.identity.adapters.security_sql import mfa_challenges, password_resets
+
+    user_id = await identity.account("purge@example.com")
+    await enable_totp(identity, user_id)
+    await identity.login("purge@example.com")
+    await forgot(identity, "purge@example.com")
+    await reset_token(identity, "purge@example.com", 3)
+    result = await purge(identity.rt.sessions, identity_purge.RULES, identity.clock.now(), lock_name="t-purge")
+    assert result.deleted["password_resets"] == 0 and result.deleted["mfa_challenges"] == 0
+    identity.clock.advance(minutes=31)
+    result = await purge(identity.rt.sessions, identity_purge.RULES, identity.clock.now(), lock_name="t-purge")
+    assert result.deleted["password_resets"] == 1 and result.deleted["mfa_challenges"] == 1
+    async with identity.rt.sessions() as session:
+        assert (await session.execute(select(password_resets.c.user_id))).first() is None
+        assert (await session.execute(select(mfa_challenges.c.user_id))).first() is None
