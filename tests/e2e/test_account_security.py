@@ -15,6 +15,8 @@ import pytest
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, new_email, sign_up_and_verify
 
+pytestmark = pytest.mark.e2e
+
 NEW_PASSWORD = "quiet meadow lantern 1977"
 RESET_RE = r"/reset-password\?token=([A-Za-z0-9_\-]+)"
 

@@ -3,8 +3,12 @@ lockout) cannot keep its owner out of a browser that signed in before."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, new_email, sign_up_and_verify
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_browser_that_signed_in_before_is_not_held_out_by_an_attacker(suite: RunningSuite) -> None:

@@ -4,8 +4,12 @@ may be created with the attacker's password."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, new_email
+
+pytestmark = pytest.mark.e2e
 
 ATTACKER_PASSWORD = "attacker chosen passphrase 9"
 LINK_RE = r"/verify-email\?token=([A-Za-z0-9_\-]+)"

@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import jwt
+import pytest
 from sqlalchemy import update
 
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -17,6 +18,8 @@ from services.identity.adapters.sql import teams
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, new_email, sign_up_and_verify
 from tests.e2e.test_account_security import bearer, oathtool_code
+
+pytestmark = pytest.mark.e2e
 
 
 async def _team_requiring_mfa(suite: RunningSuite, user_id: str) -> str:
