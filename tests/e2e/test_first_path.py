@@ -17,8 +17,11 @@ from tests.e2e.flows import CSRF_COOKIE, PASSWORD, new_email, sign_up_and_verify
 pytestmark = pytest.mark.e2e
 
 
-def _audit_events(nats_url: str, types: set[str], since: float, timeout: float = 15.0) -> list[audit_pb2.AuditEvent]:
-    """Events in the AUDIT stream published after `since` (wall clock)."""
+def _audit_events(
+    nats_url: str, types: set[str], since: float, timeout: float = 15.0, user_id: str = ""
+) -> list[audit_pb2.AuditEvent]:
+    """Events in the AUDIT stream published after `since` (wall clock), only those about
+    `user_id` when given (other tests running at the same time publish the same types)."""
 
     async def collect() -> list[audit_pb2.AuditEvent]:
         nc = await nats.connect(nats_url)
@@ -37,7 +40,8 @@ def _audit_events(nats_url: str, types: set[str], since: float, timeout: float =
                 except nats.errors.TimeoutError:
                     continue
                 event = audit_pb2.AuditEvent.FromString(msg.data)
-                if event.time.ToSeconds() >= int(since) - 1:
+                about_user = not user_id or user_id in (event.actor.user_id, event.target.id)
+                if event.time.ToSeconds() >= int(since) - 1 and about_user:
                     found.append(event)
         finally:
             await sub.unsubscribe()
@@ -122,6 +126,7 @@ def test_first_path_with_cookies(suite: RunningSuite) -> None:
             "session.revoked",
         },
         started,
+        user_id=body["user"]["id"],
     )
     mine = [e for e in events if e.actor.user_id == body["user"]["id"] or e.target.id == body["user"]["id"]]
     types = {e.type for e in mine}
