@@ -16,7 +16,15 @@ from deelrx_kit.errors import DomainError, Violation
 from gateway.idempotency import IdempotencyMiddleware, document_in_openapi
 from gateway.pipeline import RequestPipeline
 from gateway.problems import problem_response
-from gateway.routes import auth_routes, forward_auth_routes, ops_routes, session_routes
+from gateway.routes import (
+    auth_routes,
+    forward_auth_routes,
+    mfa_login_routes,
+    mfa_routes,
+    ops_routes,
+    password_routes,
+    session_routes,
+)
 from gateway.state import Gateway
 
 log = structlog.get_logger("deelrx.gateway")
@@ -65,6 +73,9 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(auth_routes.router)
     app.include_router(forward_auth_routes.router)
     app.include_router(session_routes.router)
+    app.include_router(mfa_login_routes.router)
+    app.include_router(password_routes.router)
+    app.include_router(mfa_routes.router)
     if gw.settings.cors_origins.strip():
         origins = [o.strip() for o in gw.settings.cors_origins.split(",") if o.strip() and o.strip() != "*"]
         app.add_middleware(

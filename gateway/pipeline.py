@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deelrx_kit.errors import DomainError
 from deelrx_kit.ids import new_id
-from gateway import csrf
+from gateway import csrf, device_cookie
 from gateway.auth import IssuedTokens, absolute_max_age
 from gateway.client_ip import client_ip
 from gateway.problems import problem_response
@@ -150,6 +150,7 @@ def finish_headers(gw: Gateway, state: dict[str, Any], headers: MutableHeaders) 
     for name, value in cookies.raw_headers:
         if name == b"set-cookie":
             headers.append("set-cookie", value.decode("latin-1"))
+    device_cookie.write(gw, state, headers)
     if "set-cookie" in headers or state.get("auth") is not None or state.get("no_store"):
         headers["Cache-Control"] = "no-store"
         headers["Vary"] = "Cookie, Authorization"

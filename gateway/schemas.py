@@ -24,6 +24,13 @@ class TokenBody(Body):
     token: str = Field(min_length=1, max_length=512)
 
 
+class VerifyEmailBody(Body):
+    token: str = Field(min_length=1, max_length=512)
+    password: str | None = Field(
+        default=None, max_length=4096, description="required when the address has several live sign-ups"
+    )
+
+
 class EmailBody(Body):
     # No format: resend answers 202 to anything (API.md), so no address can be probed.
     email: str = Field(max_length=320)

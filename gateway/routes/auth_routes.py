@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request, Response
 
 from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
-from gateway import csrf
+from gateway import csrf, device_cookie
 from gateway.auth import IssuedTokens, authenticate, deliver_cookies, limit_anonymous
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.mfa_policy import enrollment_required
 from gateway.presenters import session_json, user_json
 from gateway.schemas import (
     EmailBody,
@@ -25,9 +27,11 @@ from gateway.schemas import (
     RefreshBody,
     SignupAccepted,
     SignupBody,
-    TokenBody,
+    VerifyEmailBody,
 )
 from gateway.state import Gateway, gateway_of
+
+log = structlog.get_logger("deelrx.gateway")
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -60,12 +64,14 @@ async def signup(body: SignupBody, request: Request) -> dict[str, str]:
 
 
 @router.post("/verify-email", response_model=EmailVerified, responses=PROBLEMS)
-async def verify_email(body: TokenBody, request: Request) -> dict[str, bool]:
+async def verify_email(body: VerifyEmailBody, request: Request) -> dict[str, bool]:
     await limit_anonymous(request)
     gw = gateway_of(request)
     await call(
         gw.clients.identity.VerifyEmail,
-        identity_pb2.VerifyEmailRequest(context=request_context(request), token=body.token),
+        identity_pb2.VerifyEmailRequest(
+            context=request_context(request), token=body.token, password=body.password or ""
+        ),
     )
     return {"email_verified": True}
 
@@ -88,11 +94,20 @@ async def resend_verification(body: EmailBody, request: Request) -> Response:
 
 @router.post("/login", response_model=LoginOut, response_model_exclude_none=True, responses=PROBLEMS)
 async def login(body: LoginBody, request: Request) -> dict[str, Any]:
-    await limit_anonymous(request, body.email)
     gw = gateway_of(request)
+    # A device that signed in to this account before skips the per-account limit, which
+    # anyone could otherwise keep exhausted to hold the owner at 429.
+    trusted = device_cookie.is_trusted_for(gw, request, body.email)
+    await limit_anonymous(request, None if trusted else body.email)
     result = await call(
         gw.clients.identity.Authenticate,
-        identity_pb2.AuthenticateRequest(context=request_context(request), email=body.email, password=body.password),
+        identity_pb2.AuthenticateRequest(
+            context=request_context(request),
+            email=body.email,
+            password=body.password,
+            token_delivery=body.token_delivery,
+            device_token=device_cookie.presented(gw, request),
+        ),
     )
     request.state.no_store = True
     if result.mfa_required:
@@ -111,7 +126,7 @@ async def start_session(
 ) -> dict[str, Any]:
     """Create the session after a complete login and deliver its tokens."""
     team = result.active_team if result.HasField("active_team") else None
-    enrollment = bool(team and team.settings.mfa_required and not user.mfa_enabled)
+    enrollment = enrollment_required(team, user)
     created = await call(
         gw.clients.sessions.CreateSession,
         sessions_pb2.CreateSessionRequest(
@@ -127,6 +142,8 @@ async def start_session(
             ),
         ),
     )
+    if created.new_device:
+        await _notify_new_device(gw, request, user.id, created.session.device.label)
     answer: dict[str, Any] = {
         "user": user_json(user),
         "session": session_json(created.session),
@@ -141,7 +158,19 @@ async def start_session(
         answer.update(_token_body(tokens))
     else:
         deliver_cookies(request, tokens)
+        device_cookie.remember(request, result.device_token)
     return answer
+
+
+async def _notify_new_device(gw: Gateway, request: Request, user_id: str, label: str) -> None:
+    """Best effort: a mail about a new device must not fail the login it reports."""
+    try:
+        await call(
+            gw.clients.identity.NotifyNewDevice,
+            identity_pb2.NotifyNewDeviceRequest(context=request_context(request), user_id=user_id, device_label=label),
+        )
+    except DomainError as exc:
+        log.warning("new_device_notice_failed", user_id=user_id, code=exc.code)
 
 
 def _token_body(tokens: IssuedTokens) -> dict[str, Any]:

@@ -17,6 +17,8 @@ CSRF = "csrf-token"
 IDENTIFIER_HASH = "identifier-hash"
 LOGIN_THROTTLE = "login-throttle"
 RATE_LIMIT_KEY = "rate-limit-key"
+DEVICE_COOKIE = "device-cookie"
+RECOVERY_CODE_SELECTOR = "recovery-code-selector"
 
 _SALT = b"deelrx-purpose-keys-v1"
 # Sealing (AES-GCM at rest) has derived its keys this way from the start; blobs sealed

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
-from deelrx_kit import audit_events
+from deelrx_kit import audit_events, device_tokens
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
@@ -31,12 +31,17 @@ from services.identity.adapters.sql import (
     TeamRepository,
     UserRepository,
 )
-from services.identity.domain import lockout, mail, passwords, tokens
+from services.identity.attempts import AttemptGuard
+from services.identity.domain import lockout, mail, passwords, security_mail, tokens
 from services.identity.domain.accounts import check_name, check_team_name, lookup_key, parse_email
 from services.identity.domain.lockout import Lockout
 from services.identity.domain.model import DEFAULT_PLAN, Authentication, Team, TeamSettings, User
+from services.identity.password_app import PasswordUseCases
 from services.identity.ports import PasswordHasher
 from services.identity.purge import keep_newest_signups
+
+if TYPE_CHECKING:
+    from services.identity.mfa_app import MfaUseCases
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +84,10 @@ class IdentityApp:
         self.throttle = LoginThrottleRepository()
         self.mail_throttle = MailThrottleRepository()
         self.mails = MailOutboxRepository()
+        # Account security (password_app.py, mfa_app.py, attempts.py); wired by main.bootstrap.
+        self.attempts = AttemptGuard(self)
+        self.passwords = PasswordUseCases(self)
+        self.mfa: MfaUseCases | None = None
 
     # -- helpers -----------------------------------------------------------------------
     def _address_key(self, email_normalized: str) -> str:
@@ -152,21 +161,37 @@ class IdentityApp:
                     now=now,
                 )
                 await keep_newest_signups(session, address.normalized)
-                # A resend right after sign-up would only duplicate this mail.
-                await self.mail_throttle.claim(session, "verification", key, timedelta(0), now)
-                await self.mails.stage(session, self._verification_mail(address.display, clean_name, token), now)
+                # At most one verification mail per address per interval, so sign-ups cannot be
+                # used to flood a third party; the throttle also covers resends.
+                if await self.mail_throttle.claim(session, "verification", key, RESEND_INTERVAL, now):
+                    await self.mails.stage(session, self._verification_mail(address.display, clean_name, token), now)
         self._committed(events=False, mails=True)
 
     def _verification_mail(self, to: str, name: str, token: str) -> mail.OutgoingMail:
         ttl_hours = int(self.config.email_token_ttl.total_seconds() // 3600)
         return mail.verification_mail(to, name, self.config.public_url, token, ttl_hours)
 
-    async def verify_email(self, token: str, context: common_pb2.RequestContext | None = None) -> str:
-        """Create the account of the sign-up whose link this is. Single-use under concurrency."""
+    async def verify_email(
+        self, token: str, context: common_pb2.RequestContext | None = None, password: str = ""
+    ) -> str:
+        """Create the account of the sign-up whose link this is. Single-use under concurrency.
+
+        When the address has more than one live sign-up (someone else may have signed up with
+        it), the link also needs the password chosen at its own sign-up, so a link never creates
+        an account whose password the person clicking it does not know."""
         token_hash = tokens.presented_hash(token)
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_TOKEN)
         now = self.clock.now()
+        async with reading(self.sessions) as session:
+            clicked = await self.signups.by_token(session, token_hash)
+            live = await self.signups.count_live(session, clicked.email_normalized, now) if clicked else 0
+        if clicked is not None and live > 1:
+            candidate = passwords.plausible_login_password(password) if password else None
+            if candidate is None or not await self.hasher.verify(clicked.password_hash, candidate):
+                raise validation_error(
+                    "/password", "Several sign-ups use this address: enter the password you chose when signing up."
+                )
         try:
             async with transaction(self.sessions) as session:
                 signup = await self.signups.by_token(session, token_hash)
@@ -218,31 +243,44 @@ class IdentityApp:
 
     # -- login -------------------------------------------------------------------------
     async def authenticate(
-        self, email: str, password: str, context: common_pb2.RequestContext | None = None
+        self,
+        email: str,
+        password: str,
+        context: common_pb2.RequestContext | None = None,
+        token_delivery: str = "cookie",  # noqa: S107 - a delivery mode, not a secret
+        device_token: str = "",
     ) -> Authentication:
         ctx = context or common_pb2.RequestContext()
         email_normalized = lookup_key(email)
         key = self._address_key(email_normalized)
-        client = (ctx.client_ip or "unknown")[:64]
+        # A device that signed in to this account before is its own client: locks earned by
+        # other clients (per IP, or the account-wide one) do not apply to it.
+        device = device_tokens.device_for(self.config.secret, device_token, email_normalized)
+        client = f"device:{device}" if device else (ctx.client_ip or "unknown")[:64]
         now = self.clock.now()
 
         # Count the attempt as a failure first (forgiven below when right), so concurrent
         # guesses can never get past the limits.
         locked: Lockout | None = None
+        mailed = False
         async with transaction(self.sessions) as session:
             credentials = await self.credentials.by_email(session, email_normalized)
-            if not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
+            if device is None and not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
             elif not await self.throttle.reserve_client(
                 session, key, client, lockout.CLIENT_LIMIT, lockout.CLIENT_LOCK, now
             ):
-                await self.throttle.release_account(session, key, now)
+                if device is None:
+                    await self.throttle.release_account(session, key, now)
                 locked_until = await self.throttle.client_locked_until(session, key, client)
                 locked = lockout.client_lockout(locked_until, now)
             if locked is not None:
                 await self._login_failed(session, ctx, credentials, email_normalized, "locked", lock=locked.scope)
+                mailed = credentials is not None and await self._lock_notice(
+                    session, ctx, credentials.user_id, key, now
+                )
         if locked is not None:
-            self._committed()
+            self._committed(mails=mailed)
             raise DomainError("account_locked", _LOCKED, retry_after_seconds=locked.retry_after_seconds)
 
         candidate = passwords.plausible_login_password(password)
@@ -268,26 +306,67 @@ class IdentityApp:
         assert candidate is not None
         new_hash = await self.hasher.hash(candidate) if self.hasher.needs_rehash(credentials.password_hash) else None
         auth_time = self.clock.now()
+        mfa_token = ""
+        team: Team | None = None
         async with transaction(self.sessions) as session:
-            await self.throttle.forgive_client(session, key, client, auth_time)
-            await self.throttle.reset_account(session, key, auth_time)
             if new_hash is not None:
                 await self.credentials.replace_hash(
                     session, credentials.user_id, credentials.password_hash, new_hash, auth_time
                 )
             user = await self.users.get(session, credentials.user_id)
             assert user is not None
-            team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
-            await self._event(
-                session,
-                "auth.login_succeeded",
-                ctx,
-                actor_user_id=user.id,
-                target=("user", user.id),
-                details={"amr": ["pwd"], "mfa_required": False},
-            )
+            if user.mfa_enabled and self.mfa is not None:
+                # The failure counted above stands until the second factor is right, so a
+                # known password does not buy unlimited code guesses.
+                mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery, client)
+                await self._event(
+                    session,
+                    "auth.password_verified",
+                    ctx,
+                    actor_user_id=user.id,
+                    target=("user", user.id),
+                    details={"mfa_required": True},
+                )
+            else:
+                # Account row before client row, as when reserving: no lock-order deadlock.
+                await self.throttle.reset_account(session, key, auth_time)
+                await self.throttle.forgive_client(session, key, client, auth_time)
+                team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
+                await self._event(
+                    session,
+                    "auth.login_succeeded",
+                    ctx,
+                    actor_user_id=user.id,
+                    target=("user", user.id),
+                    details={"amr": ["pwd"], "mfa_required": False},
+                )
         self._committed()
-        return Authentication(user=user, amr=["pwd"], auth_time=auth_time, active_team=team)
+        if mfa_token:
+            return Authentication(
+                user=user, amr=["pwd"], auth_time=auth_time, active_team=None, mfa_required=True, mfa_token=mfa_token
+            )
+        return Authentication(
+            user=user,
+            amr=["pwd"],
+            auth_time=auth_time,
+            active_team=team,
+            device_token=device_tokens.issue(self.config.secret, email_normalized),
+        )
+
+    async def _lock_notice(
+        self, session: AsyncSession, ctx: common_pb2.RequestContext, user_id: str, key: str, now: datetime
+    ) -> bool:
+        """Tell the owner (at most once per lock period) and offer the reset that unlocks."""
+        if not await self.mail_throttle.claim(session, "account_locked", key, lockout.CLIENT_LOCK, now):
+            return False
+        user = await self.users.get(session, user_id)
+        if user is None:
+            return False
+        notice = security_mail.account_locked(
+            user.email, user.name, self.config.public_url, now, ctx.user_agent, ctx.client_ip
+        )
+        await self.mails.stage(session, notice, now)
+        return True
 
     async def _check_pending_signup(self, email_normalized: str, candidate: str | None) -> str:
         """One argon2 verification either way, so unknown and pending addresses take alike."""

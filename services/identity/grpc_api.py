@@ -14,6 +14,7 @@ from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
 from deelrx_kit.audit_events import timestamp
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
+from services.identity.mfa_app import MfaUseCases
 
 
 def user_pb(user: User) -> identity_pb2.User:
@@ -44,16 +45,6 @@ def team_pb(team: Team) -> identity_pb2.Team:
 
 
 NOT_YET_IMPLEMENTED = (
-    "VerifyMfa",
-    "Reauthenticate",
-    "RequestPasswordReset",
-    "ResetPassword",
-    "ChangePassword",
-    "GetMfaStatus",
-    "EnrollTotp",
-    "ConfirmTotp",
-    "DisableTotp",
-    "RegenerateRecoveryCodes",
     "UpdateTeam",
     "UpdateBilling",
     "CreateInvitation",
@@ -80,7 +71,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def VerifyEmail(
         self, request: identity_pb2.VerifyEmailRequest, context: Any
     ) -> identity_pb2.VerifyEmailResponse:
-        user_id = await self.app.verify_email(request.token, request.context)
+        user_id = await self.app.verify_email(request.token, request.context, request.password)
         return identity_pb2.VerifyEmailResponse(user_id=user_id)
 
     async def ResendVerification(
@@ -92,13 +83,16 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: Any
     ) -> identity_pb2.AuthenticateResponse:
-        result = await self.app.authenticate(request.email, request.password, request.context)
+        result = await self.app.authenticate(
+            request.email, request.password, request.context, request.token_delivery or "cookie", request.device_token
+        )
         response = identity_pb2.AuthenticateResponse(
             user=user_pb(result.user),
             mfa_required=result.mfa_required,
             mfa_token=result.mfa_token,
             amr=result.amr,
             auth_time=timestamp(result.auth_time),
+            device_token=result.device_token,
         )
         if result.active_team is not None:
             response.active_team.CopyFrom(team_pb(result.active_team))
@@ -125,6 +119,96 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> identity_pb2.CreateTeamResponse:
         team = await self.app.create_team(request.owner_user_id, request.name, request.context)
         return identity_pb2.CreateTeamResponse(team=team_pb(team))
+
+    # -- account security --------------------------------------------------------------
+    def _mfa(self) -> MfaUseCases:
+        assert self.app.mfa is not None
+        return self.app.mfa
+
+    async def VerifyMfa(self, request: identity_pb2.VerifyMfaRequest, context: Any) -> identity_pb2.VerifyMfaResponse:
+        factor = request.WhichOneof("factor")
+        auth, delivery = await self._mfa().verify(
+            request.mfa_token,
+            request.code if factor == "code" else "",
+            request.recovery_code if factor == "recovery_code" else "",
+            request.context,
+        )
+        response = identity_pb2.VerifyMfaResponse(
+            user=user_pb(auth.user),
+            amr=auth.amr,
+            auth_time=timestamp(auth.auth_time),
+            token_delivery=delivery,
+            device_token=auth.device_token,
+        )
+        if auth.active_team is not None:
+            response.active_team.CopyFrom(team_pb(auth.active_team))
+        return response
+
+    async def Reauthenticate(
+        self, request: identity_pb2.ReauthenticateRequest, context: Any
+    ) -> identity_pb2.ReauthenticateResponse:
+        amr, auth_time = await self._mfa().reauthenticate(
+            request.user_id, request.password, request.code, request.context
+        )
+        return identity_pb2.ReauthenticateResponse(amr=amr, auth_time=timestamp(auth_time))
+
+    async def NotifyNewDevice(
+        self, request: identity_pb2.NotifyNewDeviceRequest, context: Any
+    ) -> identity_pb2.NotifyNewDeviceResponse:
+        await self.app.passwords.notify_new_device(request.user_id, request.device_label, request.context)
+        return identity_pb2.NotifyNewDeviceResponse()
+
+    async def RequestPasswordReset(
+        self, request: identity_pb2.RequestPasswordResetRequest, context: Any
+    ) -> identity_pb2.RequestPasswordResetResponse:
+        await self.app.passwords.request_reset(request.email, request.context)
+        return identity_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(
+        self, request: identity_pb2.ResetPasswordRequest, context: Any
+    ) -> identity_pb2.ResetPasswordResponse:
+        user_id = await self.app.passwords.reset(request.token, request.new_password, request.context)
+        return identity_pb2.ResetPasswordResponse(user_id=user_id)
+
+    async def ChangePassword(
+        self, request: identity_pb2.ChangePasswordRequest, context: Any
+    ) -> identity_pb2.ChangePasswordResponse:
+        await self.app.passwords.change(
+            request.user_id, request.current_password, request.new_password, request.context
+        )
+        return identity_pb2.ChangePasswordResponse()
+
+    async def GetMfaStatus(
+        self, request: identity_pb2.GetMfaStatusRequest, context: Any
+    ) -> identity_pb2.GetMfaStatusResponse:
+        status = await self._mfa().status(request.user_id)
+        return identity_pb2.GetMfaStatusResponse(
+            totp_enabled=status.totp_enabled, recovery_codes_remaining=status.recovery_codes_remaining
+        )
+
+    async def EnrollTotp(
+        self, request: identity_pb2.EnrollTotpRequest, context: Any
+    ) -> identity_pb2.EnrollTotpResponse:
+        start = await self._mfa().enroll(request.user_id, request.context)
+        return identity_pb2.EnrollTotpResponse(secret=start.secret, otpauth_uri=start.otpauth_uri, qr_svg=start.qr_svg)
+
+    async def ConfirmTotp(
+        self, request: identity_pb2.ConfirmTotpRequest, context: Any
+    ) -> identity_pb2.ConfirmTotpResponse:
+        codes = await self._mfa().confirm(request.user_id, request.code, request.context)
+        return identity_pb2.ConfirmTotpResponse(recovery_codes=codes)
+
+    async def DisableTotp(
+        self, request: identity_pb2.DisableTotpRequest, context: Any
+    ) -> identity_pb2.DisableTotpResponse:
+        await self._mfa().disable(request.user_id, request.password, request.code, request.context)
+        return identity_pb2.DisableTotpResponse()
+
+    async def RegenerateRecoveryCodes(
+        self, request: identity_pb2.RegenerateRecoveryCodesRequest, context: Any
+    ) -> identity_pb2.RegenerateRecoveryCodesResponse:
+        codes = await self._mfa().regenerate_codes(request.user_id, request.code, request.context)
+        return identity_pb2.RegenerateRecoveryCodesResponse(recovery_codes=codes)
 
 
 for _name in NOT_YET_IMPLEMENTED:

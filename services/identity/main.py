@@ -13,9 +13,11 @@ from deelrx_kit.settings import Settings
 from services.identity.adapters.argon2_hasher import Argon2Hasher
 from services.identity.adapters.mail_relay import MailRelay
 from services.identity.adapters.mailer import mailer_from_settings
+from services.identity.adapters.sql import MailOutboxRepository
 from services.identity.adapters.sql import outbox as outbox_table
 from services.identity.app import IdentityApp, IdentityConfig
 from services.identity.grpc_api import IdentityServicer
+from services.identity.mfa_app import MfaUseCases
 from services.identity.ports import Mailer
 from services.identity.purge import run_purges
 
@@ -32,8 +34,10 @@ def bootstrap(
     sessions = rt.use_database(Path(__file__).parent / "migrations")
     outbox = Outbox(outbox_table, clock)
     rt.use_outbox(outbox)
-    relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock)
+    keyring = settings.keyring()
+    relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock, keyring=keyring)
     rt.add_task(relay.run)
+    hasher = Argon2Hasher.from_settings(settings)
     app = IdentityApp(
         config=IdentityConfig(
             public_url=settings.public_url,
@@ -42,9 +46,16 @@ def bootstrap(
         ),
         sessions=sessions,
         clock=clock,
-        hasher=Argon2Hasher.from_settings(settings),
+        hasher=hasher,
         outbox=outbox,
         mail_sent=relay.notify,
+    )
+    app.mails = MailOutboxRepository(keyring)  # bodies sealed at rest
+    app.mfa = MfaUseCases(
+        app,
+        keyring=keyring,
+        code_hasher=hasher,
+        challenge_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
     )
     rt.add_task(lambda stop: run_purges(sessions, clock, stop))
     rt.grpc.add(

@@ -4,7 +4,9 @@
 - per-client login counters: a day after the last attempt, unless a lock is still running;
 - account-wide login counters: an hour after they were cleared, or 30 days after the last
   failure; a counter that reached the limit stays until a password reset clears it;
-- mail throttles: an hour after the last mail (the longest interval they enforce is a minute).
+- mail throttles: an hour after the last mail (the longest interval they enforce is 15 minutes),
+  except the permanent `first_sign_in` marker;
+- password reset tokens and MFA login challenges: once expired.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
 from deelrx_kit.purge import PurgeRule, purge_loop
+from services.identity.adapters.security_sql import mfa_challenges, password_resets
 from services.identity.adapters.sql import login_accounts, login_clients, mail_throttle, pending_signups
 from services.identity.domain import lockout
 
@@ -51,8 +54,15 @@ RULES = (
     PurgeRule("login_clients", login_clients, _login_clients_expired),
     PurgeRule("login_accounts", login_accounts, _login_accounts_expired),
     PurgeRule(
-        "mail_throttle", mail_throttle, lambda now: mail_throttle.c.last_sent_at <= now - MAIL_THROTTLE_RETENTION
+        "mail_throttle",
+        mail_throttle,
+        # `first_sign_in` is a permanent marker (no new-device mail for an account's first sign-in).
+        lambda now: and_(
+            mail_throttle.c.last_sent_at <= now - MAIL_THROTTLE_RETENTION, mail_throttle.c.purpose != "first_sign_in"
+        ),
     ),
+    PurgeRule("password_resets", password_resets, lambda now: password_resets.c.expires_at <= now),
+    PurgeRule("mfa_challenges", mfa_challenges, lambda now: mfa_challenges.c.expires_at <= now),
 )
 
 

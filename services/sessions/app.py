@@ -495,6 +495,13 @@ class SessionUseCases:
         async with transaction(self.db) as tx:
             return await self.store.touch_sessions(tx, ids, now, now - LAST_SEEN_RESOLUTION)
 
+    async def end_enrollment_scope(self, ctx: common_pb2.RequestContext, user_id: str) -> int:
+        """The user enabled TOTP: enrollment-only sessions get full tokens at their next refresh."""
+        if not user_id or len(user_id) > _MAX_ID:
+            raise validation_error("/user_id", "a user id is required")
+        async with transaction(self.db) as tx:
+            return await self.store.end_scope(tx, user_id, "mfa_enrollment", self.clock.now())
+
     async def recent_revocations(self) -> list[str]:
         window = timedelta(seconds=self.settings.access_token_ttl_seconds) + REVOCATION_MEMORY_MARGIN
         async with transaction(self.db) as tx:

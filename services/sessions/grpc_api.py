@@ -109,6 +109,10 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServiceServicer):
         )
         return sessions_pb2.MarkReauthenticatedResponse(**_issued(issued))
 
+    async def EndEnrollmentScope(self, request: Any, context: Any) -> sessions_pb2.EndEnrollmentScopeResponse:
+        updated = await self.use_cases.end_enrollment_scope(request.context, request.user_id)
+        return sessions_pb2.EndEnrollmentScopeResponse(updated=updated)
+
     async def GetJwks(self, request: Any, context: Any) -> sessions_pb2.GetJwksResponse:
         return sessions_pb2.GetJwksResponse(jwks_json=await self.use_cases.jwks_json())
 

@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
+from deelrx_kit.keyring import Keyring
 from services.identity.adapters.sql import MailOutboxRepository
 from services.identity.domain.mail import OutgoingMail
 from services.identity.ports import Mailer
@@ -37,13 +38,14 @@ class MailRelay:
         clock: Clock,
         poll_seconds: float = 1.0,
         batch: int = 20,
+        keyring: Keyring | None = None,
     ) -> None:
         self.sessions = sessions
         self.mailer = mailer
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.batch = batch
-        self.outbox = MailOutboxRepository()
+        self.outbox = MailOutboxRepository(keyring)
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -73,8 +75,8 @@ class MailRelay:
             async with self.sessions() as session, session.begin():
                 if not await self.outbox.lease(session, row.id, row.next_attempt_at, now + LEASE):
                     continue
-            mail = OutgoingMail(to=row.recipient, subject=row.subject, text=row.body_text)
             try:
+                mail = OutgoingMail(to=row.recipient, subject=row.subject, text=self.outbox.body_of(row))
                 await self.mailer.send(mail, message_id=row.id)
             except Exception as exc:  # noqa: BLE001 - any delivery failure is retried
                 retry_at = self.clock.now() + retry_delay(row.attempts)

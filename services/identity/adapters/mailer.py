@@ -13,6 +13,7 @@ import structlog
 
 from deelrx_kit.settings import Settings
 from services.identity.domain.mail import OutgoingMail
+from services.identity.domain.mail_html import html_body
 from services.identity.ports import Mailer
 
 log = structlog.get_logger(__name__)
@@ -29,6 +30,8 @@ def build_message(mail: OutgoingMail, sender: str, message_id: str) -> EmailMess
     # Links stay on one unencoded line (quoted-printable would split them); lines are far
     # below SMTP's 998-octet limit. 8bit only when the text needs it (8BITMIME is universal).
     message.set_content(mail.text, cte="7bit" if mail.text.isascii() else "8bit")
+    # The HTML part is rendered from the same text, every piece escaped.
+    message.add_alternative(html_body(mail.subject, mail.text), subtype="html")
     return message
 
 

@@ -6,6 +6,7 @@ is the one privileged reader (the login path).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
 from deelrx_kit.ids import ulid
+from deelrx_kit.keyring import Keyring, KeyringError
 from deelrx_kit.outbox import outbox_table
 from services.identity.domain.mail import OutgoingMail
 from services.identity.domain.model import Credentials, PendingSignup, Team, TeamSettings, User
@@ -53,22 +54,14 @@ users = Table(
     Column("password_changed_at", UtcDateTime, nullable=False),
     Column("email_verified_at", UtcDateTime, nullable=True),
     Column("last_active_team_id", String(40), nullable=True),
-    # TOTP (later): secret encrypted with a key derived from the service secret; the last
-    # accepted time step refuses replays inside the window.
+    # TOTP: the secret sealed by the keyring (pending until totp_enabled_at is set); the last
+    # accepted time step refuses replays inside the window. Recovery codes and the other
+    # account-security tables are in adapters/security_sql.py.
     Column("totp_secret_encrypted", LargeBinary, nullable=True),
     Column("totp_enabled_at", UtcDateTime, nullable=True),
     Column("totp_last_step", BigInteger, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-)
-
-recovery_codes = Table(
-    "recovery_codes",
-    metadata,
-    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("code_hash", String(64), primary_key=True),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("used_at", UtcDateTime, nullable=True),
 )
 
 pending_signups = Table(
@@ -323,6 +316,12 @@ class PendingSignupRepository:
         ).first()
         return _signup(row) if row else None
 
+    async def count_live(self, session: AsyncSession, email_normalized: str, now: datetime) -> int:
+        query = select(pending_signups.c.id).where(
+            pending_signups.c.email_normalized == email_normalized, pending_signups.c.expires_at > now
+        )
+        return len((await session.execute(query.limit(2))).all())
+
     async def rotate_token(self, session: AsyncSession, signup_id: str, new_hash: str, expires_at: datetime) -> bool:
         result = await session.execute(
             update(pending_signups)
@@ -479,7 +478,31 @@ class MailThrottleRepository:
 
 
 # -- mail outbox ----------------------------------------------------------------------------
+_SEALED = "sealed:"
+
+
 class MailOutboxRepository:
+    """With a keyring, bodies (which carry one-time links) are stored sealed, bound to the
+    mail's id, and opened only by the relay just before delivery."""
+
+    def __init__(self, keyring: Keyring | None = None) -> None:
+        self.keyring = keyring
+
+    def _seal(self, mail_id: str, text: str) -> str:
+        if self.keyring is None:
+            return text
+        blob = self.keyring.seal(text.encode(), b"mail:" + mail_id.encode())
+        return _SEALED + base64.b64encode(blob).decode("ascii")
+
+    def body_of(self, row: Any) -> str:
+        stored: str = row.body_text
+        if not stored.startswith(_SEALED):
+            return stored
+        if self.keyring is None:
+            raise KeyringError("a sealed mail needs the keyring")
+        blob = base64.b64decode(stored[len(_SEALED) :])
+        return self.keyring.open(blob, b"mail:" + str(row.id).encode()).decode()
+
     async def stage(self, session: AsyncSession, mail: OutgoingMail, now: datetime) -> str:
         mail_id = ulid()
         await session.execute(
@@ -487,7 +510,7 @@ class MailOutboxRepository:
                 id=mail_id,
                 recipient=mail.to,
                 subject=mail.subject,
-                body_text=mail.text,
+                body_text=self._seal(mail_id, mail.text),
                 created_at=now,
                 attempts=0,
                 next_attempt_at=now,
@@ -525,3 +548,8 @@ class MailOutboxRepository:
 
     async def count(self, session: AsyncSession) -> int:
         return len((await session.execute(select(mail_outbox.c.id))).all())
+
+
+# The account-security tables live in their own module; importing it here registers them on
+# `metadata`, which migrations and schema checks read from this module.
+from services.identity.adapters import security_sql as _security_sql  # noqa: E402, F401

@@ -43,7 +43,8 @@ def lookup_key(raw: str) -> str:
 
 
 def _is_control(c: str) -> bool:
-    return unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")
+    """Control, format (bidi overrides, zero-width), surrogate and line/paragraph separators."""
+    return unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
 def check_name(raw: str) -> str:

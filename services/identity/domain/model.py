@@ -63,3 +63,4 @@ class Authentication:
     active_team: Team | None
     mfa_required: bool = False
     mfa_token: str = ""
+    device_token: str = ""

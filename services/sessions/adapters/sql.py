@@ -277,6 +277,16 @@ class SqlSessionStore:
         )
         return _rowcount(result)
 
+    async def end_scope(self, tx: AsyncSession, user_id: str, scope: str, now: datetime) -> int:
+        """Live sessions of the user restricted to `scope` become full sessions (next refresh)."""
+        t = sessions_table.c
+        result = await tx.execute(
+            update(sessions_table)
+            .where(t.user_id == user_id, t.scope == scope, _not_revoked_live(now))
+            .values(scope="")
+        )
+        return _rowcount(result)
+
     async def revoked_since(self, tx: AsyncSession, since: datetime) -> list[str]:
         t = sessions_table.c
         rows = await tx.execute(select(t.id).where(t.revoked_at >= since).order_by(t.revoked_at))

@@ -82,16 +82,24 @@ async def test_expired_rows_are_purged_in_batches_and_live_rows_stay(database_ur
                 [
                     {"purpose": "verification", "address_key": "old", "last_sent_at": old},
                     {"purpose": "verification", "address_key": "new", "last_sent_at": NOW},
+                    {"purpose": "first_sign_in", "address_key": "marker", "last_sent_at": old},
                 ],
             )
         result = await purge(sessions, identity_purge.RULES, NOW, lock_name="test-purge", batch=2)
         assert result.ran
-        assert result.deleted == {"pending_signups": 7, "login_clients": 5, "login_accounts": 2, "mail_throttle": 1}
+        assert result.deleted == {
+            "pending_signups": 7,
+            "login_clients": 5,
+            "login_accounts": 2,
+            "mail_throttle": 1,
+            "password_resets": 0,
+            "mfa_challenges": 0,
+        }
         async with sessions() as s:
             assert list((await s.execute(select(pending_signups.c.id))).scalars()) == ["sgn_0099"]
             assert sorted((await s.execute(select(login_clients.c.account_key))).scalars()) == ["locked", "recent"]
             assert sorted((await s.execute(select(login_accounts.c.account_key))).scalars()) == ["at_limit", "counting"]
-            assert list((await s.execute(select(mail_throttle.c.address_key))).scalars()) == ["new"]
+            assert sorted((await s.execute(select(mail_throttle.c.address_key))).scalars()) == ["marker", "new"]
     finally:
         await engine.dispose()
 

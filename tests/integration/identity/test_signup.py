@@ -95,8 +95,12 @@ async def test_signup_input_is_validated(identity: Identity) -> None:
 
 async def test_the_used_link_decides_name_and_password_and_kills_other_signups(identity: Identity) -> None:
     first = await identity.signup("twice@example.com", "first-choice-passphrase", "First Name")
+    identity.clock.advance(seconds=61)  # one verification mail per address per minute
     second = await identity.signup("twice@example.com", "second-choice-passphrase", "Second Name")
-    await call(identity.stub.VerifyEmail, pb.VerifyEmailRequest(context=ctx(), token=second))
+    await call(
+        identity.stub.VerifyEmail,
+        pb.VerifyEmailRequest(context=ctx(), token=second, password="second-choice-passphrase"),
+    )
     assert (await failure(identity.stub.VerifyEmail, pb.VerifyEmailRequest(token=first))).code == "invalid_token"
     login = await identity.login("twice@example.com", "second-choice-passphrase")
     assert login.user.name == "Second Name"
@@ -116,9 +120,13 @@ async def test_concurrent_uses_of_one_link_create_one_account(identity: Identity
 
 
 async def test_concurrent_links_of_one_address_create_one_account(identity: Identity) -> None:
-    tokens = [await identity.signup("pair@example.com", name=f"Person {i}") for i in range(3)]
+    tokens = []
+    for i in range(3):
+        tokens.append(await identity.signup("pair@example.com", name=f"Person {i}"))
+        identity.clock.advance(seconds=61)
     results = await asyncio.gather(
-        *(call(identity.stub.VerifyEmail, pb.VerifyEmailRequest(token=t)) for t in tokens), return_exceptions=True
+        *(call(identity.stub.VerifyEmail, pb.VerifyEmailRequest(token=t, password=PASSWORD)) for t in tokens),
+        return_exceptions=True,
     )
     wins = [r for r in results if isinstance(r, pb.VerifyEmailResponse)]
     assert len(wins) == 1
@@ -153,3 +161,32 @@ async def test_resend_is_throttled_and_replaces_the_link(identity: Identity) -> 
         await call(identity.stub.ResendVerification, pb.ResendVerificationRequest(email=address))
     assert await identity.mails_to("nobody@example.com", 1, timeout=0.3) == []
     assert len(await identity.mails_to("resend@example.com", 3, timeout=0.3)) == 2
+
+
+async def test_a_link_never_creates_an_account_with_a_password_the_clicker_does_not_know(identity: Identity) -> None:
+    """The sign-up hijack: an attacker signs up with the victim's address (before or after
+    the victim); whichever link the victim clicks, the account gets the victim's password."""
+    attacker = await identity.signup("target@example.com", "attacker-chosen-passphrase", "Mallory")
+    identity.clock.advance(seconds=61)
+    victim = await identity.signup("target@example.com", PASSWORD, "Victim")
+    for password in ("", PASSWORD):  # the victim clicks the attacker's link, with their own password
+        error = await failure(identity.stub.VerifyEmail, pb.VerifyEmailRequest(token=attacker, password=password))
+        assert error.code == "validation_error" and error.violations[0].pointer == "/password"
+    assert (
+        await identity.login_error("target@example.com", "attacker-chosen-passphrase")
+    ).code == "invalid_credentials"
+    await call(identity.stub.VerifyEmail, pb.VerifyEmailRequest(token=victim, password=PASSWORD))
+    assert (await identity.login("target@example.com")).user.name == "Victim"
+    assert (
+        await identity.login_error("target@example.com", "attacker-chosen-passphrase")
+    ).code == "invalid_credentials"
+
+
+async def test_signups_mail_an_address_at_most_once_a_minute(identity: Identity) -> None:
+    await identity.signup("flood@example.com")
+    for _ in range(3):
+        await call(
+            identity.stub.StartSignup,
+            pb.StartSignupRequest(context=ctx(), email="flood@example.com", password=PASSWORD, name="Flood"),
+        )
+    assert len(await identity.mails_to("flood@example.com", 2, timeout=0.5)) == 1

@@ -45,5 +45,5 @@ async def test_team_and_user_errors(identity: Identity) -> None:
     assert (await failure(identity.stub.CreateTeam, no_owner)).code == "not_found"
     # Not built yet: answered UNIMPLEMENTED, never INTERNAL.
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await identity.stub.GetMfaStatus(pb.GetMfaStatusRequest(user_id=user_id))
+        await identity.stub.UpdateBilling(pb.UpdateBillingRequest(team_id="tm_01aaaaaaaaaaaaaaaaaaaaaaaa"))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -32,7 +32,9 @@ def test_invalid_login_input_still_has_a_lookup_key() -> None:
 def test_names_are_trimmed_and_checked() -> None:
     assert check_name("  Ada Lovelace ") == "Ada Lovelace"
     assert check_name("x" * 100) == "x" * 100
-    for bad in ("", "   ", "x" * 101, "Ada\x00", "Ada\nLovelace", "Ada\u2028Byron", "Ada\x7f"):
+    assert check_name("Zoë Ødegård 李") == "Zoë Ødegård 李"
+    bidi_and_format = ("Ada\u202eecalovel", "Ada\u2066x\u2069", "Ada\u200b", "\ufeffAda", "Ada\u2029Byron")
+    for bad in ("", "   ", "x" * 101, "Ada\x00", "Ada\nLovelace", "Ada\u2028Byron", "Ada\x7f", *bidi_and_format):
         with pytest.raises(DomainError):
             check_name(bad)
 

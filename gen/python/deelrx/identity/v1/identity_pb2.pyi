@@ -89,12 +89,14 @@ class StartSignupResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class VerifyEmailRequest(_message.Message):
-    __slots__ = ("context", "token")
+    __slots__ = ("context", "token", "password")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
     context: _common_pb2.RequestContext
     token: str
-    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    password: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., token: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
 
 class VerifyEmailResponse(_message.Message):
     __slots__ = ("user_id",)
@@ -115,30 +117,36 @@ class ResendVerificationResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AuthenticateRequest(_message.Message):
-    __slots__ = ("context", "email", "password")
+    __slots__ = ("context", "email", "password", "token_delivery", "device_token")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     context: _common_pb2.RequestContext
     email: str
     password: str
-    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., email: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+    token_delivery: str
+    device_token: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., email: _Optional[str] = ..., password: _Optional[str] = ..., token_delivery: _Optional[str] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class AuthenticateResponse(_message.Message):
-    __slots__ = ("user", "mfa_required", "mfa_token", "amr", "auth_time", "active_team")
+    __slots__ = ("user", "mfa_required", "mfa_token", "amr", "auth_time", "active_team", "device_token")
     USER_FIELD_NUMBER: _ClassVar[int]
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     MFA_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AMR_FIELD_NUMBER: _ClassVar[int]
     AUTH_TIME_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TEAM_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     user: User
     mfa_required: bool
     mfa_token: str
     amr: _containers.RepeatedScalarFieldContainer[str]
     auth_time: _timestamp_pb2.Timestamp
     active_team: Team
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., mfa_required: _Optional[bool] = ..., mfa_token: _Optional[str] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ...) -> None: ...
+    device_token: str
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., mfa_required: _Optional[bool] = ..., mfa_token: _Optional[str] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class VerifyMfaRequest(_message.Message):
     __slots__ = ("context", "mfa_token", "code", "recovery_code")
@@ -153,16 +161,20 @@ class VerifyMfaRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., mfa_token: _Optional[str] = ..., code: _Optional[str] = ..., recovery_code: _Optional[str] = ...) -> None: ...
 
 class VerifyMfaResponse(_message.Message):
-    __slots__ = ("user", "amr", "auth_time", "active_team")
+    __slots__ = ("user", "amr", "auth_time", "active_team", "token_delivery", "device_token")
     USER_FIELD_NUMBER: _ClassVar[int]
     AMR_FIELD_NUMBER: _ClassVar[int]
     AUTH_TIME_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TEAM_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     user: User
     amr: _containers.RepeatedScalarFieldContainer[str]
     auth_time: _timestamp_pb2.Timestamp
     active_team: Team
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ...) -> None: ...
+    token_delivery: str
+    device_token: str
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ..., token_delivery: _Optional[str] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class ReauthenticateRequest(_message.Message):
     __slots__ = ("context", "user_id", "password", "code")
@@ -183,6 +195,20 @@ class ReauthenticateResponse(_message.Message):
     amr: _containers.RepeatedScalarFieldContainer[str]
     auth_time: _timestamp_pb2.Timestamp
     def __init__(self, amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NotifyNewDeviceRequest(_message.Message):
+    __slots__ = ("context", "user_id", "device_label")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    context: _common_pb2.RequestContext
+    user_id: str
+    device_label: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., user_id: _Optional[str] = ..., device_label: _Optional[str] = ...) -> None: ...
+
+class NotifyNewDeviceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class GetUserRequest(_message.Message):
     __slots__ = ("user_id",)

@@ -65,6 +65,11 @@ class IdentityServiceStub:
                 request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.ReauthenticateRequest.SerializeToString,
                 response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.ReauthenticateResponse.FromString,
                 _registered_method=True)
+        self.NotifyNewDevice = channel.unary_unary(
+                '/deelrx.identity.v1.IdentityService/NotifyNewDevice',
+                request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyNewDeviceRequest.SerializeToString,
+                response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyNewDeviceResponse.FromString,
+                _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/deelrx.identity.v1.IdentityService/GetUser',
                 request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.GetUserRequest.SerializeToString,
@@ -195,6 +200,13 @@ class IdentityServiceServicer:
 
     def Reauthenticate(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NotifyNewDevice(self, request, context):
+        """A session was created on a device the user never signed in from: mail a notice.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -342,6 +354,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.Reauthenticate,
                     request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.ReauthenticateRequest.FromString,
                     response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.ReauthenticateResponse.SerializeToString,
+            ),
+            'NotifyNewDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.NotifyNewDevice,
+                    request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyNewDeviceRequest.FromString,
+                    response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyNewDeviceResponse.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
@@ -597,6 +614,33 @@ class IdentityService:
             '/deelrx.identity.v1.IdentityService/Reauthenticate',
             deelrx_dot_identity_dot_v1_dot_identity__pb2.ReauthenticateRequest.SerializeToString,
             deelrx_dot_identity_dot_v1_dot_identity__pb2.ReauthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NotifyNewDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.identity.v1.IdentityService/NotifyNewDevice',
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyNewDeviceRequest.SerializeToString,
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyNewDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,

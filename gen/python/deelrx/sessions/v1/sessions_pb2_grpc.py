@@ -75,6 +75,11 @@ class SessionsServiceStub:
                 request_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.MarkReauthenticatedRequest.SerializeToString,
                 response_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.MarkReauthenticatedResponse.FromString,
                 _registered_method=True)
+        self.EndEnrollmentScope = channel.unary_unary(
+                '/deelrx.sessions.v1.SessionsService/EndEnrollmentScope',
+                request_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.EndEnrollmentScopeRequest.SerializeToString,
+                response_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.EndEnrollmentScopeResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/deelrx.sessions.v1.SessionsService/GetJwks',
                 request_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.GetJwksRequest.SerializeToString,
@@ -153,6 +158,13 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndEnrollmentScope(self, request, context):
+        """The user enabled TOTP: their enrollment-only sessions become full sessions at the next refresh.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJwks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -223,6 +235,11 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.MarkReauthenticated,
                     request_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.MarkReauthenticatedRequest.FromString,
                     response_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.MarkReauthenticatedResponse.SerializeToString,
+            ),
+            'EndEnrollmentScope': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndEnrollmentScope,
+                    request_deserializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.EndEnrollmentScopeRequest.FromString,
+                    response_serializer=deelrx_dot_sessions_dot_v1_dot_sessions__pb2.EndEnrollmentScopeResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -462,6 +479,33 @@ class SessionsService:
             '/deelrx.sessions.v1.SessionsService/MarkReauthenticated',
             deelrx_dot_sessions_dot_v1_dot_sessions__pb2.MarkReauthenticatedRequest.SerializeToString,
             deelrx_dot_sessions_dot_v1_dot_sessions__pb2.MarkReauthenticatedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndEnrollmentScope(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.sessions.v1.SessionsService/EndEnrollmentScope',
+            deelrx_dot_sessions_dot_v1_dot_sessions__pb2.EndEnrollmentScopeRequest.SerializeToString,
+            deelrx_dot_sessions_dot_v1_dot_sessions__pb2.EndEnrollmentScopeResponse.FromString,
             options,
             channel_credentials,
             insecure,
