@@ -34,7 +34,15 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         port = settings.grpc_port(name) if grpc_port is None else grpc_port
-        self.grpc = GrpcService(name, settings.grpc_host, port)
+        self.grpc = GrpcService(
+            name,
+            settings.grpc_host,
+            port,
+            tls=settings.grpc_tls_files(),
+            reflection=settings.grpc_reflection if settings.grpc_reflection is not None else not settings.is_production,
+            health_port=settings.grpc_health_port,
+            max_connection_age_seconds=settings.grpc_max_connection_age_seconds,
+        )
         self.js = JetStreamProvider()
         self.nc: NATS | None = None
         self.engine: AsyncEngine | None = None
