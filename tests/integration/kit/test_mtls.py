@@ -173,3 +173,29 @@ async def test_the_server_picks_up_rotated_certificate_files(suite: Suite, tmp_p
     # ... and one from the old CA no longer does.
     async with _raw_channel(suite.address, ca=suite.certs["gateway"].ca, cert=suite.certs["gateway"]) as ch:
         assert await _status(_jwks(ch)) == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_client_channel_picks_up_rotated_certificate_files(suite: Suite, tmp_path: Path) -> None:
+    # The client's files are replaced in place by a certificate for another identity (same CA):
+    # the next call presents the new certificate, which the allow-list tells apart.
+    own = tmp_path / "client"
+    own.mkdir()
+    gateway = suite.certs["gateway"]
+    files = TlsFiles(own / "tls.crt", own / "tls.key", own / "ca.crt")
+    for src, dst in ((gateway.cert, files.cert), (gateway.key, files.key), (gateway.ca, files.ca)):
+        dst.write_bytes(src.read_bytes())
+    settings = suite.settings_for("gateway").model_copy(
+        update={"grpc_tls_cert_file": str(files.cert), "grpc_tls_key_file": str(files.key)}
+    )
+    async with service_channel(settings, "sessions") as ch:
+        ch.CHECK_INTERVAL = 0  # type: ignore[attr-defined]
+        stub = sessions_pb2_grpc.SessionsServiceStub(ch)
+        assert await _status(stub.GetJwks(sessions_pb2.GetJwksRequest(), timeout=5)) == grpc.StatusCode.OK
+        operator = suite.certs["operator"]
+        for src, dst in ((operator.cert, files.cert), (operator.key, files.key)):
+            tmp = dst.with_suffix(".new")
+            tmp.write_bytes(src.read_bytes())
+            tmp.replace(dst)
+        assert (
+            await _status(stub.GetJwks(sessions_pb2.GetJwksRequest(), timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
+        )
