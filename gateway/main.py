@@ -22,6 +22,7 @@ from deelrx_kit import nats_bus
 from deelrx_kit.errors import DomainError
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.secret_file import warn_if_development_exposed
+from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
 from deelrx_kit.settings import Settings
 from gateway.activity import ActivityReporter
 from gateway.admin import create_admin_app
@@ -234,4 +235,8 @@ def main() -> None:
     settings = Settings()
     configure_logging("gateway", settings.log_level, log_pii=settings.log_pii)
     warn_if_development_exposed(settings.env, http_host=settings.http_host, admin_host=settings.admin_host)
+    try:
+        refuse_unsafe_production(settings, "gateway")
+    except UnsafeProductionSettings as exc:
+        raise SystemExit(str(exc)) from None
     asyncio.run(serve(settings))

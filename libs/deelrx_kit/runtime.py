@@ -22,6 +22,7 @@ from deelrx_kit.logging import configure_logging
 from deelrx_kit.metrics import serve_metrics
 from deelrx_kit.outbox import JetStreamProvider, Outbox
 from deelrx_kit.secret_file import warn_if_development_exposed
+from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
 from deelrx_kit.settings import Settings
 
 log = structlog.get_logger("deelrx.runtime")
@@ -153,6 +154,10 @@ def run(build: Callable[[Settings], ServiceRuntime], service: str) -> None:
     settings = Settings()
     configure_logging(service, settings.log_level, log_pii=settings.log_pii)
     warn_if_development_exposed(settings.env, grpc_host=settings.grpc_host, admin_host=settings.admin_host)
+    try:
+        refuse_unsafe_production(settings, service)
+    except UnsafeProductionSettings as exc:
+        raise SystemExit(str(exc)) from None
 
     async def main() -> None:
         runtime = build(settings)
