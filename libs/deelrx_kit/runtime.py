@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from deelrx_kit import db, nats_bus
 from deelrx_kit.grpc_server import GrpcService, run_until_signalled
+from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.metrics import serve_metrics
 from deelrx_kit.outbox import JetStreamProvider, Outbox
@@ -112,7 +113,7 @@ class ServiceRuntime:
         # Services start without NATS; the outbox holds events until it is reachable.
         while not self.stop_event.is_set():
             try:
-                self.nc = await nats_bus.connect(self.settings.nats_url, self.name)
+                self.nc = await nats_bus.connect(self.settings.nats_url, self.name, tls=nats_tls_context(self.settings))
                 js = self.nc.jetstream()
                 await nats_bus.ensure_streams(js)
                 self.js.js = js
