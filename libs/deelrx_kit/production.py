@@ -20,6 +20,10 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 )
 # Processes with a database of their own (the gateway and the detector have none).
 DATABASE_SERVICES = frozenset({"identity", "sessions", "rbac", "audit"})
+# Processes that key something with DEELRX_SECRET_KEY: the gateway (CSRF tokens, limiter keys),
+# identity (keyed hashes of addresses and tokens), sessions (sealing of signing keys). Each gets
+# its own value in Kubernetes; rbac, audit and detector get none.
+SECRET_PROCESSES = frozenset({"gateway", "identity", "sessions"})
 
 
 class UnsafeProductionSettings(RuntimeError):
@@ -34,7 +38,8 @@ def production_problems(settings: Settings, process: str) -> list[str]:
     if not settings.is_production:
         return []
     problems: list[str] = []
-    problems += _secret_problems(settings)
+    if process in SECRET_PROCESSES:
+        problems += _secret_problems(settings)
     problems += _grpc_tls_problems(settings)
     if process in DATABASE_SERVICES:
         problems += _database_problems(settings, process)

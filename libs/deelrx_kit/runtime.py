@@ -97,7 +97,7 @@ class ServiceRuntime:
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        if self.engine is not None:
+        if self.engine is not None and self.settings.migrate_on_start:
             await db.migrate(self._migrations, self._db_url, self.name)
         if self.settings.metrics_enabled:
             try:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     nats_tls_ca_file: str = ""
     nats_tls_cert_file: str = ""
     nats_tls_key_file: str = ""
+    # Run migrations when a service starts (development); production runs them once, before the
+    # rollout, with the migration role (`python -m deelrx_kit.migrate`), and sets this to false.
+    migrate_on_start: bool = True
     # Per-service Prometheus endpoints on admin_host (ports: DEELRX_<SERVICE>_METRICS_PORT).
     metrics_enabled: bool = True
 

@@ -71,6 +71,11 @@ def test_each_unsafe_setting_is_named(tls: dict[str, str], override: dict[str, s
     assert len(problems) == 1 and named in problems[0], problems
 
 
+def test_only_the_processes_that_key_something_need_a_secret(tls: dict[str, str]) -> None:
+    for process in ("rbac", "audit", "detector"):
+        assert production_problems(_safe(tls, secret_key=""), process) == []
+
+
 def test_the_gateway_and_detector_need_no_database(tls: dict[str, str]) -> None:
     assert production_problems(_safe(tls, database_url=""), "gateway") == []
     assert production_problems(_safe(tls, database_url=""), "detector") == []
