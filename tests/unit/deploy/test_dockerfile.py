@@ -36,5 +36,5 @@ def test_the_runtime_stage_copies_only_the_virtualenv_and_runs_as_non_root() -> 
 
 def test_the_build_context_leaves_out_local_state() -> None:
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*") if "*" in ignore else -1] == "*", "everything is excluded unless named"
+    assert "*" in ignore, "everything is excluded unless named"
     assert not any(line.startswith("!") and (".venv" in line or ".data" in line or "tests" in line) for line in ignore)
