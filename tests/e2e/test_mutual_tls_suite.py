@@ -113,6 +113,8 @@ def test_the_gateway_reaches_the_services_over_mutual_tls(mtls_suite: tuple[Runn
         r = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200, r.text
         assert client.get("/.well-known/jwks.json").json()["keys"]
+        # Readiness checks the services' health over the same mutual TLS channels.
+        assert client.get("/readyz").status_code == 200
 
 
 def test_the_services_refuse_callers_the_allow_list_does_not_name(
