@@ -150,6 +150,9 @@ class GrpcService:
             self.port = self.server.add_secure_port(self.address, server_credentials(tls))
         else:
             self.port = self.server.add_insecure_port(self.address)
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                # Anyone who reaches this port can call every method as anyone (no caller identity).
+                log.warning("grpc_plaintext_beyond_loopback", address=self.address)
         self.health_server: grpc.aio.Server | None = None
         self.health_port = 0
         if health_port:
