@@ -22,8 +22,8 @@ from deelrx_kit import nats_bus
 from deelrx_kit.errors import DomainError
 from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
-from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
+from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 from gateway.activity import ActivityReporter
 from gateway.admin import create_admin_app

@@ -22,8 +22,8 @@ from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.metrics import serve_metrics
 from deelrx_kit.outbox import JetStreamProvider, Outbox
-from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
+from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 
 log = structlog.get_logger("deelrx.runtime")

@@ -42,7 +42,7 @@ def mtls_suite(
         "DEELRX_HTTP_PORT": str(http_port),
         "DEELRX_ADMIN_PORT": str(infra.free_port()),
         "DEELRX_PUBLIC_URL": f"http://127.0.0.1:{http_port}",
-        "DEELRX_SECRET_KEY": "e2e-secret-key-0123456789abcdef",
+        "DEELRX_SECRET_KEY": "e2e-secret-key-0123456789abcdef-0123456789",
         "DEELRX_ARGON2_TIME_COST": "1",
         "DEELRX_ARGON2_MEMORY_COST_KIB": "8192",
         "DEELRX_ARGON2_PARALLELISM": "1",
