@@ -6,7 +6,9 @@ where one is required, is refused."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +46,20 @@ def tls_infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsInfra]:
     client = ca.issue(base / "pki", "sessions")
     other = CertificateAuthority.create(base / "other", name="Another CA")
     stranger = other.issue(base / "other", "sessions")
+    # PostgreSQL runs as another user, which must traverse the path to its data directory; pytest's
+    # own temporary root is made private again whenever any pytest session starts, so use /tmp.
+    pg_root = Path(tempfile.mkdtemp(prefix="deelrx-tls-pg-"))
     procs = [
         infra.start_nats(base / "nats", tls=server),
         infra.start_redis(base / "redis", tls=server),
-        infra.start_postgres(base / "pg", tls=server),
+        infra.start_postgres(pg_root / "pg", tls=server),
     ]
     try:
         yield TlsInfra(procs[0].url, procs[1].url, procs[2].url, client, stranger)
     finally:
         for p in reversed(procs):
             p.stop()
+        shutil.rmtree(pg_root, ignore_errors=True)
 
 
 def _settings(t: TlsInfra, **overrides: object) -> Settings:
