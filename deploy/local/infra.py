@@ -181,42 +181,73 @@ def start_postgres(data_dir: Path, port: int | None = None, *, tls: TlsFiles | N
         entry = pwd.getpwnam(user)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     bin_dir = _commands.POSTGRES_BIN_PATH if tls is None else _distribution_postgres_bin()
-    if not (data_dir / "PG_VERSION").exists() and tls is None:
-        _commands.initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data_dir, user=user)
-    elif not (data_dir / "PG_VERSION").exists():
-        with open(data_dir.parent / f"{data_dir.name}-initdb.log", "ab") as out:
-            subprocess.run(
-                [str(bin_dir / "initdb"), "--auth=trust", "--encoding=utf8", "-U", "postgres", "-D", str(data_dir)],
-                check=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                user=user,
-            )
+
+    def reopen_path() -> None:
+        # Another pytest session on the machine makes its temporary root private again at any
+        # moment, and the postgres user then cannot reach the data directory: reopen and retry.
+        if user is not None:
+            ensure_prefix_permissions(data_dir)
+
+    for attempt in range(3):
+        reopen_path()
+        try:
+            if not (data_dir / "PG_VERSION").exists() and tls is None:
+                _commands.initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data_dir, user=user)
+            elif not (data_dir / "PG_VERSION").exists():
+                with open(data_dir.parent / f"{data_dir.name}-initdb.log", "ab") as out:
+                    subprocess.run(
+                        [
+                            str(bin_dir / "initdb"),
+                            "--auth=trust",
+                            "--encoding=utf8",
+                            "-U",
+                            "postgres",
+                            "-D",
+                            str(data_dir),
+                        ],
+                        check=True,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        user=user,
+                    )
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
     ssl_args: list[str] = []
     if tls is not None:
         ssl_args = _postgres_tls_files(data_dir, tls, user)
-    proc = subprocess.Popen(
-        [
-            str(bin_dir / "postgres"),
-            "-D",
-            str(data_dir),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-k",
-            str(data_dir),
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=300",
-            *ssl_args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(data_dir / "server.log", "ab"),
-        user=user,
-    )
-    wait_for_port(port, proc=proc, timeout=60)
+    for attempt in range(3):
+        reopen_path()
+        proc = subprocess.Popen(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(data_dir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+                *ssl_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(data_dir / "server.log", "ab"),
+            user=user,
+        )
+        try:
+            wait_for_port(port, proc=proc, timeout=60)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
     # Accepting TCP is not yet accepting queries; wait for pg_isready.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
