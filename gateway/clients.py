@@ -13,7 +13,7 @@ from deelrx.identity.v1 import identity_pb2_grpc
 from deelrx.rbac.v1 import rbac_pb2_grpc
 from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit import grpc_errors
-from deelrx_kit.grpc_server import channel
+from deelrx_kit.grpc_client import service_channel
 from deelrx_kit.settings import Settings
 
 T = TypeVar("T")
@@ -40,9 +40,7 @@ class ServiceClients:
 
     @classmethod
     def connect(cls, settings: Settings) -> ServiceClients:
-        channels = {
-            name: channel(getattr(settings, f"{name}_addr")) for name in ("identity", "sessions", "rbac", "audit")
-        }
+        channels = {name: service_channel(settings, name) for name in ("identity", "sessions", "rbac", "audit")}
         return cls(
             identity=identity_pb2_grpc.IdentityServiceStub(channels["identity"]),
             sessions=sessions_pb2_grpc.SessionsServiceStub(channels["sessions"]),

@@ -20,7 +20,9 @@ from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.errors import DomainError
+from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
+from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
 from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 from gateway.activity import ActivityReporter
@@ -110,7 +112,11 @@ class GatewayProcess:
             nc = None
             try:
                 nc = await nats_bus.connect(
-                    gw.settings.nats_url, "gateway", on_disconnected=disconnected, on_reconnected=reconnected
+                    gw.settings.nats_url,
+                    "gateway",
+                    on_disconnected=disconnected,
+                    on_reconnected=reconnected,
+                    tls=nats_tls_context(gw.settings),
                 )
                 await nc.subscribe(nats_bus.SESSIONS_REVOKED_SUBJECT, cb=on_revoked)
                 await nc.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, cb=on_team_changed)
@@ -234,4 +240,8 @@ def main() -> None:
     settings = Settings()
     configure_logging("gateway", settings.log_level, log_pii=settings.log_pii)
     warn_if_development_exposed(settings.env, http_host=settings.http_host, admin_host=settings.admin_host)
+    try:
+        refuse_unsafe_production(settings, "gateway")
+    except UnsafeProductionSettings as exc:
+        raise SystemExit(str(exc)) from None
     asyncio.run(serve(settings))

@@ -2,11 +2,14 @@
 # Installs the Debian tools named as arguments when they are missing, so a test never skips
 # because a tool is absent. Tests use them as independent peers: oathtool computes TOTP codes
 # the suite must accept, nginx fronts the gateway for forward auth; wrk loads the benchmarks.
-# Every tool here has a Debian package of the same name.
+# A tool is named by its command; `command=package` when the Debian package is named otherwise.
+# redis-server and PostgreSQL (TLS builds) serve the TLS-to-dependencies tests.
 set -euo pipefail
 missing=()
-for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+for spec in "$@"; do
+    tool=${spec%%=*}
+    package=${spec#*=}
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

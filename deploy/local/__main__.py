@@ -34,6 +34,7 @@ def main() -> int:
             f"\nDeelRx auth suite is up.\n  gateway: {settings.public_url}\n"
             f"  API docs: {settings.public_url}/docs\n  NATS: {suite.env['DEELRX_NATS_URL']}\n"
             f"  Redis: {suite.env['DEELRX_REDIS_URL']}\n  mail: {mail}\n"
+            f"  internal gRPC: {suite.transport}\n"
             f"  data: {settings.data_dir.resolve()}\nPress Ctrl-C to stop.\n",
             flush=True,
         )

@@ -14,6 +14,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from deelrx_kit.dev_pki import development_pki
+from deelrx_kit.mtls import TlsFiles
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
 
@@ -36,6 +38,36 @@ class Suite:
     log_dir: Path
     infra_procs: list[infra.Proc] = field(default_factory=list)
     services: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Per-process certificates when the suite runs its internal hops on mutual TLS (dev CA).
+    tls: dict[str, TlsFiles] = field(default_factory=dict)
+
+    def enable_dev_mtls(self) -> Path:
+        """Mutual TLS between the processes, from a development CA under the data directory."""
+        pki = self.settings.data_dir.resolve() / "pki"
+        self.tls = development_pki(pki, (*SERVICES, "gateway", "operator"))
+        return pki
+
+    @property
+    def transport(self) -> str:
+        if self.tls:
+            return f"mutual TLS (development CA in {self.tls['gateway'].ca.parent})"
+        return "plaintext on loopback (DEELRX_DEV_MTLS=1 runs it on mutual TLS with a development CA)"
+
+    def _process_env(self, name: str) -> dict[str, str]:
+        env = dict(self.env)
+        files = self.tls.get(name)
+        if files is not None:
+            env["DEELRX_GRPC_TLS_CERT_FILE"] = str(files.cert)
+            env["DEELRX_GRPC_TLS_KEY_FILE"] = str(files.key)
+            env["DEELRX_GRPC_TLS_CA_FILE"] = str(files.ca)
+        return env
+
+    def health_channel(self, name: str, address: str) -> grpc.Channel:
+        files = self.tls.get("operator")
+        if files is None:
+            return grpc.insecure_channel(address)
+        creds = grpc.ssl_channel_credentials(files.ca.read_bytes(), files.key.read_bytes(), files.cert.read_bytes())
+        return grpc.secure_channel(address, creds, options=[("grpc.ssl_target_name_override", name)])
 
     def start_infrastructure(self) -> None:
         data = self.settings.data_dir
@@ -52,14 +84,14 @@ class Suite:
         for name in (*SERVICES, "gateway"):
             module = "gateway" if name == "gateway" else f"services.{name}"
             self.services[name] = subprocess.Popen(
-                [sys.executable, "-m", module], env=self.env, stdout=stdout, stderr=stdout
+                [sys.executable, "-m", module], env=self._process_env(name), stdout=stdout, stderr=stdout
             )
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         for name in SERVICES:
             address = self.env.get(f"DEELRX_{name.upper()}_ADDR") or getattr(self.settings, f"{name}_addr")
-            with grpc.insecure_channel(address) as ch:
+            with self.health_channel(name, address) as ch:
                 stub = health_pb2_grpc.HealthStub(ch)
                 while True:
                     self._check_alive(name)
@@ -113,4 +145,7 @@ def prepare(settings: Settings) -> Suite:
     env = dict(os.environ)
     env.setdefault("DEELRX_DATA_DIR", str(settings.data_dir.resolve()))
     env["PYTHONUNBUFFERED"] = "1"
-    return Suite(settings, env, log_dir)
+    suite = Suite(settings, env, log_dir)
+    if os.environ.get("DEELRX_DEV_MTLS") == "1" and settings.grpc_tls_files() is None:
+        suite.enable_dev_mtls()
+    return suite

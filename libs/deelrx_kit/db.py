@@ -74,12 +74,18 @@ def create_engine(url: str, schema: str, **kwargs: Any) -> AsyncEngine:
     # error messages, which end up in logs.
     kwargs.setdefault("hide_parameters", True)
     if is_postgres(url):
+        from deelrx_kit.infra_tls import postgres_tls
+
+        url, tls = postgres_tls(url)
+        connect_args: dict[str, Any] = {"server_settings": {"search_path": schema}}
+        if tls is not None:
+            connect_args["ssl"] = tls
         engine = create_async_engine(
             url,
             pool_size=kwargs.pop("pool_size", 10),
             max_overflow=kwargs.pop("max_overflow", 10),
             pool_pre_ping=True,
-            connect_args={"server_settings": {"search_path": schema}},
+            connect_args=connect_args,
             **kwargs,
         )
     else:

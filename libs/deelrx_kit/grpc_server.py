@@ -14,8 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from deelrx_kit import grpc_errors
+from deelrx_kit.caller_policy import CallerAuthorizationInterceptor
 from deelrx_kit.errors import DomainError
 from deelrx_kit.metrics import GRPC_LATENCY, GRPC_REQUESTS
+from deelrx_kit.mtls import TlsFiles, server_credentials
 
 log = structlog.get_logger("deelrx.grpc")
 
@@ -109,33 +111,82 @@ def _context_ids(request: Any) -> dict[str, str]:
 
 
 class GrpcService:
-    """One service process: a grpc.aio server plus health, reflection and graceful stop."""
+    """One service process: a grpc.aio server plus health, reflection and graceful stop.
 
-    def __init__(self, name: str, host: str, port: int) -> None:
+    With `tls` the port requires a client certificate from the CA and every call is checked
+    against the caller allow-list (deelrx_kit.caller_policy); without it the port is plaintext.
+    `health_port` opens a second, plaintext port that serves only the health service, for probes.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        *,
+        tls: TlsFiles | None = None,
+        reflection: bool = True,
+        health_port: int = 0,
+        max_connection_age_seconds: int = 300,
+    ) -> None:
         self.name = name
         self.address = f"{host}:{port}"
-        self.server = grpc.aio.server(interceptors=[ServiceInterceptor(name)])
+        self.tls = tls
+        self.reflection = reflection
+        interceptors: list[grpc.aio.ServerInterceptor] = [ServiceInterceptor(name)]
+        if tls is not None:
+            interceptors.insert(0, CallerAuthorizationInterceptor())
+        options = [
+            ("grpc.max_connection_age_ms", max_connection_age_seconds * 1000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+        ]
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
         self.health = health.aio.HealthServicer()
         self._service_names: list[str] = []
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port(self.address)
+        if tls is not None:
+            self.port = self.server.add_secure_port(self.address, server_credentials(tls))
+        else:
+            self.port = self.server.add_insecure_port(self.address)
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                # Anyone who reaches this port can call every method as anyone (no caller identity).
+                log.warning("grpc_plaintext_beyond_loopback", address=self.address)
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if health_port:
+            self.health_server = grpc.aio.server(options=options)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_port = self.health_server.add_insecure_port(f"{host}:{health_port}")
 
     def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
         register(servicer, self.server)
         self._service_names.append(full_name)
 
     async def start(self) -> None:
-        reflection.enable_server_reflection(
-            [*self._service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
-        )
+        if self.reflection:
+            reflection.enable_server_reflection(
+                [*self._service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
+            )
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("grpc_listening", address=self.address)
+        log.info(
+            "grpc_listening",
+            address=self.address,
+            transport="mtls" if self.tls else "plaintext",
+            reflection=self.reflection,
+            health_port=self.health_port or None,
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(grace)
 
 
 async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:

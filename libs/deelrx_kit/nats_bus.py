@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 import structlog
@@ -47,8 +49,9 @@ async def connect(
     *,
     on_disconnected: Callable[[], Awaitable[None]] | None = None,
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> NATS:
-    """Connect, retrying forever in the background once connected."""
+    """Connect, retrying forever in the background once connected (over TLS with `tls`)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
@@ -63,9 +66,11 @@ async def connect(
         if on_reconnected is not None:
             await on_reconnected()
 
+    extra: dict[str, Any] = {"tls": tls} if tls is not None else {}
     return await nats.connect(
         url,
         name=name,
+        **extra,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=2,

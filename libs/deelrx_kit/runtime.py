@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from deelrx_kit import db, nats_bus
 from deelrx_kit.grpc_server import GrpcService, run_until_signalled
+from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.metrics import serve_metrics
 from deelrx_kit.outbox import JetStreamProvider, Outbox
+from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
 from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 
@@ -34,7 +36,15 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         port = settings.grpc_port(name) if grpc_port is None else grpc_port
-        self.grpc = GrpcService(name, settings.grpc_host, port)
+        self.grpc = GrpcService(
+            name,
+            settings.grpc_host,
+            port,
+            tls=settings.grpc_tls_files(),
+            reflection=settings.grpc_reflection if settings.grpc_reflection is not None else not settings.is_production,
+            health_port=settings.grpc_health_port,
+            max_connection_age_seconds=settings.grpc_max_connection_age_seconds,
+        )
         self.js = JetStreamProvider()
         self.nc: NATS | None = None
         self.engine: AsyncEngine | None = None
@@ -87,7 +97,7 @@ class ServiceRuntime:
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        if self.engine is not None:
+        if self.engine is not None and self.settings.migrate_on_start:
             await db.migrate(self._migrations, self._db_url, self.name)
         if self.settings.metrics_enabled:
             try:
@@ -103,7 +113,7 @@ class ServiceRuntime:
         # Services start without NATS; the outbox holds events until it is reachable.
         while not self.stop_event.is_set():
             try:
-                self.nc = await nats_bus.connect(self.settings.nats_url, self.name)
+                self.nc = await nats_bus.connect(self.settings.nats_url, self.name, tls=nats_tls_context(self.settings))
                 js = self.nc.jetstream()
                 await nats_bus.ensure_streams(js)
                 self.js.js = js
@@ -145,6 +155,10 @@ def run(build: Callable[[Settings], ServiceRuntime], service: str) -> None:
     settings = Settings()
     configure_logging(service, settings.log_level, log_pii=settings.log_pii)
     warn_if_development_exposed(settings.env, grpc_host=settings.grpc_host, admin_host=settings.admin_host)
+    try:
+        refuse_unsafe_production(settings, service)
+    except UnsafeProductionSettings as exc:
+        raise SystemExit(str(exc)) from None
 
     async def main() -> None:
         runtime = build(settings)

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deelrx_kit.mtls import TlsFiles
+
 # The one table of services: name -> (default gRPC port, default metrics port). The launcher,
 # the settings below and the gateway's clients are derived from it; adding a service starts here
 # (docs/architecture.md lists the other steps).
@@ -61,6 +63,25 @@ class Settings(BaseSettings):
     rbac_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['rbac']}"
     audit_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['audit']}"
     detector_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['detector']}"
+    # Mutual TLS on the internal gRPC hops (files; re-read when they change). All three empty means
+    # plaintext, which is allowed on loopback only and never in production.
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_ca_file: str = ""
+    # A plaintext port that serves only grpc.health (native Kubernetes probes speak no TLS); 0 = off.
+    grpc_health_port: int = 0
+    # Server reflection; unset means on in development, off in production.
+    grpc_reflection: bool | None = None
+    # Servers close connections after this age so clients re-resolve and reach new replicas.
+    grpc_max_connection_age_seconds: int = Field(default=300, ge=10)
+    # TLS to NATS (a `tls://` URL or these files); Redis uses `rediss://` with `ssl_ca_certs=` in the
+    # URL; PostgreSQL `sslmode=verify-full&sslrootcert=...` in the URL.
+    nats_tls_ca_file: str = ""
+    nats_tls_cert_file: str = ""
+    nats_tls_key_file: str = ""
+    # Run migrations when a service starts (development); production runs them once, before the
+    # rollout, with the migration role (`python -m deelrx_kit.migrate`), and sets this to false.
+    migrate_on_start: bool = True
     # Per-service Prometheus endpoints on admin_host (ports: DEELRX_<SERVICE>_METRICS_PORT).
     metrics_enabled: bool = True
 
@@ -108,6 +129,21 @@ class Settings(BaseSettings):
             env=self.env,
             data_dir=self.data_dir,
         )
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def grpc_tls_files(self) -> TlsFiles | None:
+        """The mTLS files, or None for plaintext; a partial set is a configuration error."""
+        paths = (self.grpc_tls_cert_file, self.grpc_tls_key_file, self.grpc_tls_ca_file)
+        if not any(paths):
+            return None
+        names = ("DEELRX_GRPC_TLS_CERT_FILE", "DEELRX_GRPC_TLS_KEY_FILE", "DEELRX_GRPC_TLS_CA_FILE")
+        missing = [name for name, path in zip(names, paths, strict=True) if not path]
+        if missing:
+            raise RuntimeError(f"incomplete gRPC TLS settings: set {', '.join(missing)}")
+        return TlsFiles(Path(paths[0]), Path(paths[1]), Path(paths[2]))
 
     def grpc_port(self, service: str) -> int:
         return int(getattr(self, f"{service}_addr").rsplit(":", 1)[1])

@@ -3,7 +3,8 @@
     python -m services.sessions.rotate_keys              # the published successor (or a new key) signs
     python -m services.sessions.rotate_keys --emergency  # also withdraw the current key from the JWKS
 
-Talks to the sessions service at DEELRX_SESSIONS_ADDR. After `--emergency`, tokens signed by the
+Talks to the sessions service at DEELRX_SESSIONS_ADDR; with mutual TLS, DEELRX_GRPC_TLS_* must
+name the `operator` certificate (the only identity allowed to rotate). After `--emergency`, tokens signed by the
 withdrawn key are refused by every gateway within DEELRX_JWKS_REFRESH_SECONDS (at most a
 minute); clients renew with their refresh tokens, so nobody has to log in again.
 """
@@ -15,12 +16,12 @@ import asyncio
 import sys
 
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
-from deelrx_kit.grpc_server import channel
+from deelrx_kit.grpc_client import service_channel
 from deelrx_kit.settings import Settings
 
 
-async def rotate(address: str, emergency: bool) -> sessions_pb2.RotateSigningKeyResponse:
-    async with channel(address) as ch:
+async def rotate(settings: Settings, emergency: bool) -> sessions_pb2.RotateSigningKeyResponse:
+    async with service_channel(settings, "sessions") as ch:
         stub = sessions_pb2_grpc.SessionsServiceStub(ch)
         reply: sessions_pb2.RotateSigningKeyResponse = await stub.RotateSigningKey(
             sessions_pb2.RotateSigningKeyRequest(emergency=emergency), timeout=30
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         "--emergency", action="store_true", help="withdraw the current key from the JWKS at once (compromised key)"
     )
     args = parser.parse_args(argv)
-    reply = asyncio.run(rotate(Settings().sessions_addr, args.emergency))
+    reply = asyncio.run(rotate(Settings(), args.emergency))
     verb = "withdrawn" if args.emergency else "retired"
     print(f"signing key now {reply.kid}; {verb}: {reply.retired_kid or '-'}")
     return 0

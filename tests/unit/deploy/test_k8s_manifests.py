@@ -46,9 +46,13 @@ def test_service_ports_match_the_shared_configuration(service: str) -> None:
     assert host == service and int(port) == DEFAULT_GRPC_PORTS[service]
     [container] = _of_kind("Deployment")[service]["spec"]["template"]["spec"]["containers"]
     assert {"name": "grpc", "containerPort": int(port)} in container["ports"]
-    assert container["readinessProbe"]["grpc"]["port"] == int(port)
+    # Probes use the plaintext health-only port (the kubelet's gRPC probe speaks no TLS).
+    health = int(config["DEELRX_GRPC_HEALTH_PORT"])
+    assert {"name": "health", "containerPort": health} in container["ports"]
+    assert container["readinessProbe"]["grpc"]["port"] == health
     [svc_port] = _of_kind("Service")[service]["spec"]["ports"]
     assert svc_port["port"] == int(port)
+    assert _of_kind("Service")[service]["spec"]["clusterIP"] == "None", "headless, for client-side balancing"
 
 
 def test_production_settings_are_not_development_defaults() -> None:
