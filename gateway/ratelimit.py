@@ -14,6 +14,7 @@ See docs/rate-limits.md.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -43,6 +44,9 @@ WINDOW_MS = WINDOW_SECONDS * 1000
 BUCKET_MS = 250
 SCRIPT_SHA = hashlib.sha1(LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 MAX_REFUSED_ENTRIES = 50_000
+# Calls in flight to Redis per process: a burst queues here and reuses warm connections
+# instead of opening hundreds (a cluster client's pools do not queue by themselves).
+MAX_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class RateLimiter:
         self._local = LocalWindow(WINDOW_MS, BUCKET_MS, clock_ms=clock_ms)
         self._refused: dict[str, tuple[float, int, int]] = {}  # key -> (until, limit, reset_s)
         self.redis_round_trips = 0
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     @property
     def degraded(self) -> bool:
@@ -153,6 +158,10 @@ class RateLimiter:
         return decision
 
     async def _ask_redis(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
+        async with self._in_flight:
+            return await self._ask_redis_now(key, limit, revoked_key)
+
+    async def _ask_redis_now(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
         args = (limit, WINDOW_MS, BUCKET_MS, "" if self._clock_ms is None else self._clock_ms())
         self.redis_round_trips += 1
         if revoked_key is None:
@@ -161,8 +170,9 @@ class RateLimiter:
             except NoScriptError:
                 return await self._redis.eval(LUA, 1, key, *args), None
         pipe = self._redis.pipeline(transaction=False)
-        pipe.evalsha(SCRIPT_SHA, 1, key, *args)
-        pipe.exists(revoked_key)
+        # (execute_command: a cluster pipeline refuses the evalsha() helper, not the command.)
+        pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, key, *args)
+        pipe.execute_command("EXISTS", revoked_key)
         raw, exists = await pipe.execute(raise_on_error=False)
         if isinstance(raw, NoScriptError):  # first call after a Redis restart: load it once
             self.redis_round_trips += 1

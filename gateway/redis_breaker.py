@@ -45,7 +45,7 @@ class RedisBreaker:
         self._ping = ping
         self.timeout = timeout
         self.probe_interval = probe_interval
-        self.hard_limit = max(timeout * 4, 1.0)
+        self.hard_limit = max(timeout * 8, 2.0)
         self._open_since: float | None = None
         self._last_answer = time.monotonic()
         self._answered = False

@@ -66,7 +66,8 @@ def connect_redis(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> AnyR
     password = _password(parts.netloc)
     if scheme in ("redis+cluster", "rediss+cluster"):
         nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, 6379)]
-        return RedisCluster(startup_nodes=nodes, password=password, ssl=tls, max_connections=MAX_CONNECTIONS, **common)
+        # (A cluster client's pool refuses rather than waits when full: left unbounded.)
+        return RedisCluster(startup_nodes=nodes, password=password, ssl=tls, **common)
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         path = [p for p in parts.path.split("/") if p]
         if not path:
