@@ -37,8 +37,11 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [redis_server_bin(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir)]
-            + ["--save", "", "--appendonly", "no", *self.extra],
+            [
+                redis_server_bin(),
+                *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir)),
+                *("--save", "", "--appendonly", "no", *self.extra),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -89,7 +92,7 @@ def start_cluster(base: Path, nodes: int = 3) -> list[RedisServer]:
         for i, client in enumerate(clients):
             end = 16384 if i == nodes - 1 else (i + 1) * share
             client.execute_command("CLUSTER", "ADDSLOTS", *range(i * share, end))
-        for client, server in zip(clients[1:], servers[1:], strict=True):
+        for server in servers[1:]:
             clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", server.port)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

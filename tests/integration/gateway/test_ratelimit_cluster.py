@@ -34,7 +34,7 @@ async def test_three_replicas_on_a_cluster_serve_at_most_the_limit(cluster_url: 
         await replica._redis.initialize()
     calls = [replicas[i % 3].hit("team-starter", teams[(i // 3) % 3], 100, scope="team") for i in range(3 * 300)]
     results = await asyncio.gather(*calls)
-    for n, team in enumerate(teams):
+    for n in range(len(teams)):
         served = [d for i, d in enumerate(results) if (i // 3) % 3 == n and d.allowed]
         assert len(served) == 100
     assert all(d.mode in ("shared", "cached") for d in results)
