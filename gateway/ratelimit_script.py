@@ -32,6 +32,7 @@ local first = cur - span
 local state = redis.call('HMGET', key, 'n', 'o', 'x')
 local total = tonumber(state[1]) or 0
 local oldest = tonumber(state[2]) or cur
+local old_total, old_oldest = total, oldest
 local episode_end = tonumber(state[3]) or 0
 if total <= 0 then
   total = 0
@@ -89,9 +90,16 @@ if total + 1 > limit then
   redis.call('PEXPIRE', key, ttl)
   return {0, 0, retry, retry, first_refusal}
 end
-redis.call('HINCRBY', key, cur, 1)
+-- Served: count it. The key outlives its newest bucket by the window, so its expiry only
+-- moves when a bucket is created.
+if redis.call('HINCRBY', key, cur, 1) == 1 then
+  redis.call('HSET', key, 'n', total + 1, 'o', oldest)
+  redis.call('PEXPIRE', key, ttl)
+elseif oldest ~= old_oldest or total ~= old_total then
+  redis.call('HSET', key, 'n', total + 1, 'o', oldest)
+else
+  redis.call('HINCRBY', key, 'n', 1)
+end
 total = total + 1
-redis.call('HSET', key, 'n', total, 'o', oldest)
-redis.call('PEXPIRE', key, ttl)
 return {1, limit - total, 0, (oldest + span + 1) * bucket - now, 0}
 """

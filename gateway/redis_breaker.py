@@ -75,30 +75,35 @@ class RedisBreaker:
         """
         if self._open_since is not None:
             raise RedisUnavailable("circuit open")
-        started = time.monotonic()
-        task = asyncio.ensure_future(make())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=self.timeout)
-                if done:
-                    result = task.result()
-                    self._last_answer = time.monotonic()
-                    self._answered = True
-                    return result
-                now = time.monotonic()
-                # Until Redis first answered, connecting counts as work (a cold pool under a burst).
-                silence = self.timeout if self._answered else self.hard_limit
-                if now - self._last_answer >= silence or now - started >= self.hard_limit:
-                    raise TimeoutError(f"no answer from Redis in {self.timeout:.3f}s")
+            # A timer, not a task per call: it re-arms while Redis keeps answering others and
+            # expires the call once Redis has been silent for `timeout`.
+            async with asyncio.timeout(None) as deadline:
+
+                def check() -> None:
+                    nonlocal timer
+                    silence = self.timeout if self._answered else self.hard_limit
+                    waited = loop.time() - started
+                    if time.monotonic() - self._last_answer >= silence or waited >= self.hard_limit:
+                        deadline.reschedule(loop.time())
+                    else:
+                        timer = loop.call_later(self.timeout, check)
+
+                timer = loop.call_later(self.timeout, check)
+                try:
+                    result = await make()
+                finally:
+                    timer.cancel()
         except FAILURES as exc:
-            task.cancel()
             kind = "timeout" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else type(exc).__name__
             REDIS_FAILURES.labels(kind).inc()
-            self.trip(f"{kind}: {exc}"[:200])
+            self.trip(f"{kind}: {exc or 'no answer in time'}"[:200])
             raise RedisUnavailable(kind) from exc
-        except BaseException:
-            task.cancel()
-            raise
+        self._last_answer = time.monotonic()
+        self._answered = True
+        return result
 
     def trip(self, reason: str) -> None:
         if self._open_since is not None:
