@@ -232,7 +232,8 @@ def test_paused_redis_keeps_limits_answers_fast_and_loses_no_session(
         codes = [r.status_code for _, r in answers]
         assert set(codes) <= {200, 429}, codes
         assert not any("max-age=0" in r.headers.get("set-cookie", "").lower() for _, r in answers)
-        assert max(w for w, _ in answers[2:]) < 0.25  # after the first detection
+        slow = [(i, round(w, 3)) for i, (w, _) in enumerate(answers) if w >= 0.25]
+        assert not slow[1:], slow  # only the first detection may wait
         # Never unlimited: a user without a team gets 100 / 3 replicas locally (2 were used before).
         assert codes.count(200) <= 33 and codes.count(429) > 0
         deadline = time.monotonic() + 10

@@ -29,6 +29,7 @@ class RedisServer:
     port: int = field(default_factory=infra.free_port)
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
+    config: Path | None = None  # a config file first on the command line (Sentinel needs one)
 
     @property
     def url(self) -> str:
@@ -39,6 +40,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 redis_server_bin(),
+                *([str(self.config)] if self.config else []),
                 *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir)),
                 *("--save", "", "--appendonly", "no", *self.extra),
             ],
