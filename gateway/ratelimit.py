@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from gateway.local_window import LocalWindow, share_of
@@ -37,6 +38,8 @@ DECISIONS = Counter(
     "local: degraded mode) and outcome",
     ["mode", "outcome"],
 )
+
+_COUNTED = {(m, o): DECISIONS.labels(m, o) for m in ("shared", "cached", "local") for o in ("allowed", "refused")}
 
 PLAN_LIMITS = {"starter": 100, "professional": 1_000, "enterprise": 10_000}
 WINDOW_SECONDS = 60
@@ -99,7 +102,9 @@ class RateLimiter:
         self._local = LocalWindow(WINDOW_MS, BUCKET_MS, clock_ms=clock_ms)
         self._refused: dict[str, tuple[float, int, int]] = {}  # key -> (until, limit, reset_s)
         self.redis_round_trips = 0
-        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # A cluster client's pools open a connection per waiting call; a plain client's
+        # pool (deelrx_kit.redis_url) already queues callers.
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT) if isinstance(redis, RedisCluster) else None
 
     @property
     def degraded(self) -> bool:
@@ -134,7 +139,7 @@ class RateLimiter:
         key = self.key(scope or policy, subject)
         cached = self._cached_refusal(key, policy, limit)
         if cached is not None:
-            DECISIONS.labels("cached", "refused").inc()
+            _COUNTED["cached", "refused"].inc()
             return cached
         try:
             raw, revoked = await self.breaker.call(lambda: self._ask_redis(key, limit, revoked_key))
@@ -151,13 +156,15 @@ class RateLimiter:
             revoked=revoked,
             first_refusal=bool(first),
         )
-        DECISIONS.labels("shared", "allowed" if allowed else "refused").inc()
+        _COUNTED["shared", "allowed" if allowed else "refused"].inc()
         if not allowed:
             self._remember_refusal(key, limit, retry_ms)
         self._report(policy, subject, decision)
         return decision
 
     async def _ask_redis(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
+        if self._in_flight is None:
+            return await self._ask_redis_now(key, limit, revoked_key)
         async with self._in_flight:
             return await self._ask_redis_now(key, limit, revoked_key)
 
@@ -215,7 +222,7 @@ class RateLimiter:
             mode="local",
             first_refusal=result.first_refusal,
         )
-        DECISIONS.labels("local", "allowed" if result.allowed else "refused").inc()
+        _COUNTED["local", "allowed" if result.allowed else "refused"].inc()
         self._report(policy, subject, decision)
         return decision
 

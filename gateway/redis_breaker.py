@@ -50,6 +50,9 @@ class RedisBreaker:
         self._last_answer = time.monotonic()
         self._answered = False
         self._probe: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._calls: dict[asyncio.Task[Any], float] = {}  # waiting on Redis -> since
+        self._expired: set[asyncio.Task[Any]] = set()
         self.last_error = ""
 
     @property
@@ -70,40 +73,67 @@ class RedisBreaker:
 
         The deadline measures Redis's silence, not one call's wait: a call that is slow while
         Redis keeps answering others (a burst queued on the event loop or the pool) waits on,
-        up to `hard_limit`; one that waits while nothing at all comes back from Redis for
-        `timeout` trips the breaker.
+        up to `hard_limit`; once nothing at all has come back from Redis for `timeout`, a
+        watchdog (one per process, not a timer per call) cancels the waiting calls and trips.
         """
         if self._open_since is not None:
             raise RedisUnavailable("circuit open")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        task = asyncio.current_task()
+        assert task is not None
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+        self._calls[task] = time.monotonic()
         try:
-            # A timer, not a task per call: it re-arms while Redis keeps answering others and
-            # expires the call once Redis has been silent for `timeout`.
-            async with asyncio.timeout(None) as deadline:
-
-                def check() -> None:
-                    nonlocal timer
-                    silence = self.timeout if self._answered else self.hard_limit
-                    waited = loop.time() - started
-                    if time.monotonic() - self._last_answer >= silence or waited >= self.hard_limit:
-                        deadline.reschedule(loop.time())
-                    else:
-                        timer = loop.call_later(self.timeout, check)
-
-                timer = loop.call_later(self.timeout, check)
-                try:
-                    result = await make()
-                finally:
-                    timer.cancel()
+            result = await make()
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise  # cancelled by its owner: not ours to swallow
+            self._expired.discard(task)
+            task.uncancel()
+            REDIS_FAILURES.labels("timeout").inc()
+            raise RedisUnavailable("timeout") from None
         except FAILURES as exc:
             kind = "timeout" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else type(exc).__name__
             REDIS_FAILURES.labels(kind).inc()
-            self.trip(f"{kind}: {exc or 'no answer in time'}"[:200])
+            self.trip(f"{kind}: {exc}"[:200])
             raise RedisUnavailable(kind) from exc
+        finally:
+            self._calls.pop(task, None)
         self._last_answer = time.monotonic()
         self._answered = True
         return result
+
+    async def _watch(self) -> None:
+        """Expire the calls that wait on a silent Redis (or longer than `hard_limit`)."""
+        tick = self.timeout / 5
+        while True:
+            expected = time.monotonic() + tick
+            await asyncio.sleep(tick)
+            if not self._calls or time.monotonic() - expected > tick:
+                # Nothing waits, or this process itself was starved of CPU: answers may be
+                # sitting unread in its sockets. Judge on the next, timely tick.
+                continue
+            if not self._late():
+                continue
+            for _ in range(3):  # let replies already received reach their callers first
+                await asyncio.sleep(0)
+            if not self._late():
+                continue
+            self.trip(f"timeout: no answer from Redis in {self.timeout:.3f}s")
+            # Open now: every call still waiting would wait for nothing.
+            for t in list(self._calls):
+                if t not in self._expired and not t.done():
+                    self._expired.add(t)
+                    t.cancel()
+
+    def _late(self) -> bool:
+        now = time.monotonic()
+        silence = self.timeout if self._answered else self.hard_limit
+        silent = now - self._last_answer >= silence
+        return any(
+            (silent and now - started >= self.timeout) or now - started >= self.hard_limit
+            for started in self._calls.values()
+        )
 
     def trip(self, reason: str) -> None:
         if self._open_since is not None:
@@ -131,7 +161,8 @@ class RedisBreaker:
             log.warning("redis_available_again", degraded_seconds=round(down_for, 1))
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
