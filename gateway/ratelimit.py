@@ -24,7 +24,6 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from gateway.local_window import LocalWindow, share_of
@@ -48,7 +47,7 @@ BUCKET_MS = 250
 SCRIPT_SHA = hashlib.sha1(LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 MAX_REFUSED_ENTRIES = 50_000
 # Calls in flight to Redis per process: a burst queues here and reuses warm connections
-# instead of opening hundreds (a cluster client's pools do not queue by themselves).
+# instead of opening hundreds (redis-py's pools open a connection per waiting call).
 MAX_IN_FLIGHT = 16
 
 
@@ -102,9 +101,7 @@ class RateLimiter:
         self._local = LocalWindow(WINDOW_MS, BUCKET_MS, clock_ms=clock_ms)
         self._refused: dict[str, tuple[float, int, int]] = {}  # key -> (until, limit, reset_s)
         self.redis_round_trips = 0
-        # A cluster client's pools open a connection per waiting call; a plain client's
-        # pool (deelrx_kit.redis_url) already queues callers.
-        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT) if isinstance(redis, RedisCluster) else None
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     @property
     def degraded(self) -> bool:
@@ -163,8 +160,6 @@ class RateLimiter:
         return decision
 
     async def _ask_redis(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
-        if self._in_flight is None:
-            return await self._ask_redis_now(key, limit, revoked_key)
         async with self._in_flight:
             return await self._ask_redis_now(key, limit, revoked_key)
 
