@@ -39,7 +39,7 @@ class RedisBreaker:
         self,
         ping: Callable[[], Awaitable[Any]],
         *,
-        timeout: float = 0.25,
+        timeout: float = 0.5,
         probe_interval: float = 0.5,
     ) -> None:
         self._ping = ping

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     # Gateway replicas: while Redis cannot answer, each enforces limit / replicas locally.
     gateway_replicas: int = Field(default=1, ge=1)
     # Deadline of one gateway call to Redis; past it the gateway stops asking until a probe answers.
-    redis_timeout_ms: int = Field(default=250, ge=10, le=5000)
+    redis_timeout_ms: int = Field(default=500, ge=10, le=5000)
 
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.

@@ -13,7 +13,7 @@ import pytest
 from deelrx_kit.redis_url import connect_redis
 from gateway.ratelimit import RateLimiter
 from tests.integration.gateway.redis_servers import RedisServer, start_cluster
-from tests.integration.gateway.test_ratelimit import Clock, _max_in_any_window
+from tests.integration.gateway.test_ratelimit import Clock, _max_in_any_window, _patient
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 async def test_three_replicas_on_a_cluster_serve_at_most_the_limit(cluster_url: str) -> None:
     prefix = f"t:{uuid.uuid4().hex}"
-    replicas = [RateLimiter(connect_redis(cluster_url), prefix=prefix) for _ in range(3)]
+    replicas = [_patient(connect_redis(cluster_url), prefix) for _ in range(3)]
     teams = [f"tm_{i}" for i in range(3)]  # spread over the nodes
     for replica in replicas:  # connect to every node first (the first-ever answers are slow)
         await replica._redis.initialize()
