@@ -90,14 +90,15 @@ async def test_an_undecidable_revocation_is_a_503_not_a_logout(server: RedisServ
     client = connect_redis(server.url)
     breaker = RedisBreaker(client.ping, timeout=TIMEOUT, probe_interval=0.1)
     revocations = RevocationSet(client, ttl_seconds=60, breaker=breaker)
-    revocations.feed_healthy = False
+    revocations.connected = False  # no NATS feed: Redis decides
     assert await revocations.is_revoked("ses_x") is False
     server.pause()
     try:
         with pytest.raises(DomainError) as refused:
             await revocations.is_revoked("ses_x")
         assert refused.value.code == "unavailable" and refused.value.retry_after_seconds
-        revocations.feed_healthy = True  # with the NATS feed up, Redis is not needed
+        revocations.connected = True  # with the NATS feed up and heartbeats fresh, Redis is not needed
+        revocations.on_heartbeat("rep_a", time.time())
         assert await revocations.is_revoked("ses_x") is False
     finally:
         server.resume()
