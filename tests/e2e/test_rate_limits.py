@@ -206,6 +206,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def _wait_for_revocation_feed(replica: Replica) -> None:
+    """Until sessions' heartbeats reach the replica, it checks revocations in Redis (and
+    answers 503 while Redis is out): the outage tests start from a trusted feed."""
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{replica.admin}/readyz", timeout=5).json()["degraded"]["revocation_feed_stale"]:
+        assert time.monotonic() < deadline, "the revocation feed never became healthy"
+        time.sleep(0.2)
+
+
 def _mode(replica: Replica) -> str:
     return str(httpx.get(f"{replica.admin}/readyz", timeout=5).json()["details"]["rate_limits"]["mode"])
 
@@ -225,6 +234,7 @@ def test_paused_redis_keeps_limits_answers_fast_and_loses_no_session(
         assert browser.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
         assert browser.get("/v1/auth/me").status_code == 200
         assert _mode(replica) == "shared"
+        _wait_for_revocation_feed(replica)
         own_redis.pause()
         try:
             answers: list[tuple[float, httpx.Response]] = []
@@ -262,6 +272,7 @@ def test_stopped_redis_degrades_and_recovers_without_a_5xx(
     with gateway_replica(suite, tmp_path, **env) as replica:
         with httpx.Client(base_url=replica.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as api:
             assert api.get("/v1/auth/me").status_code == 200
+            _wait_for_revocation_feed(replica)
             own_redis.stop()
             codes = [api.get("/v1/auth/me").status_code for _ in range(60)]
             assert _mode(replica) == "local"
