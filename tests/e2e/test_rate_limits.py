@@ -250,8 +250,12 @@ def test_paused_redis_keeps_limits_answers_fast_and_loses_no_session(
         codes = [r.status_code for _, r in answers]
         assert set(codes) <= {200, 429}, codes
         assert not any("max-age=0" in r.headers.get("set-cookie", "").lower() for _, r in answers)
-        slow = [(i, round(w, 3)) for i, (w, _) in enumerate(answers) if w >= 0.25]
-        assert not slow[1:], slow  # only the first detection may wait
+        # After the first detection nobody waits for Redis: one failed call in all (the metric
+        # below), and answers as fast as /v1/auth/me is on this host. That endpoint alone (three
+        # gRPC reads) has a p99 near 250 ms on a busy 2-core machine, so the latency bound is
+        # on the median and a 1 s ceiling; the Redis-wait bound is exact.
+        waits = sorted(w for w, _ in answers[1:])
+        assert waits[len(waits) // 2] < 0.25 and waits[-1] < 1.0, waits[-5:]
         # Never unlimited: a user without a team gets 100 / 3 replicas locally (2 were used before).
         assert codes.count(200) <= 33 and codes.count(429) > 0
         deadline = time.monotonic() + 10
@@ -262,6 +266,12 @@ def test_paused_redis_keeps_limits_answers_fast_and_loses_no_session(
         assert r.status_code in (200, 429) and r.headers["ratelimit-policy"] == '"user-starter";q=100;w=60'
         metrics = httpx.get(f"{replica.admin}/metrics").text
         assert "deelrx_gateway_redis_breaker_trips_total 1.0" in metrics
+        failed = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("deelrx_gateway_redis_failures_total{")
+        )
+        assert failed == 1.0  # the one detection; no request after it asked Redis
 
 
 def test_stopped_redis_degrades_and_recovers_without_a_5xx(
