@@ -61,7 +61,12 @@ protos: $(VENV)/.dev-installed
 protos-check: $(VENV)/.dev-installed
 	$(PY) scripts/gen_protos.py --check
 
-bench: $(VENV)/.dev-installed
+# The `limits` library, compared with the gateway's limiter in bench/ratelimit_bench.py.
+$(VENV)/.bench-installed: $(VENV)/.dev-installed requirements/bench.lock
+	$(BIN)/pip install -q --require-hashes -r requirements/bench.lock
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	@bash scripts/install_test_tools.sh wrk
 	$(PY) -m bench
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench import revocation
+from bench import ratelimit_bench, revocation
 from bench.loadgen import RawConnection
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
@@ -191,6 +191,8 @@ def main() -> int:
             replica, base_b = revocation.start_replica(suite.env, data_dir / "gateway-b.log")
             count = int(os.environ.get("BENCH_REVOCATIONS", "200"))
             results.append(asyncio.run(revocation.propagation(base, base_b, suite.env["DEELRX_SESSIONS_ADDR"], count)))
+            # The limiters on the suite's Redis (docs/rate-limits.md; needs the `bench` extra).
+            limiters = asyncio.run(ratelimit_bench.run(suite.env["DEELRX_REDIS_URL"]))
         finally:
             if replica is not None:
                 replica.terminate()
@@ -201,6 +203,7 @@ def main() -> int:
         "database": "sqlite",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results,
+        "rate_limiters": limiters,
     }
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'benchmark':<72} {'n':>6} {'conc':>5} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'err':>4}")
@@ -209,6 +212,7 @@ def main() -> int:
             f"{r['name']:<72} {r['requests']:>6} {r['concurrency']:>5} {r['throughput_rps']:>8} "
             f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['errors']:>4}"
         )
+    ratelimit_bench.print_table(limiters)
     print(f"\nwritten to {RESULTS}")
     return 0
 

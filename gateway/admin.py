@@ -22,10 +22,12 @@ def create_admin_app(gw: Gateway) -> FastAPI:
     async def readyz() -> Response:
         status = await readiness.cached_check(gw)
         ok = all(status.values())
-        # Degraded modes that do not make the gateway unready (it falls back to Redis).
-        degraded = {"revocation_feed_stale": not gw.revocations.feed_healthy}
+        # Degraded modes that do not make the gateway unready (it falls back to Redis / local limits).
+        degraded = {"revocation_feed_stale": not gw.revocations.feed_healthy, "rate_limits_local": gw.limiter.degraded}
+        # Rate limits: "shared" (Redis) or "local" (degraded: each replica its share).
+        details = {"rate_limits": gw.limiter.status()}
         return JSONResponse(
-            {"status": "ready" if ok else "unavailable", "checks": status, "degraded": degraded},
+            {"status": "ready" if ok else "unavailable", "checks": status, "degraded": degraded, "details": details},
             status_code=200 if ok else 503,
         )
 

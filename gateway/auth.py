@@ -11,12 +11,12 @@ import jwt
 from fastapi import Request
 
 from deelrx.sessions.v1 import sessions_pb2
-from deelrx_kit import keys
-from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.errors import DomainError
 from gateway import csrf
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.early_limits import limit_anonymous_ip, limit_refresh
+from gateway.limit_keys import account_key
 from gateway.ratelimit import PLAN_LIMITS, Decision
 from gateway.revocation import REDIS_KEY
 from gateway.state import Gateway, gateway_of
@@ -125,23 +125,26 @@ async def authenticate(
 
     `method` is the method the CSRF rules judge (forward auth passes the proxied request's)."""
     gw = gateway_of(request)
-    bearer = _bearer(request)
-    if bearer is not None:
-        try:
-            claims = await gw.verifier.verify(bearer)
-        except InvalidToken as exc:
-            raise DomainError("session_expired" if exc.expired else "unauthenticated") from None
-        ctx = AuthContext(claims, "bearer")
-    else:
-        ctx = await _from_cookies(gw, request, renew=renew, method=method or request.method)
+    try:
+        ctx = await _credentials(gw, request, renew=renew, method=method or request.method)
+    except DomainError as exc:
+        if exc.code in ("unauthenticated", "session_expired") and rate_limit:
+            # A failed authentication is anonymous traffic: counted, and refused once over.
+            apply_decision(request, await limit_anonymous_ip(gw, request))
+        raise
     decision: Decision | None = None
     if rate_limit:
         # One Redis round trip: the limit, and whether sessions recorded a revocation that
         # the NATS feed has not brought yet.
         decision = await limit_authenticated(gw, request, ctx)
-        revoked = gw.revocations.known_revoked(ctx.session_id) or (
-            decision.revoked if decision is not None else await gw.revocations.is_revoked(ctx.session_id)
-        )
+        if gw.revocations.known_revoked(ctx.session_id):
+            revoked = True
+        elif decision.revoked is not None:
+            revoked = decision.revoked
+        elif not decision.allowed:
+            revoked = False  # refused without asking Redis (known over-limit): 429 either way
+        else:
+            revoked = await gw.revocations.is_revoked(ctx.session_id)  # 503 when undecidable
     else:
         revoked = await gw.revocations.is_revoked(ctx.session_id)
     if revoked:
@@ -155,6 +158,17 @@ async def authenticate(
     if ctx.claims.scope == ENROLLMENT_SCOPE and not enrollment_allows(request.method, route_template(request)):
         raise DomainError("mfa_enrollment_required", "Enable two-factor authentication to continue")
     return ctx
+
+
+async def _credentials(gw: Gateway, request: Request, *, renew: bool, method: str) -> AuthContext:
+    bearer = _bearer(request)
+    if bearer is None:
+        return await _from_cookies(gw, request, renew=renew, method=method)
+    try:
+        claims = await gw.verifier.verify(bearer)
+    except InvalidToken as exc:
+        raise DomainError("session_expired" if exc.expired else "unauthenticated") from None
+    return AuthContext(claims, "bearer")
 
 
 async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: str) -> AuthContext:
@@ -174,6 +188,13 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
             claims = None
     needs_renewal = claims is None or claims.renewal_due(time.time())
     if needs_renewal and refresh and renew:
+        # Renewing writes in the sessions service: the refresh budget applies first.
+        refresh_decision = await limit_refresh(gw, request)
+        if not refresh_decision.allowed:
+            if claims is None:
+                apply_decision(request, refresh_decision)
+            refresh = ""  # still valid: serve the request without renewing it this time
+    if needs_renewal and refresh and renew:
         try:
             claims = await _renew(gw, request, refresh)
         except DomainError as exc:
@@ -191,14 +212,15 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
     return AuthContext(claims, "cookie")
 
 
-async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> Decision | None:
-    """Count the request against its team's plan (or the user's starter rate)."""
+async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> Decision:
+    """Count the request against its team's plan (or the user's starter rate). The count is
+    kept per team whatever the plan, so a plan change applies to the next request."""
     revoked_key = REDIS_KEY.format(ctx.session_id)
     if ctx.team_id:
         plan = await gw.plans.plan_of(ctx.team_id)
         limit = PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"])
-        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit, revoked_key)
-    return await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"], revoked_key)
+        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit, revoked_key, scope="team")
+    return await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"], revoked_key, scope="user")
 
 
 def apply_decision(request: Request, decision: Decision | None) -> None:
@@ -212,10 +234,9 @@ def apply_decision(request: Request, decision: Decision | None) -> None:
 async def limit_anonymous(request: Request, account: str | None = None) -> None:
     """Unauthenticated auth endpoints: per client IP and, when known, per account."""
     gw = gateway_of(request)
-    limits = gw.anonymous_limits
-    decision = await gw.limiter.hit("anon-ip", request.state.client_ip, limits.per_ip)
-    apply_decision(request, decision)
+    # Counted once per request: usually already by the pipeline, before the body was read.
+    apply_decision(request, await limit_anonymous_ip(gw, request))
     if account:
-        # Keyed, so Redis never holds the addresses people typed.
-        key = keyed_hash(gw.secret, account, purpose=keys.RATE_LIMIT_KEY)
-        apply_decision(request, await gw.limiter.hit("anon-account", key, limits.per_account))
+        # Identity's normalization, keyed, so Redis never holds the addresses people typed.
+        key = account_key(gw.secret, account)
+        apply_decision(request, await gw.limiter.hit("anon-account", key, gw.anonymous_limits.per_account))

@@ -19,7 +19,9 @@ def _trusted(address: str, networks: Iterable[Network]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in net for net in networks)
+    # An IPv4-mapped IPv6 peer (::ffff:10.0.0.1 on a dual-stack socket) matches IPv4 ranges.
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return any(ip in net or (mapped is not None and mapped in net) for net in networks)
 
 
 def client_ip(peer: str, forwarded_for: list[str], trusted: list[Network]) -> str:

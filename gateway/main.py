@@ -13,7 +13,6 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
-from redis.asyncio import Redis
 
 from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
@@ -23,6 +22,7 @@ from deelrx_kit.errors import DomainError
 from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
+from deelrx_kit.redis_url import connect_redis
 from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
 from gateway.activity import ActivityReporter
@@ -31,6 +31,8 @@ from gateway.app import create_app
 from gateway.clients import ServiceClients, call
 from gateway.plans import PlanCache
 from gateway.ratelimit import RateLimiter
+from gateway.ratelimit_audit import ExceededReporter
+from gateway.redis_breaker import RedisBreaker
 from gateway.revocation import RevocationSet
 from gateway.roles import RoleCache
 from gateway.state import AnonymousLimits, Gateway
@@ -147,13 +149,17 @@ class GatewayProcess:
         if self.nc is not None and not self.nc.is_closed:
             await self.nc.close()
         await self.gw.clients.close()
+        await self.gw.limiter.breaker.close()
         await self.gw.redis.aclose()
 
 
 def bootstrap(settings: Settings) -> GatewayProcess:
     check_public_url(settings)
     clients = ServiceClients.connect(settings)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = connect_redis(settings.redis_url)
+    # One breaker for every gateway use of Redis: a hanging Redis costs one short deadline.
+    breaker = RedisBreaker(redis.ping, timeout=settings.redis_timeout_ms / 1000)
+    reporter = ExceededReporter()
 
     async def fetch_jwks() -> str:
         reply = await call(clients.sessions.GetJwks, sessions_pb2.GetJwksRequest(), timeout=3)
@@ -185,17 +191,28 @@ def bootstrap(settings: Settings) -> GatewayProcess:
         clients=clients,
         redis=redis,
         verifier=TokenVerifier(fetch_jwks, issuer=settings.public_url, audience=settings.jwt_audience),
-        revocations=RevocationSet(redis, ttl_seconds=settings.access_token_ttl_seconds + 60),
-        limiter=RateLimiter(redis),
+        revocations=RevocationSet(redis, ttl_seconds=settings.access_token_ttl_seconds + 60, breaker=breaker),
+        limiter=RateLimiter(
+            redis,
+            breaker=breaker,
+            replicas=settings.gateway_replicas,
+            on_exceeded=reporter,
+        ),
         plans=PlanCache(load_plan),
         secret=settings.secret(),
         anonymous_limits=AnonymousLimits(
-            settings.rate_limit_anonymous_per_ip, settings.rate_limit_anonymous_per_account
+            settings.rate_limit_anonymous_per_ip,
+            settings.rate_limit_anonymous_per_account,
+            refresh_per_ip=settings.rate_limit_refresh_per_ip,
+            public_per_ip=settings.rate_limit_public_per_ip,
+            ipv6_prefix=settings.rate_limit_ipv6_prefix,
         ),
         activity=ActivityReporter(touch_sessions),
         roles=RoleCache(load_role),
     )
-    return GatewayProcess(gw, create_app(gw), create_admin_app(gw))
+    process = GatewayProcess(gw, create_app(gw), create_admin_app(gw))
+    reporter.nats = lambda: process.nc
+    return process
 
 
 async def serve(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from deelrx_kit.ids import new_id
 from gateway import csrf, device_cookie
 from gateway.auth import IssuedTokens, absolute_max_age
 from gateway.client_ip import client_ip
+from gateway.early_limits import limit_anonymous_ip, limit_early
 from gateway.problems import problem_response
 from gateway.state import Gateway
 
@@ -61,8 +62,8 @@ class RequestPipeline:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if scope["path"].startswith("/v1/") and state.get("ratelimit") is None:
-                    # Answered before any limit applied (e.g. 401): count it against the client IP.
-                    state["ratelimit"] = await gw.limiter.hit("anon-ip", state["client_ip"], gw.anonymous_limits.per_ip)
+                    # Answered before any limit applied (e.g. 404): count it against the client IP.
+                    state["ratelimit"] = await limit_anonymous_ip(gw, request)
                 finish_headers(gw, state, MutableHeaders(scope=message))
             await send(message)
 
@@ -87,6 +88,15 @@ class RequestPipeline:
         structlog.contextvars.bind_contextvars(request_id=state["request_id"])
         try:
             refused = refuse_early(gw, request)
+            if refused is None:
+                # Unauthenticated, refresh and public traffic: counted and refused before any work.
+                decision = await limit_early(gw, request)
+                if decision is not None:
+                    state["ratelimit"] = decision
+                    if not decision.allowed:
+                        refused = DomainError(
+                            "rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after
+                        )
             if refused is not None:
                 await problem_response(request, refused)(scope, receive, finishing_send)
             else:

@@ -1,56 +1,54 @@
-"""Rate limits in Redis: a sliding-window counter, one round trip per request.
+"""Rate limits shared by every gateway replica: a rolling-minute bucket counter in Redis
+(gateway/ratelimit_script.py), one round trip per request, Redis's clock.
 
-The estimate is `previous window * (share of it still inside the rolling minute) +
-current window`, which tracks a true rolling minute closely with two small keys per
-subject instead of a log of every request. Refused requests are not counted. Given a
-session id, the same script also says whether the session is revoked, so that check
-costs no extra round trip.
-Headers follow draft-ietf-httpapi-ratelimit-headers-09 (`RateLimit-Policy`, `RateLimit`).
+- A subject that was refused is answered from this process's memory until its window frees
+  up, without asking Redis (a flood from one over-limit team costs no Redis traffic).
+- When Redis cannot answer (the breaker in gateway/redis_breaker.py is open), each replica
+  counts locally with its share of the limit (limit / DEELRX_GATEWAY_REPLICAS): degraded,
+  never unlimited.
+- The session revocation lookup rides in the same pipeline as a separate `EXISTS` (a
+  different key, so it may live on another cluster node; still one round trip).
+Headers: draft-ietf-httpapi-ratelimit-headers-11 (`RateLimit-Policy`, `RateLimit`).
+See docs/rate-limits.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
+
+from gateway.local_window import LocalWindow, share_of
+from gateway.ratelimit_script import LUA
+from gateway.redis_breaker import RedisBreaker, RedisUnavailable
 
 log = structlog.get_logger("deelrx.gateway.ratelimit")
-RATE_LIMIT_UNAVAILABLE = Counter("deelrx_rate_limit_unavailable_total", "Requests not limited: Redis unreachable")
+DECISIONS = Counter(
+    "deelrx_rate_limit_decisions_total",
+    "Rate-limit decisions by where they were taken (shared: Redis; cached: known over-limit; "
+    "local: degraded mode) and outcome",
+    ["mode", "outcome"],
+)
+
+_COUNTED = {(m, o): DECISIONS.labels(m, o) for m in ("shared", "cached", "local") for o in ("allowed", "refused")}
 
 PLAN_LIMITS = {"starter": 100, "professional": 1_000, "enterprise": 10_000}
 WINDOW_SECONDS = 60
-
-_SCRIPT = """
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  return {-1, 0, 0, 0}
-end
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local start = now - (now % window)
-local cur_key = KEYS[1] .. ':' .. start
-local prev = tonumber(redis.call('GET', KEYS[1] .. ':' .. (start - window)) or '0')
-local cur = tonumber(redis.call('GET', cur_key) or '0')
-local elapsed = now - start
-local used = prev * (window - elapsed) / window + cur
-if used + 1 > limit then
-  local wait
-  if cur + 1 > limit then
-    wait = (window - elapsed) + window * (1 - (limit - 1) / cur)
-  else
-    wait = (window - elapsed) - (limit - 1 - cur) * window / prev
-  end
-  return {0, 0, math.ceil(math.max(wait, 1) / 1000), math.ceil((window - elapsed) / 1000)}
-end
-cur = redis.call('INCR', cur_key)
-redis.call('PEXPIRE', cur_key, window * 2)
-local remaining = math.floor(limit - (prev * (window - elapsed) / window + cur))
-return {1, math.max(remaining, 0), 0, math.ceil((window - elapsed) / 1000)}
-"""
+WINDOW_MS = WINDOW_SECONDS * 1000
+BUCKET_MS = 250
+SCRIPT_SHA = hashlib.sha1(LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+MAX_REFUSED_ENTRIES = 50_000
+# Calls in flight to Redis per process: a burst queues here and reuses warm connections
+# instead of opening hundreds (redis-py's pools open a connection per waiting call).
+MAX_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,12 @@ class Decision:
     remaining: int
     reset_seconds: int
     retry_after: int
-    # The session named by `revoked_key` is revoked (checked in the same round trip).
-    revoked: bool = False
+    # Whether the session named by `revoked_key` is revoked, asked in the same round trip;
+    # None when Redis was not asked.
+    revoked: bool | None = None
+    # Taken without Redis: "shared" (Redis), "cached" (known over-limit) or "local" (degraded).
+    mode: str = "shared"
+    first_refusal: bool = False
 
     def headers(self) -> dict[str, str]:
         return {
@@ -71,25 +73,157 @@ class Decision:
         }
 
 
-class RateLimiter:
-    def __init__(self, redis: Redis, prefix: str = "deelrx:rl") -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self._script = redis.register_script(_SCRIPT)
+ExceededHook = Callable[[str, str, "Decision"], None]
 
-    async def hit(self, policy: str, subject: str, limit: int, revoked_key: str | None = None) -> Decision | None:
-        """Count one request; None when Redis cannot answer (the request is not limited then:
-        lockouts live in identity's database, and revocation has its own fallback)."""
-        now_ms = int(time.time() * 1000)
-        keys = [f"{self._prefix}:{policy}:{subject}"] + ([revoked_key] if revoked_key else [])
+
+def _seconds(ms: int | float) -> int:
+    return max(math.ceil(ms / 1000), 0)
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        breaker: RedisBreaker | None = None,
+        replicas: int = 1,
+        prefix: str = "deelrx:rl",
+        clock_ms: Callable[[], int] | None = None,
+        on_exceeded: ExceededHook | None = None,
+    ) -> None:
+        self._redis = redis
+        self.breaker = breaker or RedisBreaker(redis.ping)
+        self.replicas = max(1, replicas)
+        self._prefix = prefix
+        # Tests only: a controllable clock instead of Redis TIME (and of the local clock).
+        self._clock_ms = clock_ms
+        self.on_exceeded = on_exceeded
+        self._local = LocalWindow(WINDOW_MS, BUCKET_MS, clock_ms=clock_ms)
+        self._refused: dict[str, tuple[float, int, int]] = {}  # key -> (until, limit, reset_s)
+        self.redis_round_trips = 0
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    @property
+    def degraded(self) -> bool:
+        return self.breaker.is_open
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "mode": "local" if self.degraded else "shared",
+            "replicas": self.replicas,
+            "redis": self.breaker.status(),
+            "known_over_limit": len(self._refused),
+        }
+
+    def key(self, scope: str, subject: str) -> str:
+        # One hash tag per subject: every key the script touches lives in one cluster slot.
+        return f"{self._prefix}:{{{scope}:{subject}}}"
+
+    def _now(self) -> float:
+        return self._clock_ms() / 1000 if self._clock_ms is not None else time.monotonic()
+
+    async def hit(
+        self,
+        policy: str,
+        subject: str,
+        limit: int,
+        revoked_key: str | None = None,
+        *,
+        scope: str | None = None,
+    ) -> Decision:
+        """Count one request for `subject` under `policy` (the counter is keyed by `scope`,
+        default `policy`, so a team keeps its count when its plan changes)."""
+        key = self.key(scope or policy, subject)
+        cached = self._cached_refusal(key, policy, limit)
+        if cached is not None:
+            _COUNTED["cached", "refused"].inc()
+            return cached
         try:
-            allowed, remaining, retry_after, reset = await self._script(
-                keys=keys, args=[limit, WINDOW_SECONDS * 1000, now_ms]
-            )
-        except RedisError as exc:
-            RATE_LIMIT_UNAVAILABLE.inc()
-            log.warning("rate_limit_unavailable", error=str(exc))
+            raw, revoked = await self.breaker.call(lambda: self._ask_redis(key, limit, revoked_key))
+        except RedisUnavailable:
+            return self._decide_locally(key, policy, subject, limit)
+        allowed, remaining, retry_ms, reset_ms, first = (int(v) for v in raw)
+        decision = Decision(
+            bool(allowed),
+            policy,
+            limit,
+            max(remaining, 0),
+            _seconds(reset_ms),
+            max(_seconds(retry_ms), 1) if not allowed else 0,
+            revoked=revoked,
+            first_refusal=bool(first),
+        )
+        _COUNTED["shared", "allowed" if allowed else "refused"].inc()
+        if not allowed:
+            self._remember_refusal(key, limit, retry_ms)
+        self._report(policy, subject, decision)
+        return decision
+
+    async def _ask_redis(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
+        async with self._in_flight:
+            return await self._ask_redis_now(key, limit, revoked_key)
+
+    async def _ask_redis_now(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
+        args = (limit, WINDOW_MS, BUCKET_MS, "" if self._clock_ms is None else self._clock_ms())
+        self.redis_round_trips += 1
+        if revoked_key is None:
+            try:
+                return await self._redis.evalsha(SCRIPT_SHA, 1, key, *args), None
+            except NoScriptError:
+                return await self._redis.eval(LUA, 1, key, *args), None
+        pipe = self._redis.pipeline(transaction=False)
+        # (execute_command: a cluster pipeline refuses the evalsha() helper, not the command.)
+        pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, key, *args)
+        pipe.execute_command("EXISTS", revoked_key)
+        raw, exists = await pipe.execute(raise_on_error=False)
+        if isinstance(raw, NoScriptError):  # first call after a Redis restart: load it once
+            self.redis_round_trips += 1
+            raw = await self._redis.eval(LUA, 1, key, *args)
+        for result in (raw, exists):
+            if isinstance(result, BaseException):
+                raise result
+        return raw, bool(exists)
+
+    def _cached_refusal(self, key: str, policy: str, limit: int) -> Decision | None:
+        entry = self._refused.get(key)
+        if entry is None:
             return None
-        if allowed == -1:
-            return Decision(True, policy, limit, 0, 0, 0, revoked=True)
-        return Decision(bool(allowed), policy, limit, int(remaining), int(reset), int(retry_after))
+        until, refused_limit, _ = entry
+        now = self._now()
+        if until <= now or limit > refused_limit:  # window freed, or the plan was raised
+            del self._refused[key]
+            return None
+        wait = max(math.ceil(until - now), 1)
+        return Decision(False, policy, limit, 0, wait, wait, mode="cached")
+
+    def _remember_refusal(self, key: str, limit: int, retry_ms: int) -> None:
+        now = self._now()
+        if len(self._refused) >= MAX_REFUSED_ENTRIES:
+            for stale in [k for k, (until, _, _) in self._refused.items() if until <= now]:
+                del self._refused[stale]
+            if len(self._refused) >= MAX_REFUSED_ENTRIES:
+                return  # bounded memory: such keys are simply asked in Redis again
+        self._refused[key] = (now + retry_ms / 1000, limit, _seconds(retry_ms))
+
+    def _decide_locally(self, key: str, policy: str, subject: str, limit: int) -> Decision:
+        result = self._local.hit(key, share_of(limit, self.replicas))
+        decision = Decision(
+            result.allowed,
+            policy,
+            limit,
+            result.remaining,
+            _seconds(result.reset_ms),
+            max(_seconds(result.retry_after_ms), 1) if not result.allowed else 0,
+            mode="local",
+            first_refusal=result.first_refusal,
+        )
+        _COUNTED["local", "allowed" if result.allowed else "refused"].inc()
+        self._report(policy, subject, decision)
+        return decision
+
+    def _report(self, policy: str, subject: str, decision: Decision) -> None:
+        if decision.first_refusal and self.on_exceeded is not None:
+            try:
+                self.on_exceeded(policy, subject, decision)
+            except Exception as exc:  # noqa: BLE001 - reporting never fails the request
+                log.warning("ratelimit_report_failed", error=str(exc))

@@ -19,6 +19,8 @@ async def _grpc_ok(gw: Gateway, name: str) -> bool:
 
 
 async def _redis_ok(gw: Gateway) -> bool:
+    if gw.limiter.breaker.is_open:
+        return False  # known down: the breaker's probe is already asking, no second wait here
     try:
         return bool(await asyncio.wait_for(gw.redis.ping(), timeout=1.0))
     except Exception:  # noqa: BLE001

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.errors import DomainError
+from gateway.redis_breaker import RedisBreaker, RedisUnavailable
 
 log = structlog.get_logger("deelrx.gateway.revocation")
 
@@ -33,8 +35,16 @@ FEED_STALE_REFUSALS = Counter(
 
 
 class RevocationSet:
-    def __init__(self, redis: Redis, ttl_seconds: float, *, stale_after: float = HEARTBEAT_STALE_AFTER_SECONDS) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        ttl_seconds: float,
+        *,
+        stale_after: float = HEARTBEAT_STALE_AFTER_SECONDS,
+        breaker: RedisBreaker | None = None,
+    ) -> None:
         self._redis = redis
+        self._breaker = breaker or RedisBreaker(redis.ping)
         self._ttl = ttl_seconds
         self._revoked: dict[str, float] = {}
         self._stale_after = stale_after
@@ -90,12 +100,15 @@ class RevocationSet:
         if self.feed_healthy:
             return False
         try:
-            return bool(await self._redis.exists(REDIS_KEY.format(session_id)))
-        except Exception as exc:  # noqa: BLE001
-            # Neither feed nor Redis: refuse rather than honour a possibly revoked token.
+            return bool(await self._breaker.call(lambda: self._redis.exists(REDIS_KEY.format(session_id))))
+        except RedisUnavailable:
+            # Neither feed nor Redis: the request cannot be decided. Refuse it as a temporary
+            # failure (503, cookies kept), never as a revoked session (401, cookies cleared).
             FEED_STALE_REFUSALS.inc()
-            log.error("revocation_unknown", error=str(exc), nats_connected=self.connected)
-            return True
+            log.warning("revocation_unknown", nats_connected=self.connected)
+            raise DomainError(
+                "unavailable", "Session state cannot be checked right now; retry shortly", retry_after_seconds=2
+            ) from None
 
     async def on_message(self, data: bytes) -> None:
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import Request
-from redis.asyncio import Redis
 
+from deelrx_kit.redis_url import AnyRedis
 from deelrx_kit.settings import Settings
 from gateway.activity import ActivityReporter
 from gateway.cached_answer import CachedAnswer
@@ -22,17 +22,21 @@ from gateway.tokens import TokenVerifier
 
 @dataclass
 class AnonymousLimits:
-    """Limits for unauthenticated auth endpoints (per client IP and per account)."""
+    """Limits for unauthenticated traffic, per rolling minute: auth endpoints per client IP and
+    per account, refreshes per client IP (their own budget), public endpoints per client IP."""
 
     per_ip: int
     per_account: int
+    refresh_per_ip: int = 300
+    public_per_ip: int = 300
+    ipv6_prefix: int = 64
 
 
 @dataclass
 class Gateway:
     settings: Settings
     clients: ServiceClients
-    redis: Redis
+    redis: AnyRedis
     verifier: TokenVerifier
     revocations: RevocationSet
     limiter: RateLimiter

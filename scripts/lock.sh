@@ -8,3 +8,4 @@ test -x "$tools/bin/pip-compile" || { python3 -m venv "$tools" && "$tools/bin/pi
 common=(--quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links)
 "$tools/bin/pip-compile" "${common[@]}" -o requirements/run.lock pyproject.toml
 "$tools/bin/pip-compile" "${common[@]}" --extra dev -o requirements/dev.lock pyproject.toml
+"$tools/bin/pip-compile" "${common[@]}" --extra dev --extra bench -o requirements/bench.lock pyproject.toml

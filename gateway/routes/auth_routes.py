@@ -13,9 +13,10 @@ from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
 from gateway import csrf, device_cookie
-from gateway.auth import IssuedTokens, authenticate, deliver_cookies, limit_anonymous
+from gateway.auth import IssuedTokens, apply_decision, authenticate, deliver_cookies, limit_anonymous
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.early_limits import limit_refresh
 from gateway.mfa_policy import enrollment_required
 from gateway.presenters import session_json, user_json
 from gateway.schemas import (
@@ -187,8 +188,9 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
     gw = gateway_of(request)
     names = gw.cookies.names
     request.state.no_store = True
+    # The refresh budget, before sessions' Refresh (usually counted by the pipeline already).
+    apply_decision(request, await limit_refresh(gw, request))
     if body is not None and body.refresh_token:
-        await limit_anonymous(request)
         token, by_cookie = body.refresh_token, False
     elif "authorization" in request.headers:
         # An API client: cookies are ignored whenever an Authorization header is present.
@@ -198,7 +200,6 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
         token, by_cookie = request.cookies.get(names.refresh, ""), True
         if not token:
             raise DomainError("unauthenticated", "No refresh token")
-        await limit_anonymous(request)
         if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):
             raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
     try:

@@ -112,6 +112,17 @@ class Settings(BaseSettings):
     # Unauthenticated auth endpoints, requests per rolling minute.
     rate_limit_anonymous_per_ip: int = Field(default=100, ge=1)
     rate_limit_anonymous_per_account: int = Field(default=30, ge=1)
+    # Refreshes (by cookie or body) per client IP: their own budget, so that sign-up and
+    # login attempts from one address cannot log out the other users behind it.
+    rate_limit_refresh_per_ip: int = Field(default=300, ge=1)
+    # Public endpoints (/readyz, /.well-known/jwks.json, /openapi.json, /docs) per client IP.
+    rate_limit_public_per_ip: int = Field(default=300, ge=1)
+    # IPv6 clients are counted per network of this prefix length (a /64 is one customer).
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=32, le=128)
+    # Gateway replicas: while Redis cannot answer, each enforces limit / replicas locally.
+    gateway_replicas: int = Field(default=1, ge=1)
+    # Deadline of one gateway call to Redis; past it the gateway stops asking until a probe answers.
+    redis_timeout_ms: int = Field(default=500, ge=10, le=5000)
 
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.redis_url import connect_redis
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.sessions.adapters.revocations import RedisNatsRevocations
@@ -32,7 +31,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     events = Outbox(outbox, clock)
     rt.use_outbox(events)
     # redis.asyncio connects lazily, on the first command.
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = connect_redis(settings.redis_url)  # any DEELRX_REDIS_URL form, short timeouts
     rt.on_stop(redis.aclose)
     schedule = RotationSchedule(
         sign_for=timedelta(seconds=settings.signing_key_rotation_seconds),
