@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import structlog
 import uvicorn
 from fastapi import FastAPI
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 
@@ -78,7 +79,11 @@ class GatewayProcess:
             await gw.revocations.on_message(msg.data)
 
         async def on_team_changed(msg) -> None:  # type: ignore[no-untyped-def]
-            gw.plans.invalidate(msg.data.decode() or None)
+            try:
+                team_id = identity_pb2.TeamChanged.FromString(msg.data).team_id
+            except DecodeError:
+                team_id = ""
+            gw.plans.invalidate(team_id or None)
 
         async def on_rbac_changed(msg) -> None:  # type: ignore[no-untyped-def]
             if gw.roles is not None:
@@ -132,6 +137,7 @@ class GatewayProcess:
             if gw.roles is not None:
                 gw.roles.invalidate()
                 gw.roles.feed_healthy = True
+            gw.denials.attach(nc)
             await resync()
             # Ready only once the revocations it may have missed are loaded (readiness reads this).
             gw.nats_connected = True
