@@ -4,12 +4,17 @@ that take effect on the very next request."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import nats
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from deelrx.audit.v1 import audit_pb2
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.team_flows import Member, account, check, create_team, invite, join, switch
 
@@ -138,7 +143,7 @@ VALID_BODIES = {
 def test_cross_team_isolation_on_every_team_endpoint(suite: RunningSuite, team) -> None:
     """A member of team A gets 404 on every team-B endpoint, for every method, answered
     exactly like a team that does not exist."""
-    team_a, members = team
+    _, members = team
     outsider = members["owner"]  # owner of A: the most privileged outsider there is
     owner_b = account(suite)
     team_b = create_team(owner_b, "Beta")
@@ -280,6 +285,33 @@ def test_last_owner_and_ownership_transfer(suite: RunningSuite) -> None:
     assert r.status_code == 403
 
 
+def _events_until(nats_url: str, done, since: float, timeout: float = 20.0) -> list[audit_pb2.AuditEvent]:
+    """Audit events published after `since`, read from one ordered consumer until `done(found)`."""
+
+    async def collect() -> list[audit_pb2.AuditEvent]:
+        nc = await nats.connect(nats_url)
+        sub = await nc.jetstream().subscribe(
+            "audit.events.>", ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        found: list[audit_pb2.AuditEvent] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and not done(found):
+                try:
+                    msg = await sub.next_msg(timeout=1)
+                except nats.errors.TimeoutError:
+                    continue
+                event = audit_pb2.AuditEvent.FromString(msg.data)
+                if event.time.ToSeconds() >= int(since) - 1:
+                    found.append(event)
+        finally:
+            await sub.unsubscribe()
+            await nc.close()
+        return found
+
+    return asyncio.run(collect())
+
+
 def _members(a: Member, b: Member, team_id: str) -> list[dict]:
     for member in (a, b):
         r = member.client.get(f"/v1/teams/{team_id}/members")
@@ -316,3 +348,40 @@ def test_teams_listing_switch_and_bad_input(suite: RunningSuite) -> None:
     assert r.status_code == 422
     assert re.fullmatch(r"tm_[0-9a-z]{26}", first)
     owner.client.close()
+
+
+def test_plan_change_applies_at_once_and_denials_are_audited(suite: RunningSuite) -> None:
+    started = time.time()
+    owner = account(suite)
+    team_id = create_team(owner)
+    manager = join(suite, owner, team_id, "manager")
+    switch(owner, team_id)
+    assert '"team-starter"' in owner.client.get("/v1/auth/me").headers["RateLimit-Policy"]
+    r = owner.client.put(f"/v1/teams/{team_id}/billing", json={"plan": "professional", "billing_email": "ap@x.io"})
+    assert r.json() == {"plan": "professional", "billing_email": "ap@x.io"}
+    assert owner.client.get(f"/v1/teams/{team_id}/billing").json()["plan"] == "professional"
+    policy = owner.client.get("/v1/auth/me").headers["RateLimit-Policy"]
+    assert policy == '"team-professional";q=1000;w=60'
+
+    r = manager.client.put(f"/v1/teams/{team_id}/billing", json={"plan": "enterprise"})
+    assert r.status_code == 403
+    outsider = account(suite)
+    assert outsider.client.get(f"/v1/teams/{team_id}/members").status_code == 404
+    events = _events_until(
+        suite.nats_url,
+        lambda found: (
+            {manager.user_id, outsider.user_id}
+            <= {e.actor.user_id for e in found if e.type == "authz.denied" and e.target.id == team_id}
+            and any(e.type == "billing.plan_changed" and e.team_id == team_id for e in found)
+        ),
+        started,
+    )
+    denied = [e for e in events if e.type == "authz.denied" and e.target.id == team_id]
+    by_actor = {e.actor.user_id: e for e in denied}
+    assert by_actor[manager.user_id].team_id == team_id
+    assert by_actor[manager.user_id].details["permission"] == "billing.manage"
+    assert by_actor[outsider.user_id].team_id == ""  # a non-member's probe is not in the team's trail
+    changed = [e for e in events if e.type == "billing.plan_changed" and e.team_id == team_id]
+    assert changed and changed[0].details["to_plan"] == "professional"
+    for member in (owner, manager, outsider):
+        member.client.close()
