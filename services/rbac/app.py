@@ -84,18 +84,28 @@ class Rbac:
         store: RbacStore,
         outbox: Outbox,
         clock: Clock,
-        *,
-        cache_max_age_seconds: float = 10.0,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.outbox = outbox
         self.clock = clock
-        self.cache = TeamCache(self._load_team, max_age_seconds=cache_max_age_seconds)
+        self.cache = TeamCache(self._load_team)
 
     async def _load_team(self, team_id: str) -> TeamAuthorization:
         async with reading(self.sessions) as session:
             return await self.store.load_team(session, team_id)
+
+    async def stored_revisions(self) -> dict[str, int]:
+        async with reading(self.sessions) as session:
+            return await self.store.all_revisions(session)
+
+    async def resync(self, *, preload: bool = False) -> None:
+        """Bring the in-memory teams up to the stored revisions (at start and after a NATS
+        reconnection, when change messages may have been missed)."""
+        revisions = await self.stored_revisions()
+        stale = self.cache.resync(revisions)
+        loaded = await self.cache.preload(revisions) if preload else 0
+        log.info("rbac_resynced", teams=len(revisions), stale=stale, preloaded=loaded)
 
     # -- decisions (hot path) ---------------------------------------------------------------
     async def check(self, query: CheckQuery) -> tuple[Decision, int]:
@@ -179,8 +189,9 @@ class Rbac:
                     event.details.update({"revision": change.revision})
                     await self.outbox.add(session, audit_events.subject_for(event), event, event.id)
         if change.revision:
-            self.cache.changed(team_id, change.revision)
             self.outbox.notify()
+            # Our own write: the next Check must find it in memory, so load it here.
+            await self.cache.refresh(team_id, change.revision)
             log.info("rbac_changed", team_id=team_id, revision=change.revision, events=len(change.events))
 
     def _event(

@@ -24,8 +24,11 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     outbox = Outbox(sql.outbox, clock)
     rt.use_outbox(outbox)
     rbac = Rbac(sessions, sql.RbacStore(), outbox, clock)
-    listener = ChangeListener(rbac.cache)
+    # Loaded at start, then kept current by change events; after a reconnection, by comparing
+    # the stored revisions (messages sent meanwhile were missed).
+    listener = ChangeListener(rbac.cache, lambda: rbac.resync(preload=True))
     rt.on_nats(listener.subscribe)
+    rt.on_nats_reconnected(rbac.resync)
     rt.on_stop(listener.close)
     rt.grpc.add(rbac_pb2_grpc.add_RbacServiceServicer_to_server, RbacServicer(rbac), "deelrx.rbac.v1.RbacService")
     # Tests reach the use cases, the cache and the listener through the runtime.

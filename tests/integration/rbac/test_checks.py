@@ -192,8 +192,6 @@ async def test_replicas_sharing_a_database_follow_each_other(
     first = await start(make_settings(tmp_path / "a", database_url, nats_url, redis_url))
     second = await start(make_settings(tmp_path / "b", database_url, nats_url, redis_url))
     try:
-        # Only NATS (not the cache's age limit) can refresh the second replica in this test.
-        second.rt.rbac.cache.max_age_seconds = 3600  # type: ignore[attr-defined]
         await first.listening()
         await second.listening()
         team_id, u = await new_team(first.stub, owner="owner", clerk="staff")
@@ -226,6 +224,14 @@ async def test_replicas_sharing_a_database_follow_each_other(
             assert asyncio.get_running_loop().time() < deadline, "the second replica never saw the change"
             await asyncio.sleep(0.05)
         assert (answers[-1].allowed, answers[-1].reason) == (False, "not a member")
+
+        # Steady state: checks on either replica read memory only, no database.
+        loads = (first.rt.rbac.cache.loads, second.rt.rbac.cache.loads)  # type: ignore[attr-defined]
+        for replica in (first, second):
+            for _ in range(20):
+                answer = await replica.stub.Check(_check(u["owner"], team_id, "billing.manage"))
+                assert answer.allowed and answer.revision == 4 and answer.reason == "role owner grants billing.manage"
+        assert (first.rt.rbac.cache.loads, second.rt.rbac.cache.loads) == loads  # type: ignore[attr-defined]
     finally:
         await first.close()
         await second.close()
