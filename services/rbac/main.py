@@ -27,6 +27,11 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     # Loaded at start, then kept current by change events; after a reconnection, by comparing
     # the stored revisions (messages sent meanwhile were missed).
     listener = ChangeListener(rbac.cache, lambda: rbac.resync(preload=True))
+
+    async def attach(nc: object) -> None:
+        rbac.nc = nc
+
+    rt.on_nats(attach)
     rt.on_nats(listener.subscribe)
     rt.on_nats_reconnected(rbac.resync)
     rt.on_stop(listener.close)

@@ -137,12 +137,14 @@ class AddMemberRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class AddMemberResponse(_message.Message):
-    __slots__ = ("membership", "created")
+    __slots__ = ("membership", "created", "revision")
     MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     membership: Membership
     created: bool
-    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    revision: int
+    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ..., created: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ChangeRoleRequest(_message.Message):
     __slots__ = ("context", "team_id", "user_id", "role", "actor_role")
@@ -159,10 +161,12 @@ class ChangeRoleRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., actor_role: _Optional[str] = ...) -> None: ...
 
 class ChangeRoleResponse(_message.Message):
-    __slots__ = ("membership",)
+    __slots__ = ("membership", "revision")
     MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     membership: Membership
-    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class RemoveMemberRequest(_message.Message):
     __slots__ = ("context", "team_id", "user_id", "actor_role")
@@ -177,8 +181,10 @@ class RemoveMemberRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor_role: _Optional[str] = ...) -> None: ...
 
 class RemoveMemberResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class TransferOwnershipRequest(_message.Message):
     __slots__ = ("context", "team_id", "from_user_id", "to_user_id")
@@ -193,8 +199,10 @@ class TransferOwnershipRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., from_user_id: _Optional[str] = ..., to_user_id: _Optional[str] = ...) -> None: ...
 
 class TransferOwnershipResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class RolePermissions(_message.Message):
     __slots__ = ("role", "permissions")
@@ -231,10 +239,12 @@ class SetRolePermissionsRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., role: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetRolePermissionsResponse(_message.Message):
-    __slots__ = ("role",)
+    __slots__ = ("role", "revision")
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     role: RolePermissions
-    def __init__(self, role: _Optional[_Union[RolePermissions, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, role: _Optional[_Union[RolePermissions, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class AssignCustomerRequest(_message.Message):
     __slots__ = ("context", "team_id", "customer_id", "user_id")
@@ -249,8 +259,10 @@ class AssignCustomerRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class AssignCustomerResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class UnassignCustomerRequest(_message.Message):
     __slots__ = ("context", "team_id", "customer_id", "user_id")
@@ -265,8 +277,10 @@ class UnassignCustomerRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class UnassignCustomerResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class ListAssignedCustomersRequest(_message.Message):
     __slots__ = ("team_id", "user_id")
