@@ -61,7 +61,13 @@ protos: $(VENV)/.dev-installed
 protos-check: $(VENV)/.dev-installed
 	$(PY) scripts/gen_protos.py --check
 
-bench: $(VENV)/.dev-installed
+# pycasbin, the authorization benchmark's peer, lives in its own environment.
+.venv-bench/.installed:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q casbin==1.43.0
+	touch $@
+
+bench: $(VENV)/.dev-installed .venv-bench/.installed
 	@bash scripts/install_test_tools.sh wrk
 	$(PY) -m bench
 

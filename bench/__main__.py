@@ -210,6 +210,9 @@ def main() -> int:
             f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['errors']:>4}"
         )
     print(f"\nwritten to {RESULTS}")
+    from bench import authz
+
+    authz.main()
     return 0
 
 
