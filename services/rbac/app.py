@@ -43,7 +43,7 @@ from services.rbac.team_cache import TeamCache
 log = structlog.get_logger(__name__)
 
 SOURCE = "rbac"
-MAX_BATCH = 1000
+MAX_BATCH = 100
 
 
 @dataclass(frozen=True)

@@ -235,3 +235,15 @@ async def test_replicas_sharing_a_database_follow_each_other(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_batch_check_answers_up_to_100_in_order(rbac: Running) -> None:
+    team_id, u = await new_team(rbac.stub, owner="owner", clerk="staff")
+    permissions = ["reports.read", "billing.read"] * 50
+    reply = await rbac.stub.BatchCheck(
+        rbac_pb2.BatchCheckRequest(checks=[_check(u["clerk"], team_id, p) for p in permissions])
+    )
+    assert [r.allowed for r in reply.results] == [p == "reports.read" for p in permissions]
+    assert {r.revision for r in reply.results} == {2}
+    too_many = rbac_pb2.BatchCheckRequest(checks=[_check(u["clerk"], team_id, "reports.read")] * 101)
+    assert (await call_error(rbac.stub.BatchCheck(too_many))).code == "validation_error"
