@@ -129,6 +129,15 @@ async def run_grpc(address: str, workload: list[Check], wanted: list[bool]) -> l
         wrong = sum(decisions[i] != w for i, w in enumerate(wanted))
         results.append(_summary("gRPC Check", samples, wall, len(requests), wrong, concurrency=CONCURRENCY))
 
+        serial: list[int] = []
+        begin = time.perf_counter()
+        for request in requests[:2000]:
+            started = time.perf_counter_ns()
+            await stub.Check(request)
+            serial.append(time.perf_counter_ns() - started)
+        wall = time.perf_counter() - begin
+        results.append(_summary("gRPC Check, one caller", serial, wall, len(serial), 0, concurrency=1))
+
         batches = [requests[i : i + BATCH] for i in range(0, len(requests), BATCH)]
         batch_samples: list[int] = []
         batch_decisions: list[bool] = []
