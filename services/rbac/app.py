@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 SOURCE = "rbac"
 MAX_BATCH = 100
+DEFAULT_PAGE, MAX_PAGE = 50, 200
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,31 @@ class Rbac:
         return [await self.check(q) for q in queries]
 
     async def lookup_resources(
-        self, user_id: str, team_id: str, permission: str, resource_type: str
-    ) -> tuple[ResourceLookup, int]:
+        self,
+        user_id: str,
+        team_id: str,
+        permission: str,
+        resource_type: str,
+        *,
+        limit: int = 0,
+        cursor: str = "",
+        min_revision: int = 0,
+    ) -> tuple[ResourceLookup, int, str]:
+        """One page of the resources `user_id` may use with `permission` (or `all`), and the
+        cursor of the next page ("" at the end)."""
         require_key(user_id, "/user_id")
         require_key(team_id, "/team_id")
-        team = await self.cache.get(team_id)
-        return team.lookup(user_id, permission, resource_type), team.revision
+        size = limit or DEFAULT_PAGE
+        if not 1 <= size <= MAX_PAGE:
+            raise validation_error("/page/limit", f"limit must be between 1 and {MAX_PAGE}")
+        if cursor:
+            require_resource_id(cursor, "/page/cursor")
+        team = await self.cache.get(team_id, min_revision)
+        found = team.lookup(user_id, permission, resource_type)
+        ids = [i for i in found.resource_ids if i > cursor] if cursor else list(found.resource_ids)
+        page = ids[:size]
+        next_cursor = page[-1] if len(ids) > size else ""
+        return ResourceLookup(found.all, tuple(page)), team.revision, next_cursor
 
     async def can_grant_role(self, user_id: str, team_id: str, role: str) -> tuple[Decision, int]:
         require_key(user_id, "/user_id")

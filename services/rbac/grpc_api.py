@@ -45,10 +45,18 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def LookupResources(
         self, request: rbac_pb2.LookupResourcesRequest, context: Any
     ) -> rbac_pb2.LookupResourcesResponse:
-        found, revision = await self.rbac.lookup_resources(
-            request.user_id, request.team_id, request.permission, request.resource_type
+        found, revision, next_cursor = await self.rbac.lookup_resources(
+            request.user_id,
+            request.team_id,
+            request.permission,
+            request.resource_type,
+            limit=request.page.limit,
+            cursor=request.page.cursor,
+            min_revision=request.min_revision,
         )
-        return rbac_pb2.LookupResourcesResponse(all=found.all, resource_ids=found.resource_ids, revision=revision)
+        response = rbac_pb2.LookupResourcesResponse(all=found.all, resource_ids=found.resource_ids, revision=revision)
+        response.page.next_cursor = next_cursor
+        return response
 
     async def CanGrantRole(self, request: rbac_pb2.CanGrantRoleRequest, context: Any) -> rbac_pb2.CanGrantRoleResponse:
         decision, revision = await self.rbac.can_grant_role(request.user_id, request.team_id, request.role)

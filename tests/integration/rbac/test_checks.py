@@ -247,3 +247,42 @@ async def test_batch_check_answers_up_to_100_in_order(rbac: Running) -> None:
     assert {r.revision for r in reply.results} == {2}
     too_many = rbac_pb2.BatchCheckRequest(checks=[_check(u["clerk"], team_id, "reports.read")] * 101)
     assert (await call_error(rbac.stub.BatchCheck(too_many))).code == "validation_error"
+
+
+async def test_lookup_resources_pages_the_assigned_customers(rbac: Running) -> None:
+    team_id, u = await new_team(rbac.stub, owner="owner", clerk="staff")
+    customers = sorted(f"c_{i:03d}" for i in range(7))
+    for customer in customers:
+        await rbac.stub.AssignCustomer(
+            rbac_pb2.AssignCustomerRequest(
+                context=ctx(u["owner"]), team_id=team_id, customer_id=customer, user_id=u["clerk"]
+            )
+        )
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = await rbac.stub.LookupResources(
+            rbac_pb2.LookupResourcesRequest(
+                user_id=u["clerk"],
+                team_id=team_id,
+                permission="customers.read_assigned",
+                resource_type="customer",
+                page={"limit": 3, "cursor": cursor},
+            )
+        )
+        assert not page.all and len(page.resource_ids) <= 3
+        seen += page.resource_ids
+        cursor = page.page.next_cursor
+        if not cursor:
+            break
+    assert seen == customers
+    everything = await rbac.stub.LookupResources(
+        rbac_pb2.LookupResourcesRequest(
+            user_id=u["owner"], team_id=team_id, permission="customers.read_assigned", resource_type="customer"
+        )
+    )
+    assert everything.all and not everything.resource_ids
+    bad = rbac_pb2.LookupResourcesRequest(
+        user_id=u["clerk"], team_id=team_id, permission="customers.read", resource_type="customer", page={"limit": 500}
+    )
+    assert (await call_error(rbac.stub.LookupResources(bad))).code == "validation_error"

@@ -61,26 +61,32 @@ class BatchCheckResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[CheckResponse, _Mapping]]] = ...) -> None: ...
 
 class LookupResourcesRequest(_message.Message):
-    __slots__ = ("user_id", "team_id", "permission", "resource_type")
+    __slots__ = ("user_id", "team_id", "permission", "resource_type", "page", "min_revision")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REVISION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     team_id: str
     permission: str
     resource_type: str
-    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ..., permission: _Optional[str] = ..., resource_type: _Optional[str] = ...) -> None: ...
+    page: _common_pb2.PageRequest
+    min_revision: int
+    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ..., permission: _Optional[str] = ..., resource_type: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., min_revision: _Optional[int] = ...) -> None: ...
 
 class LookupResourcesResponse(_message.Message):
-    __slots__ = ("all", "resource_ids", "revision")
+    __slots__ = ("all", "resource_ids", "revision", "page")
     ALL_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_IDS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     all: bool
     resource_ids: _containers.RepeatedScalarFieldContainer[str]
     revision: int
-    def __init__(self, all: _Optional[bool] = ..., resource_ids: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ...) -> None: ...
+    page: _common_pb2.PageResponse
+    def __init__(self, all: _Optional[bool] = ..., resource_ids: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class GetMembershipRequest(_message.Message):
     __slots__ = ("user_id", "team_id")
