@@ -143,7 +143,7 @@ VALID_BODIES = {
 def test_cross_team_isolation_on_every_team_endpoint(suite: RunningSuite, team) -> None:
     """A member of team A gets 404 on every team-B endpoint, for every method, answered
     exactly like a team that does not exist."""
-    _, members = team
+    team_a, members = team
     outsider = members["owner"]  # owner of A: the most privileged outsider there is
     owner_b = account(suite)
     team_b = create_team(owner_b, "Beta")
@@ -165,6 +165,15 @@ def test_cross_team_isolation_on_every_team_endpoint(suite: RunningSuite, team) 
             assert answers[0][0] == 404 and answers[0][1]["code"] == "not_found", (method, path, answers)
             tried += 1
     assert tried >= 18
+    # Ids of team B's members in team A's paths and bodies reach nothing of team B.
+    a = outsider.client
+    assert a.put(f"/v1/teams/{team_a}/customers/c_1/assignees/{owner_b.user_id}").status_code == 404
+    assert a.patch(f"/v1/teams/{team_a}/members/{owner_b.user_id}", json={"role": "staff"}).status_code == 404
+    assert a.delete(f"/v1/teams/{team_a}/members/{owner_b.user_id}").status_code == 404
+    assert a.get(f"/v1/teams/{team_a}/members/{owner_b.user_id}/sessions").status_code == 404
+    assert a.get(f"/v1/teams/{team_a}/members/{owner_b.user_id}/customers").status_code == 404
+    r = a.post(f"/v1/teams/{team_a}/transfer-ownership", json={"user_id": owner_b.user_id})
+    assert r.status_code == 422
     # Team B is untouched.
     assert owner_b.client.get(f"/v1/teams/{team_b}").json()["name"] == "Beta"
     owner_b.client.close()
