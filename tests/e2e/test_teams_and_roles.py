@@ -16,6 +16,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from deelrx.audit.v1 import audit_pb2
 from tests.e2e.conftest import RunningSuite
+from tests.e2e.flows import CSRF_COOKIE, SESSION_COOKIE, account_with_cookies
 from tests.e2e.team_flows import Member, account, check, create_team, invite, join, switch
 
 pytestmark = pytest.mark.e2e
@@ -394,3 +395,26 @@ def test_plan_change_applies_at_once_and_denials_are_audited(suite: RunningSuite
     assert changed and changed[0].details["to_plan"] == "professional"
     for member in (owner, manager, outsider):
         member.client.close()
+
+
+def test_switch_team_with_cookies_reissues_cookies(suite: RunningSuite) -> None:
+    with suite.client() as browser:
+        account_with_cookies(suite, browser)
+        csrf = {"X-CSRF-Token": browser.cookies[CSRF_COOKIE]}
+        assert browser.post("/v1/teams", json={"name": "No CSRF"}).status_code == 403
+        r = browser.post("/v1/teams", json={"name": "Cookie Co"}, headers=csrf)
+        assert r.status_code == 201, r.text
+        team_id = r.json()["id"]
+        before = browser.cookies[SESSION_COOKIE]
+        r = browser.post("/v1/auth/switch-team", json={"team_id": team_id}, headers=csrf)
+        assert r.status_code == 200, r.text
+        assert "access_token" not in r.json() and r.json()["team"] == {
+            "id": team_id,
+            "name": "Cookie Co",
+            "plan": "starter",
+            "role": "owner",
+        }
+        assert r.headers["cache-control"] == "no-store"
+        assert browser.cookies[SESSION_COOKIE] != before
+        me = browser.get("/v1/auth/me").json()
+        assert me["team"]["id"] == team_id and me["team"]["role"] == "owner"
