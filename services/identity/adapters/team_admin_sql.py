@@ -5,30 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, String, Table, insert, select, update
+from sqlalchemy import insert, select, update
 
-from deelrx_kit.db import UtcDateTime
-from services.identity.adapters.sql import _team, metadata, teams
+from services.identity.adapters.sql import _team, invitations, teams
 from services.identity.domain.model import Team
 from services.identity.domain.team_rules import Invitation
-
-invitations = Table(
-    "invitations",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("team_id", String(40), nullable=False),
-    Column("email", String(320), nullable=False),
-    Column("email_normalized", String(320), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("invited_by", String(40), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Column("revoked_at", UtcDateTime, nullable=True),
-    Column("accepted_at", UtcDateTime, nullable=True),
-    Column("accepted_by", String(40), nullable=True),
-)
-Index("ix_invitations_team_id_email_normalized", invitations.c.team_id, invitations.c.email_normalized)
 
 
 def _invitation(row: Any) -> Invitation:
