@@ -286,3 +286,27 @@ async def test_lookup_resources_pages_the_assigned_customers(rbac: Running) -> N
         user_id=u["clerk"], team_id=team_id, permission="customers.read", resource_type="customer", page={"limit": 500}
     )
     assert (await call_error(rbac.stub.LookupResources(bad))).code == "validation_error"
+
+
+async def test_a_new_replica_loads_every_team_at_start(
+    tmp_path: Path, database_url: str, nats_url: str, redis_url: str
+) -> None:
+    first = await start(make_settings(tmp_path / "a", database_url, nats_url, redis_url))
+    try:
+        team_id, u = await new_team(first.stub, owner="owner", clerk="staff")
+        second = await start(make_settings(tmp_path / "b", database_url, nats_url, redis_url))
+        try:
+            await second.listening()
+            cache = second.rt.rbac.cache  # type: ignore[attr-defined]
+            deadline = asyncio.get_running_loop().time() + 10
+            while cache.peek(team_id) is None:
+                assert asyncio.get_running_loop().time() < deadline, "the team was not preloaded"
+                await asyncio.sleep(0.05)
+            loads = cache.loads
+            answer = await second.stub.Check(_check(u["clerk"], team_id, "reports.read"))
+            assert answer.allowed and answer.revision == 2
+            assert cache.loads == loads  # answered from memory
+        finally:
+            await second.close()
+    finally:
+        await first.close()
