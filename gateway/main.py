@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 
@@ -79,11 +78,7 @@ class GatewayProcess:
             await gw.revocations.on_message(msg.data)
 
         async def on_team_changed(msg) -> None:  # type: ignore[no-untyped-def]
-            try:
-                team_id = identity_pb2.TeamChanged.FromString(msg.data).team_id
-            except DecodeError:
-                team_id = ""
-            gw.plans.invalidate(team_id or None)
+            gw.plans.on_team_changed(msg.data)
 
         async def on_rbac_changed(msg) -> None:  # type: ignore[no-untyped-def]
             if gw.roles is not None:
