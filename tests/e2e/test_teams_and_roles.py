@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
@@ -342,6 +343,12 @@ def test_teams_listing_switch_and_bad_input(suite: RunningSuite) -> None:
     assert r.status_code == 404
     r = owner.client.patch(f"/v1/teams/{first}", json={"settings": {"session_idle_timeout_minutes": 15}})
     assert r.status_code == 200 and r.json()["settings"]["session_idle_timeout_minutes"] == 15
+    # Switching into it: the session's idle limit follows the team (15 minutes, not 30).
+    r = owner.client.post("/v1/auth/switch-team", json={"team_id": first})
+    assert r.status_code == 200, r.text
+    owner.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    idle = datetime.fromisoformat(r.json()["session"]["idle_expires_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=14) < idle - datetime.now(UTC) <= timedelta(minutes=15, seconds=5)
     for bad in (
         {"settings": {"session_idle_timeout_minutes": 600}},
         {"settings": {"session_absolute_timeout_hours": 0}},
