@@ -235,7 +235,7 @@ async def accept_invitation(body: AcceptBody, request: Request) -> dict[str, Any
     # Keyed by the invitation id: a retry (same user, same token) after a failure here finishes
     # the job; the membership is never added twice.
     try:
-        await call(
+        added = await call(
             gw.clients.rbac.AddMember,
             rbac_pb2.AddMemberRequest(
                 context=context,
@@ -249,4 +249,16 @@ async def accept_invitation(body: AcceptBody, request: Request) -> dict[str, Any
         if exc.code == "conflict":
             raise DomainError("conflict", "You are already a member of this team") from None
         raise
+    if not added.created:
+        # A replay: fine while the membership it made still exists; after a removal the used
+        # invitation does not bring the member back.
+        try:
+            await call(
+                gw.clients.rbac.GetMembership,
+                rbac_pb2.GetMembershipRequest(user_id=auth.user_id, team_id=accepted.team_id),
+            )
+        except DomainError as exc:
+            if exc.code == "not_found":
+                raise DomainError("invalid_token", "This invitation was already used") from None
+            raise
     return {"team_id": accepted.team_id, "role": accepted.role}

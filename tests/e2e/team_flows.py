@@ -17,6 +17,7 @@ class Member:
     email: str
     user_id: str
     client: httpx.Client  # Bearer-authenticated
+    invite_token: str = ""  # the invitation this member joined with
 
     def login_again(self, suite: RunningSuite) -> None:
         self.client.headers["Authorization"] = f"Bearer {login_token(suite, self.email)[0]}"
@@ -57,6 +58,7 @@ def join(suite: RunningSuite, owner: Member, team_id: str, role: str) -> Member:
     r = member.client.post("/v1/invitations/accept", json={"token": token})
     assert r.status_code == 200, r.text
     assert r.json() == {"team_id": team_id, "role": role}
+    member.invite_token = token
     return member
 
 

@@ -218,6 +218,10 @@ def test_changes_take_effect_on_the_very_next_request(suite: RunningSuite) -> No
     assert r.status_code == 401 and r.json()["code"] == "session_expired", r.text
     staff.login_again(suite)
     assert staff.client.get(f"/v1/teams/{team_id}").status_code == 404
+    # The used invitation does not bring a removed member back.
+    r = staff.client.post("/v1/invitations/accept", json={"token": staff.invite_token})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_token", r.text
+    assert staff.client.get(f"/v1/teams/{team_id}").status_code == 404
     assert owner.client.delete(f"/v1/teams/{team_id}/members/{staff.user_id}").status_code == 404
     members = owner.client.get(f"/v1/teams/{team_id}/members").json()["members"]
     assert [m["user_id"] for m in members] == [owner.user_id]
