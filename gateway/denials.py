@@ -1,12 +1,14 @@
 """`authz.denied` audit events from the gateway, published to JetStream.
 
-Best effort: the event is published in the background (deduplicated by its id); while NATS is
-unreachable denials are counted in a metric and logged, not stored.
+The event is published in the background (deduplicated by its id). While JetStream cannot take
+it, events wait in a bounded in-memory backlog that is flushed by the next successful publish;
+past the bound (or on a restart) they are lost, counted in a metric and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +23,16 @@ from gateway.context import request_context
 log = structlog.get_logger("deelrx.gateway.denials")
 
 DENIALS_UNPUBLISHED = Counter(
-    "deelrx_gateway_authz_denied_unpublished_total", "authz.denied events that could not be published"
+    "deelrx_gateway_authz_denied_unpublished_total", "authz.denied events dropped unpublished"
 )
+BACKLOG_LIMIT = 10_000
 
 
 class DenialRecorder:
     def __init__(self) -> None:
         self._js: Any = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._backlog: deque[Any] = deque()
 
     def attach(self, nc: NATS) -> None:
         self._js = nc.jetstream()
@@ -59,21 +63,43 @@ class DenialRecorder:
             details=details,
         )
         if self._js is None:
-            DENIALS_UNPUBLISHED.inc()
-            log.warning("authz_denied_unpublished", team_id=team_id, permission=permission)
+            self._keep(event)
             return
         task = asyncio.create_task(self._publish(event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def _keep(self, event: Any) -> None:
+        if len(self._backlog) >= BACKLOG_LIMIT:
+            self._backlog.popleft()
+            DENIALS_UNPUBLISHED.inc()
+            log.warning("authz_denied_dropped", backlog=BACKLOG_LIMIT)
+        self._backlog.append(event)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    async def _send(self, event: Any) -> None:
+        await self._js.publish(
+            audit_events.subject_for(event),
+            event.SerializeToString(),
+            headers={"Nats-Msg-Id": event.id},
+            timeout=3,
+        )
+
     async def _publish(self, event: Any) -> None:
         try:
-            await self._js.publish(
-                audit_events.subject_for(event),
-                event.SerializeToString(),
-                headers={"Nats-Msg-Id": event.id},
-                timeout=3,
-            )
-        except Exception as exc:  # noqa: BLE001 - best effort, counted
-            DENIALS_UNPUBLISHED.inc()
-            log.warning("authz_denied_unpublished", error=str(exc))
+            await self._send(event)
+        except Exception as exc:  # noqa: BLE001 - kept for the next successful publish
+            log.warning("authz_denied_deferred", error=str(exc))
+            self._keep(event)
+            return
+        # JetStream answers again: send what waited (the ids make repeats harmless).
+        while self._backlog:
+            waiting = self._backlog.popleft()
+            try:
+                await self._send(waiting)
+            except Exception:  # noqa: BLE001
+                self._backlog.appendleft(waiting)
+                return
