@@ -15,6 +15,7 @@ from gateway.auth import authenticate
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.presenters import time_of
+from gateway.routes.session_routes import RevokedCount, SessionList, listed_session_json
 from gateway.routes.team_routes import PROBLEMS
 from gateway.state import Gateway, gateway_of
 from gateway.stepup import require_step_up
@@ -128,29 +129,16 @@ async def _revoke_team_sessions(gw: Gateway, context: Any, tid: str, uid: str, r
     return int(reply.revoked)
 
 
-def session_json(s: sessions_pb2.Session, current_session_id: str) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "current": s.id == current_session_id,
-        "device": {"browser": s.device.browser, "os": s.device.os, "type": s.device.type, "label": s.device.label},
-        "ip": s.ip,
-        "created_at": time_of(s.created_at),
-        "last_seen_at": time_of(s.last_seen_at),
-        "expires_at": time_of(s.expires_at),
-        "amr": list(s.amr),
-    }
-
-
-@router.get("/v1/teams/{tid}/members/{uid}/sessions", responses=PROBLEMS)
+@router.get("/v1/teams/{tid}/members/{uid}/sessions", response_model=SessionList, responses=PROBLEMS)
 async def member_sessions(tid: str, uid: str, request: Request) -> dict[str, Any]:
     access = await require_permission(request, tid, "sessions.manage")
     gw = gateway_of(request)
     await _membership_of(gw, tid, uid)
     reply = await call(gw.clients.sessions.ListSessions, sessions_pb2.ListSessionsRequest(user_id=uid, team_id=tid))
-    return {"sessions": [session_json(s, access.auth.session_id) for s in reply.sessions if not s.revoked]}
+    return {"sessions": [listed_session_json(s, access.auth.session_id) for s in reply.sessions if not s.revoked]}
 
 
-@router.delete("/v1/teams/{tid}/members/{uid}/sessions", responses=PROBLEMS)
+@router.delete("/v1/teams/{tid}/members/{uid}/sessions", response_model=RevokedCount, responses=PROBLEMS)
 async def revoke_member_sessions(tid: str, uid: str, request: Request) -> dict[str, int]:
     access = await require_permission(request, tid, "sessions.manage")
     if uid != access.user_id:
