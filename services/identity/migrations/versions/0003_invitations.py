@@ -1,7 +1,7 @@
 """Invitations to teams (token stored hashed, single use, revocable).
 
-Revision ID: 0002_invitations
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from deelrx_kit.db import UtcDateTime
 
-revision = "0002_invitations"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
