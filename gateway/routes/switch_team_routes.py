@@ -11,6 +11,7 @@ from deelrx.sessions.v1 import sessions_pb2
 from gateway.auth import IssuedTokens, deliver_cookies
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.mfa_policy import check_team_switch
 from gateway.presenters import session_json
 from gateway.routes.team_routes import PROBLEMS, load_team
 from gateway.state import gateway_of
@@ -28,6 +29,9 @@ async def switch_team(body: SwitchTeamBody, request: Request) -> dict[str, Any]:
     access, membership = await require_member(request, body.team_id)
     gw = gateway_of(request)
     team = await load_team(gw, body.team_id)
+    if team.settings.mfa_required:
+        user = await call(gw.clients.identity.GetUser, identity_pb2.GetUserRequest(user_id=access.user_id))
+        check_team_switch(team, user.user)  # 403 mfa_enrollment_required without TOTP
     reply = await call(
         gw.clients.sessions.SwitchTeam,
         sessions_pb2.SwitchTeamRequest(

@@ -12,6 +12,7 @@ from deelrx_kit.errors import not_found
 from gateway.auth import authenticate
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.mfa_policy import check_can_require_mfa
 from gateway.state import Gateway, gateway_of
 from gateway.stepup import require_step_up
 from gateway.team_access import TEAM_NOT_FOUND, require_member, require_owner, require_permission
@@ -103,8 +104,11 @@ async def get_team(tid: str, request: Request) -> dict[str, Any]:
 
 @router.patch("/{tid}", response_model=TeamDetailOut, responses=PROBLEMS)
 async def update_team(tid: str, body: TeamPatchBody, request: Request) -> dict[str, Any]:
-    await require_permission(request, tid, "team.manage")
+    access = await require_permission(request, tid, "team.manage")
     gw = gateway_of(request)
+    if body.settings is not None and body.settings.mfa_required:
+        actor = await call(gw.clients.identity.GetUser, identity_pb2.GetUserRequest(user_id=access.user_id))
+        check_can_require_mfa(actor.user, turning_on=True)  # never locks its own author out
     update = identity_pb2.UpdateTeamRequest(context=request_context(request), team_id=tid)
     if body.name is not None:
         update.name = body.name

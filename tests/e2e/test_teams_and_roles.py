@@ -429,3 +429,30 @@ def test_switch_team_with_cookies_reissues_cookies(suite: RunningSuite) -> None:
         assert browser.cookies[SESSION_COOKIE] != before
         me = browser.get("/v1/auth/me").json()
         assert me["team"]["id"] == team_id and me["team"]["role"] == "owner"
+
+
+def test_team_mfa_policy_at_patch_and_switch(suite: RunningSuite) -> None:
+    owner = account(suite)
+    team_id = create_team(owner)
+    staff = join(suite, owner, team_id, "staff")
+    # The author of the policy must have TOTP already.
+    r = owner.client.patch(f"/v1/teams/{team_id}", json={"settings": {"mfa_required": True}})
+    assert r.status_code == 403 and r.json()["code"] == "mfa_enrollment_required", r.text
+    asyncio.run(_require_mfa_in_store(suite, team_id))
+    # A member without TOTP may not switch into the team.
+    r = staff.client.post("/v1/auth/switch-team", json={"team_id": team_id})
+    assert r.status_code == 403 and r.json()["code"] == "mfa_enrollment_required", r.text
+
+
+async def _require_mfa_in_store(suite: RunningSuite, team_id: str) -> None:
+    from sqlalchemy import update
+
+    from deelrx_kit.db import create_engine
+    from services.identity.adapters.sql import teams
+
+    engine = create_engine(suite.settings.service_database_url("identity"), "identity")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(update(teams).where(teams.c.id == team_id).values(mfa_required=True))
+    finally:
+        await engine.dispose()

@@ -14,7 +14,8 @@ from gateway.tokens import AccessClaims
 
 def _auth(age_seconds: float) -> AuthContext:
     now = int(time.time())
-    claims = AccessClaims("usr_a", "ses_a", "tm_a", ("pwd",), int(now - age_seconds), now + 300, None)
+    # With `otp` in amr the age alone decides (no question to identity).
+    claims = AccessClaims("usr_a", "ses_a", "tm_a", ("pwd", "otp"), int(now - age_seconds), now + 300, None)
     return AuthContext(claims, "bearer")
 
 
