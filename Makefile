@@ -66,7 +66,13 @@ $(VENV)/.bench-installed: $(VENV)/.dev-installed requirements/bench.lock
 	$(BIN)/pip install -q --require-hashes -r requirements/bench.lock
 	touch $@
 
-bench: $(VENV)/.bench-installed
+# pycasbin, the authorization benchmark's peer, lives in its own environment.
+.venv-bench/.installed:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q casbin==1.43.0
+	touch $@
+
+bench: $(VENV)/.bench-installed .venv-bench/.installed
 	@bash scripts/install_test_tools.sh wrk
 	$(PY) -m bench
 

@@ -214,6 +214,9 @@ def main() -> int:
         )
     ratelimit_bench.print_table(limiters)
     print(f"\nwritten to {RESULTS}")
+    from bench import authz
+
+    authz.main()
     return 0
 
 

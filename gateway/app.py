@@ -19,11 +19,15 @@ from gateway.problems import problem_response
 from gateway.routes import (
     auth_routes,
     forward_auth_routes,
+    member_routes,
     mfa_login_routes,
     mfa_routes,
     ops_routes,
     password_routes,
+    role_routes,
     session_routes,
+    switch_team_routes,
+    team_routes,
 )
 from gateway.state import Gateway
 
@@ -76,6 +80,10 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(mfa_login_routes.router)
     app.include_router(password_routes.router)
     app.include_router(mfa_routes.router)
+    app.include_router(switch_team_routes.router)
+    app.include_router(team_routes.router)
+    app.include_router(member_routes.router)
+    app.include_router(role_routes.router)
     if gw.settings.cors_origins.strip():
         origins = [o.strip() for o in gw.settings.cors_origins.split(",") if o.strip() and o.strip() != "*"]
         app.add_middleware(

@@ -80,7 +80,7 @@ class GatewayProcess:
             await gw.revocations.on_message(msg.data)
 
         async def on_team_changed(msg) -> None:  # type: ignore[no-untyped-def]
-            gw.plans.invalidate(msg.data.decode() or None)
+            gw.plans.on_team_changed(msg.data)
 
         async def on_rbac_changed(msg) -> None:  # type: ignore[no-untyped-def]
             if gw.roles is not None:
@@ -134,6 +134,7 @@ class GatewayProcess:
             if gw.roles is not None:
                 gw.roles.invalidate()
                 gw.roles.feed_healthy = True
+            gw.denials.attach(nc)
             await resync()
             # Ready only once the revocations it may have missed are loaded (readiness reads this).
             gw.nats_connected = True

@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
-log = structlog.get_logger("deelrx.gateway.plans")
+from deelrx.identity.v1 import identity_pb2
 
+log = structlog.get_logger("deelrx.gateway.plans")
 PLAN_TTL_SECONDS = 30.0
 MAX_STALE_SECONDS = 600.0
 RETRY_AFTER_FAILURE_SECONDS = 5.0
@@ -76,6 +78,15 @@ class PlanCache:
             return hit.plan
         PLAN_FALLBACKS.labels(reason="default").inc()
         return FALLBACK_PLAN
+
+    def on_team_changed(self, data: bytes) -> None:
+        """A `teams.changed` notice (`TeamChanged`): drop that team's plan; an unreadable
+        notice drops every plan."""
+        try:
+            team_id = identity_pb2.TeamChanged.FromString(data).team_id
+        except DecodeError:
+            team_id = ""
+        self.invalidate(team_id or None)
 
     def invalidate(self, team_id: str | None = None) -> None:
         """Ask identity on the next request; the old plan stays only as an outage fallback."""

@@ -13,6 +13,7 @@ from gateway.cached_answer import CachedAnswer
 from gateway.client_ip import Network, parse_networks
 from gateway.clients import ServiceClients
 from gateway.cookies import CookieJar, cookie_names
+from gateway.denials import DenialRecorder
 from gateway.plans import PlanCache
 from gateway.ratelimit import RateLimiter
 from gateway.revocation import RevocationSet
@@ -49,6 +50,7 @@ class Gateway:
     readiness: CachedAnswer[dict[str, bool]] = field(default_factory=lambda: CachedAnswer(1.0))
     activity: ActivityReporter | None = None
     roles: RoleCache | None = None
+    denials: DenialRecorder = field(default_factory=DenialRecorder)
 
     def __post_init__(self) -> None:
         self.cookies = CookieJar(cookie_names(self.settings.public_is_https), self.settings.public_is_https)

@@ -55,6 +55,7 @@ class ServiceRuntime:
         self._running: list[asyncio.Task[None]] = []
         self._on_nats: list[Callable[[NATS], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._on_nats_reconnected: list[Callable[[], Awaitable[None]]] = []
 
     # -- wiring -------------------------------------------------------------------------
     def use_database(self, migrations_dir: Path) -> async_sessionmaker[AsyncSession]:
@@ -92,6 +93,18 @@ class ServiceRuntime:
         """Called after every (re)connection to NATS, e.g. to subscribe."""
         self._on_nats.append(hook)
 
+    def on_nats_reconnected(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Called after the client reconnected by itself (subscriptions are restored, but
+        plain messages sent meanwhile were missed)."""
+        self._on_nats_reconnected.append(hook)
+
+    async def _reconnected(self) -> None:
+        for hook in self._on_nats_reconnected:
+            try:
+                await hook()
+            except Exception as exc:  # noqa: BLE001 - one hook failing must not stop the others
+                log.warning("nats_reconnect_hook_failed", error=str(exc))
+
     def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._on_stop.append(hook)
 
@@ -113,7 +126,12 @@ class ServiceRuntime:
         # Services start without NATS; the outbox holds events until it is reachable.
         while not self.stop_event.is_set():
             try:
-                self.nc = await nats_bus.connect(self.settings.nats_url, self.name, tls=nats_tls_context(self.settings))
+                self.nc = await nats_bus.connect(
+                    self.settings.nats_url,
+                    self.name,
+                    tls=nats_tls_context(self.settings),
+                    on_reconnected=self._reconnected,
+                )
                 js = self.nc.jetstream()
                 await nats_bus.ensure_streams(js)
                 self.js.js = js

@@ -14,7 +14,9 @@ from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
 from deelrx_kit.audit_events import timestamp
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
+from services.identity.domain.team_rules import Invitation
 from services.identity.mfa_app import MfaUseCases
+from services.identity.team_admin import TeamAdmin
 
 
 def user_pb(user: User) -> identity_pb2.User:
@@ -44,14 +46,23 @@ def team_pb(team: Team) -> identity_pb2.Team:
     )
 
 
-NOT_YET_IMPLEMENTED = (
-    "UpdateTeam",
-    "UpdateBilling",
-    "CreateInvitation",
-    "ListInvitations",
-    "RevokeInvitation",
-    "AcceptInvitation",
-)
+def invitation_pb(invitation: Invitation) -> identity_pb2.Invitation:
+    return identity_pb2.Invitation(
+        id=invitation.id,
+        team_id=invitation.team_id,
+        email=invitation.email,
+        role=invitation.role,
+        expires_at=timestamp(invitation.expires_at),
+        invited_by=invitation.invited_by,
+        created_at=timestamp(invitation.created_at),
+    )
+
+
+def _optional(request: Any, name: str) -> Any:
+    return getattr(request, name) if request.HasField(name) else None
+
+
+NOT_YET_IMPLEMENTED = ()
 
 
 async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -61,6 +72,7 @@ async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerCont
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, app: IdentityApp) -> None:
         self.app = app
+        self.team_admin = TeamAdmin(app)
 
     async def StartSignup(
         self, request: identity_pb2.StartSignupRequest, context: Any
@@ -209,6 +221,57 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> identity_pb2.RegenerateRecoveryCodesResponse:
         codes = await self._mfa().regenerate_codes(request.user_id, request.code, request.context)
         return identity_pb2.RegenerateRecoveryCodesResponse(recovery_codes=codes)
+
+    async def UpdateTeam(
+        self, request: identity_pb2.UpdateTeamRequest, context: Any
+    ) -> identity_pb2.UpdateTeamResponse:
+        team = await self.team_admin.update_team(
+            request.context,
+            request.team_id,
+            name=_optional(request, "name"),
+            idle_minutes=_optional(request, "session_idle_timeout_minutes"),
+            absolute_hours=_optional(request, "session_absolute_timeout_hours"),
+            mfa_required=_optional(request, "mfa_required"),
+        )
+        return identity_pb2.UpdateTeamResponse(team=team_pb(team))
+
+    async def UpdateBilling(
+        self, request: identity_pb2.UpdateBillingRequest, context: Any
+    ) -> identity_pb2.UpdateBillingResponse:
+        team = await self.team_admin.update_billing(
+            request.context, request.team_id, request.plan, _optional(request, "billing_email")
+        )
+        return identity_pb2.UpdateBillingResponse(team=team_pb(team))
+
+    async def CreateInvitation(
+        self, request: identity_pb2.CreateInvitationRequest, context: Any
+    ) -> identity_pb2.CreateInvitationResponse:
+        invitation = await self.team_admin.create_invitation(
+            request.context, request.team_id, request.email, request.role
+        )
+        return identity_pb2.CreateInvitationResponse(invitation=invitation_pb(invitation))
+
+    async def ListInvitations(
+        self, request: identity_pb2.ListInvitationsRequest, context: Any
+    ) -> identity_pb2.ListInvitationsResponse:
+        found, cursor = await self.team_admin.list_invitations(request.team_id, request.page.limit, request.page.cursor)
+        response = identity_pb2.ListInvitationsResponse(invitations=[invitation_pb(i) for i in found])
+        response.page.next_cursor = cursor
+        return response
+
+    async def RevokeInvitation(
+        self, request: identity_pb2.RevokeInvitationRequest, context: Any
+    ) -> identity_pb2.RevokeInvitationResponse:
+        await self.team_admin.revoke_invitation(request.context, request.team_id, request.invitation_id)
+        return identity_pb2.RevokeInvitationResponse()
+
+    async def AcceptInvitation(
+        self, request: identity_pb2.AcceptInvitationRequest, context: Any
+    ) -> identity_pb2.AcceptInvitationResponse:
+        accepted = await self.team_admin.accept_invitation(request.context, request.user_id, request.token)
+        return identity_pb2.AcceptInvitationResponse(
+            team_id=accepted.team_id, role=accepted.role, invitation_id=accepted.invitation_id
+        )
 
 
 for _name in NOT_YET_IMPLEMENTED:

@@ -43,7 +43,8 @@ from services.rbac.team_cache import TeamCache
 log = structlog.get_logger(__name__)
 
 SOURCE = "rbac"
-MAX_BATCH = 1000
+MAX_BATCH = 100
+DEFAULT_PAGE, MAX_PAGE = 50, 200
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class _TeamChange:
     user_id: str = ""
     revision: int = 0
 
+    @property
+    def current(self) -> int:
+        """The team's revision after this change (or as it was, when nothing changed)."""
+        return self.revision or self.state.revision
+
 
 def _view(binding: RoleBinding, roles: dict[str, frozenset[str]]) -> MembershipView:
     return MembershipView(binding, ordered(permissions_of(binding.role, roles)))
@@ -84,18 +90,31 @@ class Rbac:
         store: RbacStore,
         outbox: Outbox,
         clock: Clock,
-        *,
-        cache_max_age_seconds: float = 10.0,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.outbox = outbox
         self.clock = clock
-        self.cache = TeamCache(self._load_team, max_age_seconds=cache_max_age_seconds)
+        self.cache = TeamCache(self._load_team)
+        # Core NATS connection for announcing a change before answering (the outbox also
+        # carries it, durably); set once connected.
+        self.nc: Any = None
 
     async def _load_team(self, team_id: str) -> TeamAuthorization:
         async with reading(self.sessions) as session:
             return await self.store.load_team(session, team_id)
+
+    async def stored_revisions(self) -> dict[str, int]:
+        async with reading(self.sessions) as session:
+            return await self.store.all_revisions(session)
+
+    async def resync(self, *, preload: bool = False) -> None:
+        """Bring the in-memory teams up to the stored revisions (at start and after a NATS
+        reconnection, when change messages may have been missed)."""
+        revisions = await self.stored_revisions()
+        stale = self.cache.resync(revisions)
+        loaded = await self.cache.preload(revisions) if preload else 0
+        log.info("rbac_resynced", teams=len(revisions), stale=stale, preloaded=loaded)
 
     # -- decisions (hot path) ---------------------------------------------------------------
     async def check(self, query: CheckQuery) -> tuple[Decision, int]:
@@ -110,12 +129,31 @@ class Rbac:
         return [await self.check(q) for q in queries]
 
     async def lookup_resources(
-        self, user_id: str, team_id: str, permission: str, resource_type: str
-    ) -> tuple[ResourceLookup, int]:
+        self,
+        user_id: str,
+        team_id: str,
+        permission: str,
+        resource_type: str,
+        *,
+        limit: int = 0,
+        cursor: str = "",
+        min_revision: int = 0,
+    ) -> tuple[ResourceLookup, int, str]:
+        """One page of the resources `user_id` may use with `permission` (or `all`), and the
+        cursor of the next page ("" at the end)."""
         require_key(user_id, "/user_id")
         require_key(team_id, "/team_id")
-        team = await self.cache.get(team_id)
-        return team.lookup(user_id, permission, resource_type), team.revision
+        size = limit or DEFAULT_PAGE
+        if not 1 <= size <= MAX_PAGE:
+            raise validation_error("/page/limit", f"limit must be between 1 and {MAX_PAGE}")
+        if cursor:
+            require_resource_id(cursor, "/page/cursor")
+        team = await self.cache.get(team_id, min_revision)
+        found = team.lookup(user_id, permission, resource_type)
+        ids = [i for i in found.resource_ids if i > cursor] if cursor else list(found.resource_ids)
+        page = ids[:size]
+        next_cursor = page[-1] if len(ids) > size else ""
+        return ResourceLookup(found.all, tuple(page)), team.revision, next_cursor
 
     async def can_grant_role(self, user_id: str, team_id: str, role: str) -> tuple[Decision, int]:
         require_key(user_id, "/user_id")
@@ -179,9 +217,24 @@ class Rbac:
                     event.details.update({"revision": change.revision})
                     await self.outbox.add(session, audit_events.subject_for(event), event, event.id)
         if change.revision:
-            self.cache.changed(team_id, change.revision)
             self.outbox.notify()
+            await self._announce(team_id, change.revision, change.user_id)
+            # Our own write: the next Check must find it in memory, so load it here.
+            await self.cache.refresh(team_id, change.revision)
             log.info("rbac_changed", team_id=team_id, revision=change.revision, events=len(change.events))
+
+    async def _announce(self, team_id: str, revision: int, user_id: str) -> None:
+        """Tell other replicas and AuthzClient caches now, before the caller gets its answer,
+        so a request that follows this one is decided at this revision. Best effort: the
+        same notice is in the outbox."""
+        if self.nc is None or not self.nc.is_connected:
+            return
+        notice = rbac_pb2.AuthorizationChanged(team_id=team_id, revision=revision, user_id=user_id)
+        try:
+            await self.nc.publish(RBAC_CHANGED_PREFIX + team_id, notice.SerializeToString())
+            await self.nc.flush(timeout=1)
+        except Exception as exc:  # noqa: BLE001 - the outbox relay delivers it
+            log.warning("rbac_announce_failed", team_id=team_id, error=str(exc))
 
     def _event(
         self,
@@ -226,7 +279,7 @@ class Rbac:
         user_id: str,
         role: str,
         operation_id: str,
-    ) -> tuple[MembershipView, bool]:
+    ) -> tuple[MembershipView, bool, int]:
         require_key(team_id, "/team_id")
         require_key(user_id, "/user_id")
         require_role(role)
@@ -245,28 +298,31 @@ class Rbac:
         user_id: str,
         role: str,
         operation_id: str,
-    ) -> tuple[MembershipView, bool]:
+    ) -> tuple[MembershipView, bool, int]:
         async with self._team_change(team_id) as change:
             session, state = change.session, change.state
             applied = await self.store.find_operation(session, operation_id)
+            created = applied is None
             if applied is not None:
                 if (applied.team_id, applied.user_id, applied.role) != (team_id, user_id, role):
                     raise conflict("the operation id was already used for another membership")
                 binding = state.members.get(user_id) or RoleBinding(
                     applied.team_id, applied.user_id, applied.role, applied.applied_at
                 )
-                return _view(binding, state.roles), False
-            if user_id in state.members:
-                raise conflict("the user is already a member of the team")
-            now = self.clock.now()
-            binding = RoleBinding(team_id, user_id, role, now)
-            await self.store.record_operation(session, AppliedOperation(operation_id, team_id, user_id, role, now))
-            await self.store.add_membership(session, binding)
-            change.user_id = user_id
-            change.events.append(
-                self._event("member.joined", context, team_id, user_id, {"role": role, "operation_id": operation_id})
-            )
-        return _view(binding, state.roles), True
+            else:
+                if user_id in state.members:
+                    raise conflict("the user is already a member of the team")
+                now = self.clock.now()
+                binding = RoleBinding(team_id, user_id, role, now)
+                await self.store.record_operation(session, AppliedOperation(operation_id, team_id, user_id, role, now))
+                await self.store.add_membership(session, binding)
+                change.user_id = user_id
+                change.events.append(
+                    self._event(
+                        "member.joined", context, team_id, user_id, {"role": role, "operation_id": operation_id}
+                    )
+                )
+        return _view(binding, state.roles), created, change.current
 
     async def change_role(
         self,
@@ -275,7 +331,7 @@ class Rbac:
         user_id: str,
         role: str,
         actor_role: str = "",
-    ) -> MembershipView:
+    ) -> tuple[MembershipView, int]:
         require_key(team_id, "/team_id")
         require_key(user_id, "/user_id")
         require_role(role)
@@ -287,7 +343,7 @@ class Rbac:
                 raise not_found("not a member of this team")
             role_rules.check_role_change(actor, state.roles, current.role, role, state.owner_count())
             if current.role == role:
-                return _view(current, state.roles)
+                return _view(current, state.roles), state.revision
             await self.store.set_role(change.session, team_id, user_id, role)
             change.user_id = user_id
             change.events.append(
@@ -296,11 +352,11 @@ class Rbac:
                 )
             )
             updated = RoleBinding(team_id, user_id, role, current.joined_at)
-        return _view(updated, state.roles)
+        return _view(updated, state.roles), change.current
 
     async def remove_member(
         self, context: common_pb2.RequestContext | None, team_id: str, user_id: str, actor_role: str = ""
-    ) -> None:
+    ) -> int:
         require_key(team_id, "/team_id")
         require_key(user_id, "/user_id")
         async with self._team_change(team_id) as change:
@@ -318,10 +374,11 @@ class Rbac:
                     "member.removed", context, team_id, user_id, {"role": current.role, "unassigned_customers": dropped}
                 )
             )
+        return change.current
 
     async def transfer_ownership(
         self, context: common_pb2.RequestContext | None, team_id: str, from_user_id: str, to_user_id: str
-    ) -> None:
+    ) -> int:
         require_key(team_id, "/team_id")
         require_key(from_user_id, "/from_user_id")
         require_key(to_user_id, "/user_id")
@@ -336,10 +393,11 @@ class Rbac:
             for user_id, old, new in ((to_user_id, to_role, "owner"), (from_user_id, from_role, "manager")):
                 details = {"from_role": old, "to_role": new, "reason": "ownership_transferred"}
                 change.events.append(self._event("member.role_changed", context, team_id, user_id, details))
+        return change.current
 
     async def set_role_permissions(
         self, context: common_pb2.RequestContext | None, team_id: str, role: str, permissions: Sequence[str]
-    ) -> list[str]:
+    ) -> tuple[list[str], int]:
         require_key(team_id, "/team_id")
         wanted = role_rules.validate_role_permissions(role, permissions)
         async with self._team_change(team_id) as change:
@@ -364,17 +422,17 @@ class Rbac:
                     target_type="role",
                 )
             )
-        return ordered(wanted)
+        return ordered(wanted), change.current
 
     async def assign_customer(
         self, context: common_pb2.RequestContext | None, team_id: str, customer_id: str, user_id: str
-    ) -> None:
-        await self._set_assignment(context, team_id, customer_id, user_id, assigned=True)
+    ) -> int:
+        return await self._set_assignment(context, team_id, customer_id, user_id, assigned=True)
 
     async def unassign_customer(
         self, context: common_pb2.RequestContext | None, team_id: str, customer_id: str, user_id: str
-    ) -> None:
-        await self._set_assignment(context, team_id, customer_id, user_id, assigned=False)
+    ) -> int:
+        return await self._set_assignment(context, team_id, customer_id, user_id, assigned=False)
 
     async def _set_assignment(
         self,
@@ -384,7 +442,7 @@ class Rbac:
         user_id: str,
         *,
         assigned: bool,
-    ) -> None:
+    ) -> int:
         require_key(team_id, "/team_id")
         require_resource_id(customer_id, "/customer_id")
         require_key(user_id, "/user_id")
@@ -397,7 +455,7 @@ class Rbac:
             if assigned and user_id not in state.members:
                 raise not_found("the assignee is not a member of this team")
             if assigned == is_assigned:
-                return  # idempotent: nothing changes, no revision, no event
+                return state.revision  # idempotent: nothing changes, no revision, no event
             if assigned:
                 await self.store.assign(change.session, team_id, customer_id, user_id, self.clock.now())
             else:
@@ -413,6 +471,7 @@ class Rbac:
                     target_type="customer",
                 )
             )
+        return change.current
 
 
 __all__ = ["CheckQuery", "DomainError", "MembershipView", "Rbac"]

@@ -45,10 +45,18 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def LookupResources(
         self, request: rbac_pb2.LookupResourcesRequest, context: Any
     ) -> rbac_pb2.LookupResourcesResponse:
-        found, revision = await self.rbac.lookup_resources(
-            request.user_id, request.team_id, request.permission, request.resource_type
+        found, revision, next_cursor = await self.rbac.lookup_resources(
+            request.user_id,
+            request.team_id,
+            request.permission,
+            request.resource_type,
+            limit=request.page.limit,
+            cursor=request.page.cursor,
+            min_revision=request.min_revision,
         )
-        return rbac_pb2.LookupResourcesResponse(all=found.all, resource_ids=found.resource_ids, revision=revision)
+        response = rbac_pb2.LookupResourcesResponse(all=found.all, resource_ids=found.resource_ids, revision=revision)
+        response.page.next_cursor = next_cursor
+        return response
 
     async def CanGrantRole(self, request: rbac_pb2.CanGrantRoleRequest, context: Any) -> rbac_pb2.CanGrantRoleResponse:
         decision, revision = await self.rbac.can_grant_role(request.user_id, request.team_id, request.role)
@@ -71,26 +79,30 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
         return rbac_pb2.ListMembersResponse(members=[_membership(v) for v in views])
 
     async def AddMember(self, request: rbac_pb2.AddMemberRequest, context: Any) -> rbac_pb2.AddMemberResponse:
-        view, created = await self.rbac.add_member(
+        view, created, revision = await self.rbac.add_member(
             _context(request), request.team_id, request.user_id, request.role, request.operation_id
         )
-        return rbac_pb2.AddMemberResponse(membership=_membership(view), created=created)
+        return rbac_pb2.AddMemberResponse(membership=_membership(view), created=created, revision=revision)
 
     async def ChangeRole(self, request: rbac_pb2.ChangeRoleRequest, context: Any) -> rbac_pb2.ChangeRoleResponse:
-        view = await self.rbac.change_role(
+        view, revision = await self.rbac.change_role(
             _context(request), request.team_id, request.user_id, request.role, request.actor_role
         )
-        return rbac_pb2.ChangeRoleResponse(membership=_membership(view))
+        return rbac_pb2.ChangeRoleResponse(membership=_membership(view), revision=revision)
 
     async def RemoveMember(self, request: rbac_pb2.RemoveMemberRequest, context: Any) -> rbac_pb2.RemoveMemberResponse:
-        await self.rbac.remove_member(_context(request), request.team_id, request.user_id, request.actor_role)
-        return rbac_pb2.RemoveMemberResponse()
+        revision = await self.rbac.remove_member(
+            _context(request), request.team_id, request.user_id, request.actor_role
+        )
+        return rbac_pb2.RemoveMemberResponse(revision=revision)
 
     async def TransferOwnership(
         self, request: rbac_pb2.TransferOwnershipRequest, context: Any
     ) -> rbac_pb2.TransferOwnershipResponse:
-        await self.rbac.transfer_ownership(_context(request), request.team_id, request.from_user_id, request.to_user_id)
-        return rbac_pb2.TransferOwnershipResponse()
+        revision = await self.rbac.transfer_ownership(
+            _context(request), request.team_id, request.from_user_id, request.to_user_id
+        )
+        return rbac_pb2.TransferOwnershipResponse(revision=revision)
 
     async def GetRoles(self, request: rbac_pb2.GetRolesRequest, context: Any) -> rbac_pb2.GetRolesResponse:
         roles, configurable = await self.rbac.get_roles(request.team_id)
@@ -102,24 +114,28 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def SetRolePermissions(
         self, request: rbac_pb2.SetRolePermissionsRequest, context: Any
     ) -> rbac_pb2.SetRolePermissionsResponse:
-        permissions = await self.rbac.set_role_permissions(
+        permissions, revision = await self.rbac.set_role_permissions(
             _context(request), request.team_id, request.role, list(request.permissions)
         )
         return rbac_pb2.SetRolePermissionsResponse(
-            role=rbac_pb2.RolePermissions(role=request.role, permissions=permissions)
+            role=rbac_pb2.RolePermissions(role=request.role, permissions=permissions), revision=revision
         )
 
     async def AssignCustomer(
         self, request: rbac_pb2.AssignCustomerRequest, context: Any
     ) -> rbac_pb2.AssignCustomerResponse:
-        await self.rbac.assign_customer(_context(request), request.team_id, request.customer_id, request.user_id)
-        return rbac_pb2.AssignCustomerResponse()
+        revision = await self.rbac.assign_customer(
+            _context(request), request.team_id, request.customer_id, request.user_id
+        )
+        return rbac_pb2.AssignCustomerResponse(revision=revision)
 
     async def UnassignCustomer(
         self, request: rbac_pb2.UnassignCustomerRequest, context: Any
     ) -> rbac_pb2.UnassignCustomerResponse:
-        await self.rbac.unassign_customer(_context(request), request.team_id, request.customer_id, request.user_id)
-        return rbac_pb2.UnassignCustomerResponse()
+        revision = await self.rbac.unassign_customer(
+            _context(request), request.team_id, request.customer_id, request.user_id
+        )
+        return rbac_pb2.UnassignCustomerResponse(revision=revision)
 
     async def ListAssignedCustomers(
         self, request: rbac_pb2.ListAssignedCustomersRequest, context: Any

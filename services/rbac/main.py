@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
+
 from deelrx.rbac.v1 import rbac_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
@@ -15,6 +17,7 @@ from services.rbac.app import Rbac
 from services.rbac.grpc_api import RbacServicer
 
 NAME = "rbac"
+log = structlog.get_logger(__name__)
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
@@ -24,9 +27,26 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     outbox = Outbox(sql.outbox, clock)
     rt.use_outbox(outbox)
     rbac = Rbac(sessions, sql.RbacStore(), outbox, clock)
-    listener = ChangeListener(rbac.cache)
+    # Loaded at start, then kept current by change events; after a reconnection, by comparing
+    # the stored revisions (messages sent meanwhile were missed).
+    listener = ChangeListener(rbac.cache, lambda: rbac.resync(preload=True))
+
+    async def attach(nc: object) -> None:
+        rbac.nc = nc
+
+    rt.on_nats(attach)
     rt.on_nats(listener.subscribe)
+    rt.on_nats_reconnected(rbac.resync)
     rt.on_stop(listener.close)
+
+    async def preload(stop: object) -> None:
+        # At start, whether or not NATS is up yet (the first connection resynchronises again).
+        try:
+            await rbac.resync(preload=True)
+        except Exception as exc:  # noqa: BLE001 - teams then load on first use
+            log.warning("rbac_preload_failed", error=str(exc))
+
+    rt.add_task(preload)
     rt.grpc.add(rbac_pb2_grpc.add_RbacServiceServicer_to_server, RbacServicer(rbac), "deelrx.rbac.v1.RbacService")
     # Tests reach the use cases, the cache and the listener through the runtime.
     rt.rbac = rbac  # type: ignore[attr-defined]

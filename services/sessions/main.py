@@ -19,6 +19,9 @@ from services.sessions.domain.signing_keys import RotationSchedule
 from services.sessions.grpc_api import SessionsServicer
 from services.sessions.heartbeat import heartbeat_loop
 from services.sessions.key_ring import KeyRing
+from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
+from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
+from services.sessions.member_removals import MemberRemovals
 from services.sessions.purge import run_purges
 
 NAME = "sessions"
@@ -58,6 +61,9 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     rt.add_task(lambda stop: maintenance_loop(keys, use_cases, stop))
     rt.add_task(lambda stop: run_purges(db, clock, stop))
     rt.add_task(lambda stop: heartbeat_loop(db, revocations, events, clock, stop))
+    # A removed member's team sessions die even if the remover failed before revoking them.
+    removals = MemberRemovals(use_cases)
+    rt.add_consumer(stream="AUDIT", subject=REMOVALS_SUBJECT, durable=REMOVALS_DURABLE, handler=removals.on_event)
     rt.grpc.add(
         sessions_pb2_grpc.add_SessionsServiceServicer_to_server,
         SessionsServicer(use_cases, keys),

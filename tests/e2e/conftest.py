@@ -68,6 +68,8 @@ class RunningSuite:
     settings: Settings
     database: str
     env: dict[str, str]
+    # The launched processes, for tests that stop and restart a service.
+    launcher: Suite | None = None
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=20, **kwargs)
@@ -137,6 +139,7 @@ def suite(
             settings,
             request.param,
             env,
+            running,
         )
     except Exception:
         log.flush()

@@ -92,6 +92,25 @@ teams = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Invitations to a team: the token is stored only as SHA-256; single use (accepted_*), revocable.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("team_id", String(40), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("email_normalized", String(320), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("invited_by", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("accepted_at", UtcDateTime, nullable=True),
+    Column("accepted_by", String(40), nullable=True),
+)
+Index("ix_invitations_team_id_email_normalized", invitations.c.team_id, invitations.c.email_normalized)
+
 # Failed-login counters, keyed by a keyed hash of the normalized email (works for unknown
 # addresses too) and the client IP.
 login_clients = Table(

@@ -38,3 +38,16 @@ def existing_account_notice(to: str, name: str, public_url: str) -> OutgoingMail
         "If it was not you, you can ignore this email; your account is unchanged.\n"
     )
     return OutgoingMail(to=to, subject="You already have a DeelRx account", text=text)
+
+
+def invitation_mail(to: str, team_name: str, inviter_name: str, role: str, public_url: str, token: str) -> OutgoingMail:
+    url = link(public_url, "accept-invite", token)
+    text = (
+        "Hello,\n\n"
+        f"{inviter_name} invited you to join the team {team_name} on DeelRx as {role}.\n"
+        "Sign in (or create an account) with this email address, then open:\n\n"
+        f"{url}\n\n"
+        "The link works once and expires in 7 days.\n"
+        "If you did not expect this invitation, ignore this email.\n"
+    )
+    return OutgoingMail(to=to, subject=f"Join {team_name} on DeelRx", text=text)

@@ -135,6 +135,10 @@ class RbacStore:
         value = await session.scalar(select(team_revisions.c.revision).where(team_revisions.c.team_id == team_id))
         return int(value or 0)
 
+    async def all_revisions(self, session: AsyncSession) -> dict[str, int]:
+        rows = await session.execute(select(team_revisions.c.team_id, team_revisions.c.revision))
+        return {team_id: int(revision) for team_id, revision in rows}
+
     # -- whole-team reads -----------------------------------------------------------------
     async def load_team(self, session: AsyncSession, team_id: str) -> TeamAuthorization:
         # Revision first: under READ COMMITTED the rows read after it are at least as new,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
-import pytest
-
 from deelrx.identity.v1 import identity_pb2 as pb
 
 from .conftest import Identity, call, ctx, failure
@@ -43,7 +40,6 @@ async def test_team_and_user_errors(identity: Identity) -> None:
     assert (await failure(identity.stub.CreateTeam, bad_name)).code == "validation_error"
     no_owner = pb.CreateTeamRequest(owner_user_id="usr_missing", name="Ghost Inc")
     assert (await failure(identity.stub.CreateTeam, no_owner)).code == "not_found"
-    # Not built yet: answered UNIMPLEMENTED, never INTERNAL.
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await identity.stub.UpdateBilling(pb.UpdateBillingRequest(team_id="tm_01aaaaaaaaaaaaaaaaaaaaaaaa"))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # Bad input is a validation error, never INTERNAL.
+    no_plan = pb.UpdateBillingRequest(team_id="tm_01aaaaaaaaaaaaaaaaaaaaaaaa")
+    assert (await failure(identity.stub.UpdateBilling, no_plan)).code == "validation_error"

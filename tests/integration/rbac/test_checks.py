@@ -192,8 +192,6 @@ async def test_replicas_sharing_a_database_follow_each_other(
     first = await start(make_settings(tmp_path / "a", database_url, nats_url, redis_url))
     second = await start(make_settings(tmp_path / "b", database_url, nats_url, redis_url))
     try:
-        # Only NATS (not the cache's age limit) can refresh the second replica in this test.
-        second.rt.rbac.cache.max_age_seconds = 3600  # type: ignore[attr-defined]
         await first.listening()
         await second.listening()
         team_id, u = await new_team(first.stub, owner="owner", clerk="staff")
@@ -226,6 +224,89 @@ async def test_replicas_sharing_a_database_follow_each_other(
             assert asyncio.get_running_loop().time() < deadline, "the second replica never saw the change"
             await asyncio.sleep(0.05)
         assert (answers[-1].allowed, answers[-1].reason) == (False, "not a member")
+
+        # Steady state: checks on either replica read memory only, no database.
+        loads = (first.rt.rbac.cache.loads, second.rt.rbac.cache.loads)  # type: ignore[attr-defined]
+        for replica in (first, second):
+            for _ in range(20):
+                answer = await replica.stub.Check(_check(u["owner"], team_id, "billing.manage"))
+                assert answer.allowed and answer.revision == 4 and answer.reason == "role owner grants billing.manage"
+        assert (first.rt.rbac.cache.loads, second.rt.rbac.cache.loads) == loads  # type: ignore[attr-defined]
     finally:
         await first.close()
         await second.close()
+
+
+async def test_batch_check_answers_up_to_100_in_order(rbac: Running) -> None:
+    team_id, u = await new_team(rbac.stub, owner="owner", clerk="staff")
+    permissions = ["reports.read", "billing.read"] * 50
+    reply = await rbac.stub.BatchCheck(
+        rbac_pb2.BatchCheckRequest(checks=[_check(u["clerk"], team_id, p) for p in permissions])
+    )
+    assert [r.allowed for r in reply.results] == [p == "reports.read" for p in permissions]
+    assert {r.revision for r in reply.results} == {2}
+    too_many = rbac_pb2.BatchCheckRequest(checks=[_check(u["clerk"], team_id, "reports.read")] * 101)
+    assert (await call_error(rbac.stub.BatchCheck(too_many))).code == "validation_error"
+
+
+async def test_lookup_resources_pages_the_assigned_customers(rbac: Running) -> None:
+    team_id, u = await new_team(rbac.stub, owner="owner", clerk="staff")
+    customers = sorted(f"c_{i:03d}" for i in range(7))
+    for customer in customers:
+        await rbac.stub.AssignCustomer(
+            rbac_pb2.AssignCustomerRequest(
+                context=ctx(u["owner"]), team_id=team_id, customer_id=customer, user_id=u["clerk"]
+            )
+        )
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = await rbac.stub.LookupResources(
+            rbac_pb2.LookupResourcesRequest(
+                user_id=u["clerk"],
+                team_id=team_id,
+                permission="customers.read_assigned",
+                resource_type="customer",
+                page={"limit": 3, "cursor": cursor},
+            )
+        )
+        assert not page.all and len(page.resource_ids) <= 3
+        seen += page.resource_ids
+        cursor = page.page.next_cursor
+        if not cursor:
+            break
+    assert seen == customers
+    everything = await rbac.stub.LookupResources(
+        rbac_pb2.LookupResourcesRequest(
+            user_id=u["owner"], team_id=team_id, permission="customers.read_assigned", resource_type="customer"
+        )
+    )
+    assert everything.all and not everything.resource_ids
+    bad = rbac_pb2.LookupResourcesRequest(
+        user_id=u["clerk"], team_id=team_id, permission="customers.read", resource_type="customer", page={"limit": 500}
+    )
+    assert (await call_error(rbac.stub.LookupResources(bad))).code == "validation_error"
+
+
+async def test_a_new_replica_loads_every_team_at_start(
+    tmp_path: Path, database_url: str, nats_url: str, redis_url: str
+) -> None:
+    first = await start(make_settings(tmp_path / "a", database_url, nats_url, redis_url))
+    try:
+        team_id, u = await new_team(first.stub, owner="owner", clerk="staff")
+        second = await start(make_settings(tmp_path / "b", database_url, nats_url, redis_url))
+        try:
+            await second.listening()
+            cache = second.rt.rbac.cache  # type: ignore[attr-defined]
+            deadline = asyncio.get_running_loop().time() + 10
+            while cache.peek(team_id) is None:
+                assert asyncio.get_running_loop().time() < deadline, "the team was not preloaded"
+                await asyncio.sleep(0.05)
+            loads = cache.loads
+            answer = await second.stub.Check(_check(u["clerk"], team_id, "reports.read"))
+            assert answer.allowed and answer.revision == 2
+            assert cache.loads == loads  # answered from memory
+        finally:
+            await second.close()
+    finally:
+        await first.close()

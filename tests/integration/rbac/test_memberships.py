@@ -175,3 +175,26 @@ async def test_bad_input_is_a_validation_error(rbac: Running) -> None:
     assert (await call_error(rbac.stub.AddMember(no_op))).code == "validation_error"
     dotted = rbac_pb2.CheckRequest(user_id=u["owner"], team_id="tm.x", permission="reports.read")
     assert (await call_error(rbac.stub.Check(dotted))).code == "validation_error"
+
+
+async def test_a_removed_members_request_in_flight_cannot_write(rbac: Running) -> None:
+    """The gateway's check passed before the removal; the write itself re-reads the actor's role
+    under the team's lock and refuses a former member."""
+    team_id, u = await new_team(rbac.stub, owner="owner", boss="manager", clerk="staff")
+    await rbac.stub.RemoveMember(
+        rbac_pb2.RemoveMemberRequest(context=ctx(u["owner"]), team_id=team_id, user_id=u["boss"])
+    )
+    assign = rbac_pb2.AssignCustomerRequest(
+        context=ctx(u["boss"]), team_id=team_id, customer_id="c_1", user_id=u["clerk"]
+    )
+    assert (await call_error(rbac.stub.AssignCustomer(assign))).code == "forbidden"
+    demote = rbac_pb2.ChangeRoleRequest(context=ctx(u["boss"]), team_id=team_id, user_id=u["clerk"], role="manager")
+    assert (await call_error(rbac.stub.ChangeRole(demote))).code == "forbidden"
+    remove = rbac_pb2.RemoveMemberRequest(context=ctx(u["boss"]), team_id=team_id, user_id=u["clerk"])
+    assert (await call_error(rbac.stub.RemoveMember(remove))).code == "forbidden"
+    roles = rbac_pb2.SetRolePermissionsRequest(context=ctx(u["boss"]), team_id=team_id, role="staff", permissions=[])
+    assert (await call_error(rbac.stub.SetRolePermissions(roles))).code == "forbidden"
+    listed = await rbac.stub.ListAssignedCustomers(
+        rbac_pb2.ListAssignedCustomersRequest(team_id=team_id, user_id=u["clerk"])
+    )
+    assert list(listed.customer_ids) == []

@@ -69,9 +69,47 @@ async def test_snapshot_older_than_a_heard_change_is_not_kept() -> None:
     assert db.loads == 2
 
 
-async def test_snapshots_expire() -> None:
+async def test_snapshots_never_expire_on_a_timer() -> None:
     db = Database()
-    cache = TeamCache(db.load, max_age_seconds=0)
+    cache = TeamCache(db.load)
     await cache.get("tm_1")
+    for _ in range(100):
+        await cache.get("tm_1")
+    assert db.loads == 1
+
+
+async def test_a_change_event_reloads_in_the_background() -> None:
+    db = Database()
+    cache = TeamCache(db.load)
     await cache.get("tm_1")
+    db.revision = 2
+    cache.changed("tm_1", 2)
+    await cache.settled()
     assert db.loads == 2
+    assert cache.peek("tm_1") is not None and cache.peek("tm_1").revision == 2
+    assert (await cache.get("tm_1")).revision == 2
+    assert db.loads == 2  # the Check after the event found it in memory
+
+
+async def test_own_write_is_loaded_in_the_write_path() -> None:
+    db = Database()
+    cache = TeamCache(db.load)
+    await cache.get("tm_1")
+    db.revision = 2
+    await cache.refresh("tm_1", 2)
+    loads = db.loads
+    assert (await cache.get("tm_1")).revision == 2
+    assert db.loads == loads
+
+
+async def test_resync_reloads_only_teams_behind_the_stored_revision() -> None:
+    db = Database()
+    cache = TeamCache(db.load)
+    await cache.preload(["tm_1", "tm_2"])
+    assert db.loads == 2
+    db.revision = 3
+    assert cache.resync({"tm_1": 1, "tm_2": 3, "tm_3": 7}) == 1
+    await cache.settled()
+    assert db.loads == 3
+    assert cache.peek("tm_1").revision == 1 and cache.peek("tm_2").revision == 3
+    assert cache.peek("tm_3") is None  # not loaded yet; its first use will load revision >= 7

@@ -487,9 +487,19 @@ class AcceptInvitationRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., user_id: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
 
 class AcceptInvitationResponse(_message.Message):
-    __slots__ = ("team_id", "role")
+    __slots__ = ("team_id", "role", "invitation_id")
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    INVITATION_ID_FIELD_NUMBER: _ClassVar[int]
     team_id: str
     role: str
-    def __init__(self, team_id: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    invitation_id: str
+    def __init__(self, team_id: _Optional[str] = ..., role: _Optional[str] = ..., invitation_id: _Optional[str] = ...) -> None: ...
+
+class TeamChanged(_message.Message):
+    __slots__ = ("team_id", "plan")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    plan: str
+    def __init__(self, team_id: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...

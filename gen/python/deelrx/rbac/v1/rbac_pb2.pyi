@@ -61,26 +61,32 @@ class BatchCheckResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[CheckResponse, _Mapping]]] = ...) -> None: ...
 
 class LookupResourcesRequest(_message.Message):
-    __slots__ = ("user_id", "team_id", "permission", "resource_type")
+    __slots__ = ("user_id", "team_id", "permission", "resource_type", "page", "min_revision")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REVISION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     team_id: str
     permission: str
     resource_type: str
-    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ..., permission: _Optional[str] = ..., resource_type: _Optional[str] = ...) -> None: ...
+    page: _common_pb2.PageRequest
+    min_revision: int
+    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ..., permission: _Optional[str] = ..., resource_type: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., min_revision: _Optional[int] = ...) -> None: ...
 
 class LookupResourcesResponse(_message.Message):
-    __slots__ = ("all", "resource_ids", "revision")
+    __slots__ = ("all", "resource_ids", "revision", "page")
     ALL_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_IDS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     all: bool
     resource_ids: _containers.RepeatedScalarFieldContainer[str]
     revision: int
-    def __init__(self, all: _Optional[bool] = ..., resource_ids: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ...) -> None: ...
+    page: _common_pb2.PageResponse
+    def __init__(self, all: _Optional[bool] = ..., resource_ids: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class GetMembershipRequest(_message.Message):
     __slots__ = ("user_id", "team_id")
@@ -137,12 +143,14 @@ class AddMemberRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class AddMemberResponse(_message.Message):
-    __slots__ = ("membership", "created")
+    __slots__ = ("membership", "created", "revision")
     MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     membership: Membership
     created: bool
-    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    revision: int
+    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ..., created: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ChangeRoleRequest(_message.Message):
     __slots__ = ("context", "team_id", "user_id", "role", "actor_role")
@@ -159,10 +167,12 @@ class ChangeRoleRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., actor_role: _Optional[str] = ...) -> None: ...
 
 class ChangeRoleResponse(_message.Message):
-    __slots__ = ("membership",)
+    __slots__ = ("membership", "revision")
     MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     membership: Membership
-    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class RemoveMemberRequest(_message.Message):
     __slots__ = ("context", "team_id", "user_id", "actor_role")
@@ -177,8 +187,10 @@ class RemoveMemberRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor_role: _Optional[str] = ...) -> None: ...
 
 class RemoveMemberResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class TransferOwnershipRequest(_message.Message):
     __slots__ = ("context", "team_id", "from_user_id", "to_user_id")
@@ -193,8 +205,10 @@ class TransferOwnershipRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., from_user_id: _Optional[str] = ..., to_user_id: _Optional[str] = ...) -> None: ...
 
 class TransferOwnershipResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class RolePermissions(_message.Message):
     __slots__ = ("role", "permissions")
@@ -231,10 +245,12 @@ class SetRolePermissionsRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., role: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetRolePermissionsResponse(_message.Message):
-    __slots__ = ("role",)
+    __slots__ = ("role", "revision")
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     role: RolePermissions
-    def __init__(self, role: _Optional[_Union[RolePermissions, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, role: _Optional[_Union[RolePermissions, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class AssignCustomerRequest(_message.Message):
     __slots__ = ("context", "team_id", "customer_id", "user_id")
@@ -249,8 +265,10 @@ class AssignCustomerRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class AssignCustomerResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class UnassignCustomerRequest(_message.Message):
     __slots__ = ("context", "team_id", "customer_id", "user_id")
@@ -265,8 +283,10 @@ class UnassignCustomerRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., team_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class UnassignCustomerResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class ListAssignedCustomersRequest(_message.Message):
     __slots__ = ("team_id", "user_id")
