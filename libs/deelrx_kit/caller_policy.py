@@ -19,7 +19,11 @@ log = structlog.get_logger("deelrx.authz")
 
 GATEWAY = "gateway"
 OPERATOR = "operator"
+# The CRM's own backends, through deelrx_sdk.AuthzClient: they may ask authorization questions,
+# never change anything.
+CRM_SERVICE = "crm-service"
 ANY = "*"
+RBAC_QUESTIONS = frozenset({GATEWAY, CRM_SERVICE})
 
 # full gRPC service name -> {method name or "*": callers allowed}
 ALLOWED_CALLERS: dict[str, dict[str, frozenset[str]]] = {
@@ -28,7 +32,12 @@ ALLOWED_CALLERS: dict[str, dict[str, frozenset[str]]] = {
         "*": frozenset({GATEWAY}),
         "RotateSigningKey": frozenset({OPERATOR}),
     },
-    "deelrx.rbac.v1.RbacService": {"*": frozenset({GATEWAY})},
+    "deelrx.rbac.v1.RbacService": {
+        "*": frozenset({GATEWAY}),
+        "Check": RBAC_QUESTIONS,
+        "BatchCheck": RBAC_QUESTIONS,
+        "LookupResources": RBAC_QUESTIONS,
+    },
     "deelrx.audit.v1.AuditService": {"*": frozenset({GATEWAY, OPERATOR})},
     "deelrx.detector.v1.DetectorService": {"*": frozenset({GATEWAY, OPERATOR})},
     "grpc.health.v1.Health": {"*": frozenset({ANY})},

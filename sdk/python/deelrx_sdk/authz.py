@@ -67,7 +67,12 @@ class AuthzClient:
         deadline_seconds: float = 0.5,
         max_cached_teams: int = 10_000,
         max_decisions_per_team: int = 10_000,
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str = "rbac",
     ) -> None:
+        """`credentials`: mutual TLS (`grpc.ssl_channel_credentials` with the CRM service's
+        certificate, whose Common Name must be `crm-service`); rbac's certificate must name
+        `server_name`. Without it the channels are plaintext (loopback development only)."""
         if not targets:
             raise ValueError("at least one rbac address is needed")
         self._targets = list(targets)
@@ -75,6 +80,8 @@ class AuthzClient:
         self.deadline_seconds = deadline_seconds
         self._max_teams = max_cached_teams
         self._max_per_team = max_decisions_per_team
+        self._credentials = credentials
+        self._server_name = server_name
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[rbac_pb2_grpc.RbacServiceStub] = []
         self._next = itertools.count()
@@ -85,7 +92,11 @@ class AuthzClient:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        self._channels = [grpc.aio.insecure_channel(t) for t in self._targets]
+        if self._credentials is None:
+            self._channels = [grpc.aio.insecure_channel(t) for t in self._targets]
+        else:
+            options = [("grpc.ssl_target_name_override", self._server_name)]
+            self._channels = [grpc.aio.secure_channel(t, self._credentials, options=options) for t in self._targets]
         self._stubs = [rbac_pb2_grpc.RbacServiceStub(c) for c in self._channels]
         if self._nats_url:
             await self._connect_feed(self._nats_url)

@@ -22,6 +22,13 @@ from deelrx_kit.grpc_client import FULL_SERVICE_NAMES, is_idempotent_read, servi
         ("/deelrx.identity.v1.IdentityService/Authenticate", "gateway", True),
         ("/deelrx.identity.v1.IdentityService/Authenticate", "rbac", False),
         ("/deelrx.rbac.v1.RbacService/ChangeRole", "audit", False),
+        # CRM backends (AuthzClient) ask questions and change nothing.
+        ("/deelrx.rbac.v1.RbacService/Check", "crm-service", True),
+        ("/deelrx.rbac.v1.RbacService/BatchCheck", "crm-service", True),
+        ("/deelrx.rbac.v1.RbacService/LookupResources", "crm-service", True),
+        ("/deelrx.rbac.v1.RbacService/ChangeRole", "crm-service", False),
+        ("/deelrx.rbac.v1.RbacService/AddMember", "crm-service", False),
+        ("/deelrx.sessions.v1.SessionsService/GetSession", "crm-service", False),
         ("/grpc.health.v1.Health/Check", None, True),
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "gateway", False),
         ("/some.unknown.Service/Anything", "gateway", False),
