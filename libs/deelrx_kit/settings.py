@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     rate_limit_anonymous_per_ip: int = Field(default=100, ge=1)
     rate_limit_anonymous_per_account: int = Field(default=30, ge=1)
 
+    # Live security stream (SSE): a comment line this often when idle; rights re-checked then.
+    audit_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.
     argon2_time_cost: int = 2

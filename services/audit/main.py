@@ -7,12 +7,15 @@ from pathlib import Path
 from deelrx.audit.v1 import audit_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.nats_bus import ALERTS_SUBJECT, AUDIT_SUBJECT_PREFIX
+from deelrx_kit.outbox import Outbox
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
+from services.audit.adapters import triage_sql
 from services.audit.adapters.nats_events import ALERTS_DURABLE, EVENTS_DURABLE, AuditFeed
 from services.audit.app import AuditLog
 from services.audit.grpc_api import AuditServicer
 from services.audit.live import LiveHub
+from services.audit.triage import AuditActions
 
 AUDIT_SUBJECTS = f"{AUDIT_SUBJECT_PREFIX}>"
 
@@ -22,12 +25,14 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     sessions = rt.use_database(Path(__file__).parent / "migrations")
     clock = clock or SystemClock()
     audit = AuditLog(sessions, clock, LiveHub())
+    outbox = Outbox(triage_sql.outbox, clock)
+    rt.use_outbox(outbox)
     feed = AuditFeed(audit, clock)
     rt.add_consumer(stream="AUDIT", subject=AUDIT_SUBJECTS, durable=EVENTS_DURABLE, handler=feed.on_event)
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,
-        AuditServicer(audit, rt.stop_event),
+        AuditServicer(audit, rt.stop_event, AuditActions(sessions, clock, outbox)),
         "deelrx.audit.v1.AuditService",
     )
     return rt

@@ -108,6 +108,7 @@ def suite(
         "DEELRX_LOG_LEVEL": "INFO",
         # Every test comes from 127.0.0.1, and both suites share one Redis.
         "DEELRX_RATE_LIMIT_ANONYMOUS_PER_IP": "10000",
+        "DEELRX_AUDIT_STREAM_HEARTBEAT_SECONDS": "1",
     }
     for name in SERVICES:
         env[f"DEELRX_{name.upper()}_ADDR"] = f"127.0.0.1:{infra.free_port()}"

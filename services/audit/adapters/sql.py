@@ -284,19 +284,29 @@ def _alert_from_row(row: Row[Any]) -> AlertRecord:
     )
 
 
+async def get_alert(session: AsyncSession, alert_id: str) -> AlertRecord | None:
+    row = (await session.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+    return None if row is None else _alert_from_row(row)
+
+
 async def query_alerts(
-    session: AsyncSession, *, team_id: str, member_user_ids: Collection[str], after: Cursor | None, limit: int
+    session: AsyncSession,
+    *,
+    team_id: str,
+    member_user_ids: Collection[str],
+    after: Cursor | None,
+    limit: int,
+    newest_first: bool = True,
 ) -> list[AlertRecord]:
     visible = alerts.c.team_id == team_id
     if member_user_ids:
         about_members = select(alert_users.c.alert_id).where(alert_users.c.user_id.in_(list(member_user_ids)))
         visible = or_(visible, and_(alerts.c.team_id == "", alerts.c.id.in_(about_members)))
     conds: list[Any] = [visible]
-    if after is not None:
+    if after is not None and newest_first:
         conds.append(or_(alerts.c.time < after.time, and_(alerts.c.time == after.time, alerts.c.id < after.id)))
-    rows = (
-        await session.execute(
-            select(alerts).where(*conds).order_by(alerts.c.time.desc(), alerts.c.id.desc()).limit(limit)
-        )
-    ).all()
+    elif after is not None:
+        conds.append(or_(alerts.c.time > after.time, and_(alerts.c.time == after.time, alerts.c.id > after.id)))
+    order = (alerts.c.time.desc(), alerts.c.id.desc()) if newest_first else (alerts.c.time, alerts.c.id)
+    rows = (await session.execute(select(alerts).where(*conds).order_by(*order).limit(limit))).all()
     return [_alert_from_row(r) for r in rows]
