@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # Live security stream (SSE): a comment line this often when idle; rights re-checked then.
     audit_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
+    # "severity": ..., "enabled": bool}}; empty = the documented defaults.
+    detector_rules: str = ""
+
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.
     argon2_time_cost: int = 2

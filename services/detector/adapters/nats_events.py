@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -22,16 +23,40 @@ from deelrx_kit import nats_bus
 from deelrx_kit.audit_events import new_event, subject_for, timestamp
 from deelrx_kit.clock import Clock
 from services.detector.app import Detector
-from services.detector.domain.rules import Observation, RaisedAlert, alert_raised_event_id
+from services.detector.domain.rules import (
+    MEMBER_JOINED,
+    REFRESH_GRACE_REPLAY,
+    ROLES_UPDATED,
+    Observation,
+    RaisedAlert,
+    alert_raised_event_id,
+)
 
 log = structlog.get_logger(__name__)
 
 DURABLE = "detector"
 
 
+def _detail(ev: audit_pb2.AuditEvent, name: str) -> Any:
+    value = ev.details.fields.get(name)
+    if value is None:
+        return None
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "list_value":
+        return [v.string_value for v in value.list_value.values if v.WhichOneof("kind") == "string_value"]
+    return None
+
+
 def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
-    user_id = ev.actor.user_id or (ev.target.id if ev.target.type == "user" else "")
-    new_device = ev.details.fields.get("new_device")
+    target_user = ev.target.id if ev.target.type == "user" else ""
+    # Membership events concern their target; the others the acting account.
+    user_id = target_user if ev.type.startswith("member.") else (ev.actor.user_id or target_user)
+    to_role = _detail(ev, "to_role") or _detail(ev, "role") or ""
+    granted = _detail(ev, "added") if ev.type == ROLES_UPDATED else None
     return Observation(
         id=ev.id,
         time=ev.time.ToDatetime(tzinfo=UTC) if ev.HasField("time") else received_at,
@@ -40,7 +65,16 @@ def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
         user_id=user_id,
         subject_hash=ev.subject_hash,
         ip=ev.actor.ip,
-        new_device=bool(new_device is not None and new_device.bool_value),
+        new_device=_detail(ev, "new_device") is True,
+        actor_user_id=ev.actor.user_id,
+        session_id=ev.session_id,
+        user_agent=ev.actor.user_agent[:200],
+        to_role=to_role if isinstance(to_role, str) else "",
+        granted=tuple(sorted(granted)) if isinstance(granted, list) else (),
+        team_creation=ev.type == MEMBER_JOINED and _detail(ev, "operation_id") == ev.team_id,
+        # A grace-interval replay is only reported when it came from elsewhere; a producer
+        # that says otherwise (same_device true) is believed.
+        other_device=ev.type == REFRESH_GRACE_REPLAY and _detail(ev, "same_device") is not True,
     )
 
 
