@@ -165,7 +165,7 @@ async def test_mostly_successful_logins_from_one_network_are_not_stuffing() -> N
 async def test_credential_stuffing_against_one_account_from_many_ips() -> None:
     engine = RuleEngine()
     four = [obs(LOGIN_FAILED, i * 60, user="usr_s", ip=f"203.0.{i}.7") for i in range(4)]
-    assert await feed(engine, four + [obs(LOGIN_FAILED, 250, user="usr_s", ip="203.0.0.7")]) == []
+    assert await feed(engine, [*four, obs(LOGIN_FAILED, 250, user="usr_s", ip="203.0.0.7")]) == []
     [alert] = await engine.observe(obs(LOGIN_FAILED, 300, user="usr_s", ip="203.0.9.7"))
     assert (alert.rule, alert.subject) == ("credential_stuffing", "user:usr_s")
 
