@@ -73,7 +73,13 @@ class ServiceRuntime:
                     return
                 await asyncio.sleep(0.1)
             await nats_bus.consume(
-                self.js.js, stream=stream, subject=subject, durable=durable, handler=handler, stop=stop
+                self.js.js,
+                stream=stream,
+                subject=subject,
+                durable=durable,
+                handler=handler,
+                stop=stop,
+                max_deliver=self.settings.nats_max_deliver,
             )
 
         self.add_task(consume)
@@ -105,7 +111,9 @@ class ServiceRuntime:
             try:
                 self.nc = await nats_bus.connect(self.settings.nats_url, self.name)
                 js = self.nc.jetstream()
-                await nats_bus.ensure_streams(js)
+                await nats_bus.ensure_streams(
+                    js, replicas=self.settings.nats_stream_replicas, audit_max_bytes=self.settings.nats_audit_max_bytes
+                )
                 self.js.js = js
                 for hook in self._on_nats:
                     await hook(self.nc)

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # Live security stream (SSE): a comment line this often when idle; rights re-checked then.
     audit_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    # JetStream: replicas of the streams this version creates (3 on a three-node cluster), and
+    # how often a consumer tries a message before it goes to the dead-letter stream.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    nats_max_deliver: int = Field(default=8, ge=2, le=100)
+    nats_audit_max_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
+
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.
     detector_rules: str = ""

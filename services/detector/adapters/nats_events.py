@@ -150,8 +150,7 @@ class AuditEventFeed:
         try:
             ev = audit_pb2.AuditEvent.FromString(msg.data)
         except DecodeError:
-            log.warning("audit_event_unreadable", subject=msg.subject)
-            return
+            raise nats_bus.PoisonMessage("unreadable audit event") from None
         if not ev.id:
-            return
+            raise nats_bus.PoisonMessage("audit event without id")
         await self.detector.observe(observation(ev, self.sink.clock.now()))
