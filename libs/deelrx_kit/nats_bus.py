@@ -158,6 +158,7 @@ async def ensure_streams(
 
 
 Handler = Callable[[Msg], Awaitable[None]]
+BatchHandler = Callable[[list[Msg]], Awaitable[list[Msg]]]
 
 
 class PoisonMessage(Exception):
@@ -234,12 +235,15 @@ async def consume(
     stop: asyncio.Event,
     batch: int = 100,
     max_deliver: int = MAX_DELIVER,
+    batch_handler: BatchHandler | None = None,
 ) -> None:
     """Pull from a durable consumer until `stop`; ack after the handler succeeded.
 
     Handlers must be idempotent: a message whose ack was lost is delivered again.
     A handler failure naks the message with the backoff of its delivery count; at the last
     delivery (or at once for a PoisonMessage) it goes to the dead-letter stream.
+    With a `batch_handler`, each fetched batch is handled at once; the messages it hands
+    back, or all of them when it fails, then go through `handler` one by one.
     """
     sub = None
     while not stop.is_set():
@@ -254,6 +258,17 @@ async def consume(
             log.warning("consume_retry", durable=durable, error=str(exc))
             await asyncio.sleep(1)
             continue
+        if batch_handler is not None:
+            try:
+                rest = await batch_handler(msgs)
+            except Exception:
+                log.exception("batch_handler_failed", durable=durable, size=len(msgs))
+                rest = msgs
+            handed_back = {id(m) for m in rest}
+            for msg in msgs:
+                if id(msg) not in handed_back:
+                    await msg.ack()
+            msgs = rest
         for msg in msgs:
             try:
                 await handler(msg)

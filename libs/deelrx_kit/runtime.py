@@ -64,7 +64,15 @@ class ServiceRuntime:
         """A background loop that runs until the stop event is set."""
         self._tasks.append(task)
 
-    def add_consumer(self, *, stream: str, subject: str, durable: str, handler: nats_bus.Handler) -> None:
+    def add_consumer(
+        self,
+        *,
+        stream: str,
+        subject: str,
+        durable: str,
+        handler: nats_bus.Handler,
+        batch_handler: nats_bus.BatchHandler | None = None,
+    ) -> None:
         """A durable JetStream consumer, started once NATS is reachable, stopped with the process."""
 
         async def consume(stop: asyncio.Event) -> None:
@@ -80,6 +88,7 @@ class ServiceRuntime:
                 handler=handler,
                 stop=stop,
                 max_deliver=self.settings.nats_max_deliver,
+                batch_handler=batch_handler,
             )
 
         self.add_task(consume)

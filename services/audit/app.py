@@ -89,6 +89,45 @@ class AuditLog:
             return stored
         raise RuntimeError(f"chain {event.chain_key} too contended to append")
 
+    async def record_events(self, events: Sequence[EventRecord]) -> list[ChainedEvent]:
+        """Append a batch in one transaction, each chain in the order given; events already
+        stored (redeliveries) are skipped. The whole batch is retried when another appender
+        moved one of its chains meanwhile."""
+        unique: dict[str, EventRecord] = {}
+        for e in events:
+            unique.setdefault(e.id, e)
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                async with transaction(self.sessions) as s:
+                    known = await sql.existing_event_ids(s, list(unique))
+                    by_chain: dict[str, list[EventRecord]] = {}
+                    for e in unique.values():
+                        if e.id not in known:
+                            by_chain.setdefault(e.chain_key, []).append(e)
+                    now = self.clock.now()
+                    stored: list[ChainedEvent] = []
+                    for key, chain_events in by_chain.items():
+                        head = await sql.chain_head(s, key)
+                        from_seq, prev_hash = head if head is not None else (0, GENESIS_HASH)
+                        seq = from_seq
+                        linked = []
+                        for e in chain_events:
+                            c = chain(e, prev_seq=seq, prev_hash=prev_hash, stored_at=now)
+                            linked.append(c)
+                            seq, prev_hash = c.seq, c.hash
+                        if not await sql.move_head(s, key, from_seq, linked[-1]):
+                            raise _ChainMoved
+                        stored.extend(linked)
+                    if stored:
+                        await sql.insert_events(s, stored)
+            except (_ChainMoved, IntegrityError):
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                continue
+            for c in stored:
+                self.hub.publish(c.event)
+            return stored
+        raise RuntimeError("audit batch too contended to append")
+
     async def record_alert(self, alert: AlertRecord) -> bool:
         """Store an alert once; False when it was already stored."""
         try:

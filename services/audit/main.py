@@ -28,7 +28,13 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
     feed = AuditFeed(audit, clock)
-    rt.add_consumer(stream="AUDIT", subject=AUDIT_SUBJECTS, durable=EVENTS_DURABLE, handler=feed.on_event)
+    rt.add_consumer(
+        stream="AUDIT",
+        subject=AUDIT_SUBJECTS,
+        durable=EVENTS_DURABLE,
+        handler=feed.on_event,
+        batch_handler=feed.on_events,
+    )
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,

@@ -38,6 +38,26 @@ class AuditFeed:
             raise PoisonMessage("audit event without id or type")
         await self.audit.record_event(event_record(ev, self.clock.now()))
 
+    async def on_events(self, msgs: list[Msg]) -> list[Msg]:
+        """A fetched batch stored in one transaction; what cannot be read is handed back
+        (to be dead-lettered one by one)."""
+        records, leftovers = [], []
+        now = self.clock.now()
+        for msg in msgs:
+            try:
+                ev = audit_pb2.AuditEvent.FromString(msg.data)
+            except DecodeError:
+                leftovers.append(msg)
+                continue
+            ev.id = ev.id or _msg_id(msg)
+            if not ev.id or not ev.type:
+                leftovers.append(msg)
+                continue
+            records.append(event_record(ev, now))
+        if records:
+            await self.audit.record_events(records)
+        return leftovers
+
     async def on_alert(self, msg: Msg) -> None:
         try:
             alert = audit_pb2.Alert.FromString(msg.data)

@@ -128,31 +128,55 @@ async def advance_head(session: AsyncSession, stored: ChainedEvent) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+async def existing_event_ids(session: AsyncSession, event_ids: Collection[str]) -> set[str]:
+    rows = await session.execute(select(events.c.id).where(events.c.id.in_(list(event_ids))))
+    return {r.id for r in rows}
+
+
+async def move_head(session: AsyncSession, chain_key: str, from_seq: int, last: ChainedEvent) -> bool:
+    """Move the head from `from_seq` to `last` (several events at once); False when moved meanwhile."""
+    if from_seq == 0:
+        await session.execute(insert(chain_heads).values(chain_key=chain_key, seq=last.seq, head_hash=last.hash))
+        return True
+    result = await session.execute(
+        update(chain_heads)
+        .where(chain_heads.c.chain_key == chain_key, chain_heads.c.seq == from_seq)
+        .values(seq=last.seq, head_hash=last.hash)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -> None:
+    await session.execute(insert(events), [_event_row(c) for c in stored])
+
+
 async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
+    await session.execute(insert(events).values(**_event_row(stored)))
+
+
+def _event_row(stored: ChainedEvent) -> dict[str, Any]:
     e = stored.event
-    await session.execute(
-        insert(events).values(
-            id=e.id,
-            chain_key=stored.chain_key,
-            seq=stored.seq,
-            prev_hash=stored.prev_hash,
-            hash=stored.hash,
-            stored_at=stored.stored_at,
-            time=e.time,
-            type=e.type,
-            team_id=e.team_id,
-            actor_user_id=e.actor_user_id,
-            actor_ip=e.actor_ip,
-            actor_user_agent=e.actor_user_agent,
-            target_type=e.target_type,
-            target_id=e.target_id,
-            outcome=e.outcome,
-            details=_dumps(e.details),
-            source=e.source,
-            request_id=e.request_id,
-            subject_hash=e.subject_hash,
-            session_id=e.session_id,
-        )
+    return dict(
+        id=e.id,
+        chain_key=stored.chain_key,
+        seq=stored.seq,
+        prev_hash=stored.prev_hash,
+        hash=stored.hash,
+        stored_at=stored.stored_at,
+        time=e.time,
+        type=e.type,
+        team_id=e.team_id,
+        actor_user_id=e.actor_user_id,
+        actor_ip=e.actor_ip,
+        actor_user_agent=e.actor_user_agent,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        outcome=e.outcome,
+        details=_dumps(e.details),
+        source=e.source,
+        request_id=e.request_id,
+        subject_hash=e.subject_hash,
+        session_id=e.session_id,
     )
 
 
