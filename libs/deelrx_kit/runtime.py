@@ -72,6 +72,7 @@ class ServiceRuntime:
         durable: str,
         handler: nats_bus.Handler,
         batch_handler: nats_bus.BatchHandler | None = None,
+        batch: int = 100,
     ) -> None:
         """A durable JetStream consumer, started once NATS is reachable, stopped with the process."""
 
@@ -89,6 +90,7 @@ class ServiceRuntime:
                 stop=stop,
                 max_deliver=self.settings.nats_max_deliver,
                 batch_handler=batch_handler,
+                batch=batch,
             )
 
         self.add_task(consume)

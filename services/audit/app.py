@@ -91,8 +91,9 @@ class AuditLog:
 
     async def record_events(self, events: Sequence[EventRecord]) -> list[ChainedEvent]:
         """Append a batch in one transaction, each chain in the order given; events already
-        stored (redeliveries) are skipped. The whole batch is retried when another appender
-        moved one of its chains meanwhile."""
+        stored (redeliveries) are skipped. The batch's chain heads are locked for the
+        transaction; it is retried only when another appender started one of its new
+        chains (or stored one of its events) first."""
         unique: dict[str, EventRecord] = {}
         for e in events:
             unique.setdefault(e.id, e)
@@ -106,18 +107,19 @@ class AuditLog:
                             by_chain.setdefault(e.chain_key, []).append(e)
                     now = self.clock.now()
                     stored: list[ChainedEvent] = []
+                    heads = await sql.lock_heads(s, list(by_chain)) if by_chain else {}
+                    moved: list[ChainedEvent] = []
+                    created: list[ChainedEvent] = []
                     for key, chain_events in by_chain.items():
-                        head = await sql.chain_head(s, key)
-                        from_seq, prev_hash = head if head is not None else (0, GENESIS_HASH)
-                        seq = from_seq
+                        seq, prev_hash = heads.get(key, (0, GENESIS_HASH))
                         linked = []
                         for e in chain_events:
                             c = chain(e, prev_seq=seq, prev_hash=prev_hash, stored_at=now)
                             linked.append(c)
                             seq, prev_hash = c.seq, c.hash
-                        if not await sql.move_head(s, key, from_seq, linked[-1]):
-                            raise _ChainMoved
+                        (moved if key in heads else created).append(linked[-1])
                         stored.extend(linked)
+                    await sql.set_heads(s, moved, created)
                     if stored:
                         await sql.insert_events(s, stored)
             except (_ChainMoved, IntegrityError):

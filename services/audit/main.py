@@ -34,6 +34,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         durable=EVENTS_DURABLE,
         handler=feed.on_event,
         batch_handler=feed.on_events,
+        batch=500,  # one transaction per fetched batch
     )
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(

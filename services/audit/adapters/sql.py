@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     exists,
     insert,
     or_,
@@ -144,6 +145,32 @@ async def move_head(session: AsyncSession, chain_key: str, from_seq: int, last: 
         .values(seq=last.seq, head_hash=last.hash)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def lock_heads(session: AsyncSession, chain_keys: Collection[str]) -> dict[str, tuple[int, str]]:
+    """The heads of these chains, locked until the transaction ends (FOR UPDATE on
+    PostgreSQL; on SQLite the writer transaction already excludes every other writer)."""
+    query = select(chain_heads).where(chain_heads.c.chain_key.in_(sorted(chain_keys))).order_by(chain_heads.c.chain_key)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = (await session.execute(query)).all()
+    return {r.chain_key: (r.seq, r.head_hash) for r in rows}
+
+
+async def set_heads(session: AsyncSession, moved: Sequence[ChainedEvent], created: Sequence[ChainedEvent]) -> None:
+    """Heads locked by `lock_heads` move to `moved`; new chains start at `created` (a
+    concurrent first append of the same chain fails on the primary key)."""
+    if moved:
+        await session.execute(
+            update(chain_heads)
+            .where(chain_heads.c.chain_key == bindparam("k"))
+            .values(seq=bindparam("s"), head_hash=bindparam("h")),
+            [{"k": c.chain_key, "s": c.seq, "h": c.hash} for c in moved],
+        )
+    if created:
+        await session.execute(
+            insert(chain_heads), [{"chain_key": c.chain_key, "seq": c.seq, "head_hash": c.hash} for c in created]
+        )
 
 
 async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -> None:
