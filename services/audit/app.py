@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -62,10 +62,18 @@ def _exactly_one(team_id: str, user_id: str) -> None:
 
 
 class AuditLog:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, hub: LiveHub) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        hub: LiveHub,
+        announce: Callable[[LiveItem], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.hub = hub
+        # Where newly stored items go: the hub, or every replica's hub (services/audit/live_relay.py).
+        self.announce = announce or hub.publish
 
     # -- ingestion ---------------------------------------------------------------------
     async def record_event(self, event: EventRecord) -> ChainedEvent | None:
@@ -85,7 +93,7 @@ class AuditLog:
                 # Lost the race for this chain position (or for this event id): read again.
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            self.hub.publish(event)
+            self.announce(event)
             return stored
         raise RuntimeError(f"chain {event.chain_key} too contended to append")
 
@@ -126,7 +134,7 @@ class AuditLog:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
             for c in stored:
-                self.hub.publish(c.event)
+                self.announce(c.event)
             return stored
         raise RuntimeError("audit batch too contended to append")
 
@@ -139,7 +147,7 @@ class AuditLog:
                 await sql.insert_alert(s, alert, self.clock.now())
         except IntegrityError:
             return False  # a concurrent replica stored it first
-        self.hub.publish(alert)
+        self.announce(alert)
         return True
 
     # -- reads -------------------------------------------------------------------------

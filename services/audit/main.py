@@ -15,6 +15,7 @@ from services.audit.adapters.nats_events import ALERTS_DURABLE, EVENTS_DURABLE, 
 from services.audit.app import AuditLog
 from services.audit.grpc_api import AuditServicer
 from services.audit.live import LiveHub
+from services.audit.live_relay import LiveRelay
 from services.audit.triage import AuditActions
 
 AUDIT_SUBJECTS = f"{AUDIT_SUBJECT_PREFIX}>"
@@ -24,7 +25,10 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     rt = ServiceRuntime("audit", settings, grpc_port=grpc_port)
     sessions = rt.use_database(Path(__file__).parent / "migrations")
     clock = clock or SystemClock()
-    audit = AuditLog(sessions, clock, LiveHub())
+    hub = LiveHub()
+    relay = LiveRelay(hub)
+    rt.on_nats(relay.on_connected)
+    audit = AuditLog(sessions, clock, hub, announce=relay.announce)
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
     feed = AuditFeed(audit, clock)

@@ -115,3 +115,45 @@ async def test_killing_the_audit_service_mid_stream_loses_and_doubles_nothing(
         await ch.close()
     finally:
         await second.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_live_stream_sees_what_every_replica_stores(
+    tmp_path: Path, database_url: str, nats_url: str, nats_client
+) -> None:
+    js = nats_client.jetstream()
+    await nats_bus.ensure_streams(js)
+    settings = settings_for(tmp_path, database_url, nats_url)
+    replicas = [bootstrap(settings, grpc_port=0) for _ in range(2)]
+    for rt in replicas:
+        await rt.start()
+    ch = channel(f"127.0.0.1:{replicas[1].grpc.port}")
+    try:
+        for _ in range(100):  # both replicas listen to the live subject
+            if all(rt.nc is not None for rt in replicas):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        team = new_id("tm")
+        call = audit_pb2_grpc.AuditServiceStub(ch).StreamEvents(audit_pb2.StreamEventsRequest(team_id=team))
+        await call.initial_metadata()
+        evs = [event("customer.updated", team_id=team) for _ in range(40)]
+        for e in evs:
+            await js.publish(
+                nats_bus.AUDIT_SUBJECT_PREFIX + e.type, e.SerializeToString(), headers={"Nats-Msg-Id": e.id}
+            )
+        got: set[str] = set()
+
+        async def read() -> None:
+            async for item in call:
+                got.add(item.event.id)
+                if got >= {e.id for e in evs}:
+                    return
+
+        await asyncio.wait_for(read(), timeout=20)
+        call.cancel()
+        assert got == {e.id for e in evs}
+    finally:
+        await ch.close()
+        for rt in replicas:
+            await rt.stop()
