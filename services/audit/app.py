@@ -67,13 +67,17 @@ class AuditLog:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         hub: LiveHub,
-        announce: Callable[[LiveItem], None] | None = None,
+        announce: Callable[[Sequence[LiveItem]], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.hub = hub
         # Where newly stored items go: the hub, or every replica's hub (services/audit/live_relay.py).
-        self.announce = announce or hub.publish
+        self.announce = announce or self._to_hub
+
+    def _to_hub(self, items: Sequence[LiveItem]) -> None:
+        for item in items:
+            self.hub.publish(item)
 
     # -- ingestion ---------------------------------------------------------------------
     async def record_event(self, event: EventRecord) -> ChainedEvent | None:
@@ -93,7 +97,7 @@ class AuditLog:
                 # Lost the race for this chain position (or for this event id): read again.
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            self.announce(event)
+            self.announce([event])
             return stored
         raise RuntimeError(f"chain {event.chain_key} too contended to append")
 
@@ -133,8 +137,8 @@ class AuditLog:
             except (_ChainMoved, IntegrityError):
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            for c in stored:
-                self.announce(c.event)
+            if stored:
+                self.announce([c.event for c in stored])
             return stored
         raise RuntimeError("audit batch too contended to append")
 
@@ -147,7 +151,7 @@ class AuditLog:
                 await sql.insert_alert(s, alert, self.clock.now())
         except IntegrityError:
             return False  # a concurrent replica stored it first
-        self.announce(alert)
+        self.announce([alert])
         return True
 
     # -- reads -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ missed items resumes with its last position."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -30,37 +31,48 @@ class LiveRelay:
         self.nc: NATS | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    def announce(self, item: LiveItem) -> None:
+    def announce(self, items: Sequence[LiveItem]) -> None:
+        """Called after a commit with what it stored (one message per batch)."""
         nc = self.nc
         if nc is None or not nc.is_connected:
-            self.hub.publish(item)
+            for item in items:
+                self.hub.publish(item)
             return
-        if isinstance(item, AlertRecord):
-            message = audit_pb2.StreamItem(alert=alert_message(item))
-        else:
-            message = audit_pb2.StreamItem(event=event_message(item))
-        task = asyncio.get_running_loop().create_task(self._send(nc, item, message.SerializeToString()))
+        batch = audit_pb2.StreamBatch(
+            items=[
+                audit_pb2.StreamItem(alert=alert_message(i))
+                if isinstance(i, AlertRecord)
+                else audit_pb2.StreamItem(event=event_message(i))
+                for i in items
+            ]
+        )
+        task = asyncio.get_running_loop().create_task(self._send(nc, items, batch.SerializeToString()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send(self, nc: NATS, item: LiveItem, payload: bytes) -> None:
+    async def _send(self, nc: NATS, items: Sequence[LiveItem], payload: bytes) -> None:
         try:
             await nc.publish(LIVE_SUBJECT, payload)
         except Exception as exc:  # noqa: BLE001 - NATS went away: at least our own subscribers
             log.warning("live_announce_failed", error=str(exc))
-            self.hub.publish(item)
+            for item in items:
+                self.hub.publish(item)
 
     async def on_connected(self, nc: NATS) -> None:
         await nc.subscribe(LIVE_SUBJECT, cb=self._heard)
         self.nc = nc
 
     async def _heard(self, msg: Msg) -> None:
+        if not self.hub.subscriber_count:
+            return  # nobody streams from this replica: nothing to decode
         try:
-            item = audit_pb2.StreamItem.FromString(msg.data)
+            batch = audit_pb2.StreamBatch.FromString(msg.data)
         except DecodeError:
             return
-        kind = item.WhichOneof("item")
-        if kind == "event":
-            self.hub.publish(event_record(item.event, datetime.now(UTC)))
-        elif kind == "alert":
-            self.hub.publish(alert_record(item.alert, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        for item in batch.items:
+            kind = item.WhichOneof("item")
+            if kind == "event":
+                self.hub.publish(event_record(item.event, now))
+            elif kind == "alert":
+                self.hub.publish(alert_record(item.alert, now))

@@ -165,6 +165,12 @@ class StreamItem(_message.Message):
     position: str
     def __init__(self, event: _Optional[_Union[AuditEvent, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., position: _Optional[str] = ...) -> None: ...
 
+class StreamBatch(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StreamItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[StreamItem, _Mapping]]] = ...) -> None: ...
+
 class ListAlertsRequest(_message.Message):
     __slots__ = ("team_id", "member_user_ids", "page")
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
