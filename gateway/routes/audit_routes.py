@@ -290,9 +290,16 @@ async def verify_events(tid: str, request: Request) -> dict[str, Any]:
         audit_pb2.VerifyChainRequest(team_id=tid, context=request_context(request)),
         timeout=120,
     )
-    answer: dict[str, Any] = {"ok": reply.ok, "events_checked": reply.events_checked, "head_hash": reply.head_hash}
+    answer: dict[str, Any] = {
+        "ok": reply.ok,
+        "events_checked": reply.events_checked,
+        "head_hash": reply.head_hash,
+        "checkpoints_checked": reply.checkpoints_checked,
+    }
     if reply.first_bad_event_id:
         answer["first_bad_event_id"] = reply.first_bad_event_id
+    if reply.problem:
+        answer["problem"] = reply.problem
     return answer
 
 

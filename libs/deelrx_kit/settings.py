@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     nats_max_deliver: int = Field(default=8, ge=2, le=100)
     nats_audit_max_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
 
+    # How often the audit service signs the heads of chains that moved (Ed25519 checkpoints).
+    audit_checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
+
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.
     detector_rules: str = ""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import validation_error
-from services.audit.adapters import sql
+from services.audit.adapters import checkpoint_sql, sql
 from services.audit.domain.alerts import AlertRecord, view_for_team
+from services.audit.domain.checkpoints import checkpoint_problem
 from services.audit.domain.events import (
     GENESIS_HASH,
     SECURITY_TYPE_PREFIXES,
@@ -33,6 +34,9 @@ from services.audit.domain.events import (
 )
 from services.audit.domain.paging import Cursor, check_id, check_range, decode_cursor, page_limit
 from services.audit.live import LiveHub, LiveItem, Subscriber
+
+if TYPE_CHECKING:
+    from services.audit.checkpoints import CheckpointKey
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +78,8 @@ class AuditLog:
         self.hub = hub
         # Where newly stored items go: the hub, or every replica's hub (services/audit/live_relay.py).
         self.announce = announce or self._to_hub
+        # Set by bootstrap: verification then also checks the chain's signed checkpoints.
+        self.checkpoint_key: CheckpointKey | None = None
 
     def _to_hub(self, items: Sequence[LiveItem]) -> None:
         for item in items:
@@ -230,10 +236,11 @@ class AuditLog:
         key = team_chain(team_id) if team_id else user_chain(user_id)
         async with reading(self.sessions) as s:
             head = await sql.chain_head(s, key)
-        if head is None:
+            signed = await checkpoint_sql.for_chain(s, key) if self.checkpoint_key is not None else []
+        if head is None and not signed:
             return ChainCheck(True, 0, "", "")
-        head_seq, head_hash = head
-        verifier = ChainVerifier(key)
+        head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
+        verifier = ChainVerifier(key, watch=frozenset(c.seq for c in signed))
         after = 0
         while True:
             async with reading(self.sessions) as s:
@@ -244,6 +251,13 @@ class AuditLog:
                 break
             after = rows[-1].seq
         result = verifier.result(head_seq, head_hash)
+        if signed and self.checkpoint_key is not None:
+            valid = [self.checkpoint_key.valid(c) for c in signed]
+            problem, at_seq = checkpoint_problem(signed, head_seq, verifier.hash_at, valid)
+            result = replace(result, checkpoints_checked=len(signed))
+            if problem:
+                bad = result.first_bad_event_id or verifier.id_at.get(at_seq, "") or verifier.last_id
+                result = replace(result, ok=False, first_bad_event_id=bad, problem=problem)
         if not result.ok:
             log.warning("audit_chain_broken", chain_key=key, first_bad_event_id=result.first_bad_event_id)
         return result

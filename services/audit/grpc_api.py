@@ -12,9 +12,10 @@ from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx.common.v1 import common_pb2
 from deelrx_kit.errors import DomainError
 from services.audit.app import AuditLog
+from services.audit.checkpoints import ChainCheckpoints
 from services.audit.convert import alert_message, event_message
 from services.audit.domain.alerts import AlertRecord
-from services.audit.domain.events import EventRecord
+from services.audit.domain.events import EventRecord, team_chain, user_chain
 from services.audit.domain.paging import check_id, check_range, decode_cursor
 from services.audit.live import SubscriberDropped
 from services.audit.resume import position_of, replay_after
@@ -30,10 +31,13 @@ def _range(r: common_pb2.TimeRange) -> tuple[datetime | None, datetime | None]:
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, audit: AuditLog, stop: asyncio.Event, actions: AuditActions) -> None:
+    def __init__(
+        self, audit: AuditLog, stop: asyncio.Event, actions: AuditActions, checkpoints: ChainCheckpoints | None = None
+    ) -> None:
         self.audit = audit
         self.stop = stop
         self.actions = actions
+        self.checkpoints = checkpoints
 
     async def QueryEvents(
         self, request: audit_pb2.QueryEventsRequest, context: grpc.aio.ServicerContext
@@ -73,6 +77,11 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.VerifyChainRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.VerifyChainResponse:
         check = await self.audit.verify_chain(team_id=request.team_id, user_id=request.user_id)
+        if check.ok and self.checkpoints is not None and check.events_checked:
+            # On demand: a verified head is signed, so a later cut or rewrite shows.
+            await self.checkpoints.sign_head(
+                team_chain(request.team_id) if request.team_id else user_chain(request.user_id)
+            )
         if request.context.user_id:
             await self.actions.record_verification(
                 context=request.context, team_id=request.team_id, user_id=request.user_id, result=check
@@ -82,6 +91,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             events_checked=check.events_checked,
             head_hash=check.head_hash,
             first_bad_event_id=check.first_bad_event_id,
+            problem=check.problem,
+            checkpoints_checked=check.checkpoints_checked,
         )
 
     async def StreamEvents(

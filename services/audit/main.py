@@ -13,6 +13,7 @@ from deelrx_kit.settings import Settings
 from services.audit.adapters import triage_sql
 from services.audit.adapters.nats_events import ALERTS_DURABLE, EVENTS_DURABLE, AuditFeed
 from services.audit.app import AuditLog
+from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.grpc_api import AuditServicer
 from services.audit.live import LiveHub
 from services.audit.live_relay import LiveRelay
@@ -29,6 +30,11 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     relay = LiveRelay(hub)
     rt.on_nats(relay.on_connected)
     audit = AuditLog(sessions, clock, hub, announce=relay.announce)
+    key = CheckpointKey(settings.secret())
+    audit.checkpoint_key = key
+    checkpoints = ChainCheckpoints(sessions, key, clock)
+    interval = settings.audit_checkpoint_interval_seconds
+    rt.add_task(lambda stop: checkpoints.run(stop, interval))
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
     feed = AuditFeed(audit, clock)
@@ -43,7 +49,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,
-        AuditServicer(audit, rt.stop_event, AuditActions(sessions, clock, outbox)),
+        AuditServicer(audit, rt.stop_event, AuditActions(sessions, clock, outbox), checkpoints),
         "deelrx.audit.v1.AuditService",
     )
     return rt

@@ -134,16 +134,20 @@ class VerifyChainRequest(_message.Message):
     def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ...) -> None: ...
 
 class VerifyChainResponse(_message.Message):
-    __slots__ = ("ok", "events_checked", "head_hash", "first_bad_event_id")
+    __slots__ = ("ok", "events_checked", "head_hash", "first_bad_event_id", "problem", "checkpoints_checked")
     OK_FIELD_NUMBER: _ClassVar[int]
     EVENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
     FIRST_BAD_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     events_checked: int
     head_hash: str
     first_bad_event_id: str
-    def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., head_hash: _Optional[str] = ..., first_bad_event_id: _Optional[str] = ...) -> None: ...
+    problem: str
+    checkpoints_checked: int
+    def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., head_hash: _Optional[str] = ..., first_bad_event_id: _Optional[str] = ..., problem: _Optional[str] = ..., checkpoints_checked: _Optional[int] = ...) -> None: ...
 
 class StreamEventsRequest(_message.Message):
     __slots__ = ("team_id", "member_user_ids", "resume_after")
