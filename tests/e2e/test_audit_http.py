@@ -385,3 +385,38 @@ def test_my_security_activity_lists_only_my_security_events(suite: RunningSuite)
         assert other not in json.dumps(events)
         assert all(e["type"].split(".")[0] in ("auth", "session", "mfa", "password") for e in events)
         assert client.get("/v1/me/security-activity", headers=me_h, params={"limit": 0}).status_code == 422
+
+
+def test_attacks_through_the_gateway_raise_alerts_the_team_sees(suite: RunningSuite) -> None:
+    """Real pipeline: HTTP -> identity/sessions -> outbox -> JetStream -> detector (Redis
+    windows) -> security.alerts -> audit -> HTTP."""
+    owner, owner_h = bearer_account(suite)
+    victim_email = new_email()
+    with suite.client() as client:
+        sign_up_and_verify(suite, client, victim_email)
+        r = client.post("/v1/auth/login", json={"email": victim_email, "password": PASSWORD, "token_delivery": "body"})
+        victim = r.json()["user"]["id"]
+        stolen = r.json()["refresh_token"]
+    tid = new_id("tm")
+    add_members(suite, tid, {owner: "owner", victim: "staff"})
+    with suite.client() as attacker:
+        for _ in range(10):
+            r = attacker.post("/v1/auth/login", json={"email": victim_email, "password": "not the password 000"})
+            assert r.status_code in (401, 429), r.text
+        # The victim's refresh token used twice: the second use is a reuse.
+        first = attacker.post("/v1/auth/refresh", json={"refresh_token": stolen})
+        assert first.status_code == 200, first.text
+        time.sleep(11)  # past the grace interval
+        reuse = attacker.post("/v1/auth/refresh", json={"refresh_token": stolen})
+        assert reuse.status_code == 401
+    with suite.client() as client:
+        alerts = eventually(
+            lambda: client.get(f"/v1/teams/{tid}/security/alerts", headers=owner_h).json()["alerts"],
+            lambda found: {"brute_force", "refresh_token_reuse"} <= {a["rule"] for a in found},
+            timeout=30,
+        )
+    by_rule = {a["rule"]: a for a in alerts}
+    assert by_rule["brute_force"]["subject"] == f"user:{victim}"
+    assert by_rule["brute_force"]["severity"] == "high"
+    assert by_rule["refresh_token_reuse"]["subject"] == f"user:{victim}"
+    assert "not the password" not in json.dumps(alerts) and stolen not in json.dumps(alerts)
