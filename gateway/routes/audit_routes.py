@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import grpc
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from google.protobuf import json_format
 from pydantic import Field
@@ -324,8 +325,10 @@ class AlertUpdate(Body):
     note: str | None = Field(default=None, max_length=1000)
 
 
-@router.patch("/v1/teams/{tid}/security/alerts/{alert_id}", responses=PROBLEMS)
-async def update_alert(tid: str, alert_id: str, body: AlertUpdate, request: Request) -> dict[str, Any]:
+@router.patch("/v1/teams/{tid}/security/alerts/{id}", responses=PROBLEMS)
+async def update_alert(
+    tid: str, body: AlertUpdate, request: Request, alert_id: str = PathParam(alias="id")
+) -> dict[str, Any]:
     await team_access(request, tid, "security.manage")
     if not _valid_id(alert_id):
         raise DomainError("not_found", "No such alert")

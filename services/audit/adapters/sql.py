@@ -361,3 +361,7 @@ async def query_alerts(
     order = (alerts.c.time.desc(), alerts.c.id.desc()) if newest_first else (alerts.c.time, alerts.c.id)
     rows = (await session.execute(select(alerts).where(*conds).order_by(*order).limit(limit))).all()
     return [_alert_from_row(r) for r in rows]
+
+
+# The audit schema is this metadata; the tables defined beside their queries register on it.
+from services.audit.adapters import checkpoint_sql, triage_sql  # noqa: E402, F401
