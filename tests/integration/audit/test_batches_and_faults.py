@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import nats
 import pytest
 from sqlalchemy import func, select
 
@@ -17,6 +18,7 @@ from deelrx_kit.clock import SystemClock
 from deelrx_kit.db import create_engine, migrate, session_factory
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
+from deploy.local import infra
 from services.audit.adapters import sql
 from services.audit.app import AuditLog
 from services.audit.convert import event_record
@@ -67,9 +69,12 @@ async def test_two_replicas_appending_the_same_chains_fork_nothing(database_url:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_killing_the_audit_service_mid_stream_loses_and_doubles_nothing(
-    tmp_path: Path, database_url: str, nats_url: str, nats_client
+    tmp_path: Path, database_url: str
 ) -> None:
-    js = nats_client.jetstream()
+    server = infra.start_nats(tmp_path / "nats")  # its own: 2,000 events stay out of the shared stream
+    nats_url = server.url
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
     await nats_bus.ensure_streams(js)
     teams = [new_id("tm") for _ in range(4)]
     evs = [event("customer.updated", team_id=teams[i % 4]) for i in range(2000)]
@@ -115,6 +120,8 @@ async def test_killing_the_audit_service_mid_stream_loses_and_doubles_nothing(
         await ch.close()
     finally:
         await second.stop()
+        await nc.close()
+        server.stop()
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
