@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import structlog
 
+from deelrx_kit.metrics import ALERTS_RAISED
 from services.detector.domain.rules import (
     Observation,
     RaisedAlert,
@@ -70,3 +71,4 @@ class Detector:
         for alert in await self.evaluate(obs):
             log.info("alert_raised", rule=alert.rule, alert_id=alert.id, severity=alert.severity, team_id=alert.team_id)
             await self.sink.publish(alert)
+            ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
