@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.
     detector_rules: str = ""
+    # Automatic responses per rule: JSON {"session_anomaly": ["revoke_session"]}; empty = none.
+    detector_responses: str = ""
 
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.

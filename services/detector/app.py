@@ -24,16 +24,19 @@ from services.detector.domain.rules import (
     alert_id_for,
     build_alert,
 )
-from services.detector.ports import AlertSink, WindowStore
+from services.detector.ports import AlertResponses, AlertSink, WindowStore
 
 log = structlog.get_logger(__name__)
 
 
 class Detector:
-    def __init__(self, rules: RuleSet, store: WindowStore, sink: AlertSink) -> None:
+    def __init__(
+        self, rules: RuleSet, store: WindowStore, sink: AlertSink, responses: AlertResponses | None = None
+    ) -> None:
         self.ruleset = rules
         self.store = store
         self.sink = sink
+        self.responses = responses
 
     @property
     def rules(self) -> list[RuleSpec]:
@@ -72,3 +75,5 @@ class Detector:
             log.info("alert_raised", rule=alert.rule, alert_id=alert.id, severity=alert.severity, team_id=alert.team_id)
             await self.sink.publish(alert)
             ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
+            if self.responses is not None:
+                await self.responses.respond(alert)

@@ -11,8 +11,10 @@ import json
 from redis.asyncio import Redis
 
 from deelrx.detector.v1 import detector_pb2_grpc
+from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit import nats_bus
 from deelrx_kit.clock import Clock, SystemClock
+from deelrx_kit.grpc_server import channel
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.detector.adapters.nats_events import DURABLE, AuditEventFeed, JetStreamAlertSink
@@ -20,6 +22,7 @@ from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
 from services.detector.domain.rules import DEFAULT_RULES, RuleSet, apply_overrides
 from services.detector.grpc_api import DetectorServicer
+from services.detector.responses import Responses, parse_responses
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
@@ -30,7 +33,14 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     specs = DEFAULT_RULES
     if settings.detector_rules.strip():
         specs = apply_overrides(DEFAULT_RULES, json.loads(settings.detector_rules))
-    detector = Detector(RuleSet(specs), store, sink)
+    responses = None
+    configured = parse_responses(settings.detector_responses)
+    if configured:
+        sessions_channel = channel(settings.sessions_addr)
+        stub = sessions_pb2_grpc.SessionsServiceStub(sessions_channel)
+        responses = Responses(configured, stub, sink.record, sink.clock)
+        rt.on_stop(sessions_channel.close)
+    detector = Detector(RuleSet(specs), store, sink, responses)
     rt.on_stop(redis.aclose)
     feed = AuditEventFeed(detector, sink)
     rt.on_nats(feed.on_connected)

@@ -12,6 +12,11 @@ class AlertSink(Protocol):
         """Deliver the alert (and its `security.alert_raised` audit event) at least once."""
 
 
+class AlertResponses(Protocol):
+    async def respond(self, alert: RaisedAlert) -> list[str]:
+        """Take the automatic responses configured for the alert's rule; the actions taken."""
+
+
 @dataclass(frozen=True)
 class Added:
     """The window after adding an observation."""

@@ -116,6 +116,10 @@ class JetStreamAlertSink:
         self.stop = stop
         self.js: JetStreamContext | None = None
 
+    async def record(self, event: audit_pb2.AuditEvent) -> None:
+        """An audit event of the detector's own (it has no outbox: published until acknowledged)."""
+        await self._publish(subject_for(event), event.SerializeToString(), event.id)
+
     async def publish(self, alert: RaisedAlert) -> None:
         event = alert_raised_event(alert, self.clock)
         await self._publish(nats_bus.ALERTS_SUBJECT, alert_message(alert).SerializeToString(), alert.id)
