@@ -103,6 +103,9 @@ class Settings(BaseSettings):
 
     # How often the audit service signs the heads of chains that moved (Ed25519 checkpoints).
     audit_checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
+    # Retention: events stored longer ago than this are archived, then deleted (0 = keep all).
+    audit_retention_days: int = Field(default=0, ge=0)
+    audit_archive_dir: str = ""  # default: <data dir>/audit-archive
 
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.

@@ -236,12 +236,16 @@ class AuditLog:
         key = team_chain(team_id) if team_id else user_chain(user_id)
         async with reading(self.sessions) as s:
             head = await sql.chain_head(s, key)
+            base = await checkpoint_sql.base_of(s, key)
             signed = await checkpoint_sql.for_chain(s, key) if self.checkpoint_key is not None else []
         if head is None and not signed:
             return ChainCheck(True, 0, "", "")
         head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
-        verifier = ChainVerifier(key, watch=frozenset(c.seq for c in signed))
-        after = 0
+        # After archiving, the chain starts at a base that a signed checkpoint must cover.
+        start_seq, start_hash = base if base is not None else (0, GENESIS_HASH)
+        later = [c for c in signed if c.seq > start_seq]
+        verifier = ChainVerifier(key, start_seq=start_seq, start_hash=start_hash, watch=frozenset(c.seq for c in later))
+        after = start_seq
         while True:
             async with reading(self.sessions) as s:
                 rows = await sql.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
@@ -251,9 +255,16 @@ class AuditLog:
                 break
             after = rows[-1].seq
         result = verifier.result(head_seq, head_hash)
-        if signed and self.checkpoint_key is not None:
-            valid = [self.checkpoint_key.valid(c) for c in signed]
-            problem, at_seq = checkpoint_problem(signed, head_seq, verifier.hash_at, valid)
+        if self.checkpoint_key is not None and (signed or base is not None):
+            valid = [self.checkpoint_key.valid(c) for c in later]
+            problem, at_seq = checkpoint_problem(later, head_seq, verifier.hash_at, valid)
+            if base is not None and not any(
+                c.seq == start_seq and c.head_hash == start_hash and self.checkpoint_key.valid(c) for c in signed
+            ):
+                problem, at_seq = (
+                    f"the archived prefix (up to seq {start_seq}) is not covered by a signed checkpoint",
+                    0,
+                )
             result = replace(result, checkpoints_checked=len(signed))
             if problem:
                 bad = result.first_bad_event_id or verifier.id_at.get(at_seq, "") or verifier.last_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from deelrx.audit.v1 import audit_pb2_grpc
@@ -17,6 +18,7 @@ from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.grpc_api import AuditServicer
 from services.audit.live import LiveHub
 from services.audit.live_relay import LiveRelay
+from services.audit.retention import Archiver
 from services.audit.triage import AuditActions
 
 AUDIT_SUBJECTS = f"{AUDIT_SUBJECT_PREFIX}>"
@@ -35,6 +37,11 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     checkpoints = ChainCheckpoints(sessions, key, clock)
     interval = settings.audit_checkpoint_interval_seconds
     rt.add_task(lambda stop: checkpoints.run(stop, interval))
+    if settings.audit_retention_days:
+        directory = Path(settings.audit_archive_dir or settings.data_dir / "audit-archive")
+        archiver = Archiver(sessions, key, clock, directory)
+        age = timedelta(days=settings.audit_retention_days)
+        rt.add_task(lambda stop: archiver.run(stop, age, max(interval, 60.0)))
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
     feed = AuditFeed(audit, clock)

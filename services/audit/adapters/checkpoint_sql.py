@@ -21,6 +21,25 @@ checkpoints = Table(
 )
 
 
+# After archiving, a chain starts at (seq, hash) instead of the genesis.
+chain_bases = Table(
+    "chain_bases",
+    metadata,
+    Column("chain_key", String(160), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("archived_at", UtcDateTime, nullable=False),
+    Column("archive", String(500), nullable=False),
+)
+
+
+async def base_of(session: AsyncSession, chain_key: str) -> tuple[int, str] | None:
+    row = (
+        await session.execute(select(chain_bases.c.seq, chain_bases.c.hash).where(chain_bases.c.chain_key == chain_key))
+    ).first()
+    return None if row is None else (row.seq, row.hash)
+
+
 async def for_chain(session: AsyncSession, chain_key: str) -> list[Checkpoint]:
     rows = (
         await session.execute(

@@ -1,5 +1,6 @@
 """Audit tables and the queries over them. Append-only: nothing here updates or deletes an
-event or an alert; the only UPDATE is the optimistic move of a chain head."""
+event or an alert; the only UPDATE is the move of a chain head (retention deletes archived
+events, services/audit/retention.py)."""
 
 from __future__ import annotations
 

@@ -114,3 +114,33 @@ async def test_a_forged_checkpoint_is_refused(database_url: str) -> None:
         )
     broken = await audit.verify_chain(team_id=key.removeprefix("team:"))
     assert not broken.ok and "invalid signature" in broken.problem
+
+
+async def test_archiving_keeps_the_chain_verifiable_across_the_cut(database_url: str, tmp_path: Path) -> None:
+    import gzip
+    import json
+    from datetime import timedelta
+
+    from services.audit.retention import Archiver
+
+    audit, checkpoints, key, ids = await _setup(database_url)
+    team = key.removeprefix("team:")
+    archiver = Archiver(audit.sessions, checkpoints.key, SystemClock(), tmp_path / "archive")
+    cut_time = datetime.now(UTC) + timedelta(seconds=1)
+    later = [event("team.updated", team_id=team) for _ in range(5)]
+    path = await archiver.archive_chain(key, before=cut_time)  # all 30 stored before the cut
+    assert path is not None and path.exists()
+    lines = [json.loads(line) for line in gzip.open(path, "rt")]
+    assert [x["id"] for x in lines[:-1]] == ids and lines[-1]["checkpoint"]["seq"] == 30
+    async with audit.sessions() as s:
+        assert await sql.chain_events(s, key, after_seq=0, up_to_seq=100, limit=100) == []
+    await audit.record_events([event_record(e, datetime.now(UTC)) for e in later])
+    check = await audit.verify_chain(team_id=team)
+    assert check.ok and check.events_checked == 5 and check.checkpoints_checked == 1
+    assert await archiver.archive_chain(key, before=datetime.now(UTC) - timedelta(days=1)) is None  # nothing older
+    # A base moved without a signed checkpoint (someone deleting more) is found.
+    async with transaction(audit.sessions) as s:
+        await s.execute(update(checkpoint_sql.chain_bases).values(seq=32))
+        await s.execute(delete(sql.events).where(sql.events.c.chain_key == key, sql.events.c.seq <= 32))
+    broken = await audit.verify_chain(team_id=team)
+    assert not broken.ok
