@@ -162,7 +162,7 @@ def run(database: str) -> list[dict[str, Any]]:
             "DEELRX_DETECTOR_ADDR": f"127.0.0.1:{infra.free_port()}",
             "DEELRX_AUDIT_METRICS_PORT": str(infra.free_port()),
             "DEELRX_DETECTOR_METRICS_PORT": str(infra.free_port()),
-            "DEELRX_SECRET_KEY": "bench-secret",
+            "DEELRX_SECRET_KEY": "bench-secret-0123456789abcdef-0123456789",
             "DEELRX_LOG_LEVEL": "WARNING",
         }
         services = [_service(name, env, data / f"{name}.log") for name in ("audit", "detector")]

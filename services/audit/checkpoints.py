@@ -2,8 +2,8 @@
 after a successful verification. A head is signed only once the events since the previous
 checkpoint verified, so a checkpoint never blesses a tampered tail.
 
-The key is derived from DEELRX_SECRET_KEY for this purpose only (HKDF-SHA256, info
-"deelrx audit checkpoint v1"); its id is a digest of the public key, stored with each
+The key is derived from DEELRX_SECRET_KEY for this purpose only (deelrx_kit.keys,
+HKDF-SHA256, label "audit-checkpoint"); its id is a digest of the public key, stored with each
 checkpoint. Rotating DEELRX_SECRET_KEY makes older checkpoints unverifiable: keep the old
 secret for verification (not built yet).
 """
@@ -17,21 +17,20 @@ from datetime import datetime
 
 import structlog
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy.exc import IntegrityError
 
+from deelrx_kit import keys
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
+from deelrx_kit.keys import derive_key
 from services.audit.adapters import checkpoint_sql, sql
 from services.audit.domain.checkpoints import Checkpoint, signed_message
 from services.audit.domain.events import ChainVerifier
 
 log = structlog.get_logger(__name__)
 
-HKDF_INFO = b"deelrx audit checkpoint v1"
 BATCH = 1000
 
 
@@ -45,7 +44,7 @@ def _unb64(text: str) -> bytes:
 
 class CheckpointKey:
     def __init__(self, secret: bytes) -> None:
-        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(secret)
+        seed = derive_key(secret, keys.AUDIT_CHECKPOINT)
         self._private = Ed25519PrivateKey.from_private_bytes(seed)
         self._public = self._private.public_key()
         raw = self._public.public_bytes(Encoding.Raw, PublicFormat.Raw)

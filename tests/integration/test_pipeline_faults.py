@@ -39,7 +39,11 @@ async def test_restarting_nats_mid_stream_loses_and_doubles_nothing(tmp_path: Pa
     server = infra.start_nats(tmp_path / "nats", port=port)
     audit_url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
     settings = Settings(
-        data_dir=tmp_path, database_url=audit_url, nats_url=server.url, metrics_enabled=False, secret_key="t"
+        data_dir=tmp_path,
+        database_url=audit_url,
+        nats_url=server.url,
+        metrics_enabled=False,
+        secret_key="test-secret-0123456789abcdef-0123456789",
     )
     audit = bootstrap(settings, grpc_port=0)
     await audit.start()

@@ -72,9 +72,9 @@ def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
         to_role=to_role if isinstance(to_role, str) else "",
         granted=tuple(sorted(granted)) if isinstance(granted, list) else (),
         team_creation=ev.type == MEMBER_JOINED and _detail(ev, "operation_id") == ev.team_id,
-        # A grace-interval replay is only reported when it came from elsewhere; a producer
-        # that says otherwise (same_device true) is believed.
-        other_device=ev.type == REFRESH_GRACE_REPLAY and _detail(ev, "same_device") is not True,
+        # A grace-interval replay is a client retrying, unless it came from another device or IP.
+        other_device=ev.type == REFRESH_GRACE_REPLAY
+        and (_detail(ev, "device") != _detail(ev, "session_device") or _detail(ev, "ip") != _detail(ev, "session_ip")),
     )
 
 

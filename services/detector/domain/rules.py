@@ -22,7 +22,7 @@ Default thresholds and their sources (each can be changed in configuration, see
                         within 600 s; critical.
 - mfa_guessing         >= 5 auth.mfa_failed for one user within 600 s; high. One mfa_token
                         dies after 5 wrong codes, so 5 failures is a full token's worth.
-- refresh_token_reuse  any session.refresh_reuse_detected, or session.refresh_reuse (a rotated
+- refresh_token_reuse  any session.refresh_reuse_detected, or session.refresh_replayed_in_grace (a rotated
                         token replayed inside the grace interval) from another device or IP;
                         high; one alert per user per 300 s. OAuth 2.0 Security BCP (RFC 9700
                         section 4.14.2): reuse of a rotated refresh token signals theft.
@@ -57,7 +57,7 @@ LOGIN_FAILED = "auth.login_failed"
 LOGIN_SUCCEEDED = "auth.login_succeeded"
 MFA_FAILED = "auth.mfa_failed"
 REFRESH_REUSE = "session.refresh_reuse_detected"
-REFRESH_GRACE_REPLAY = "session.refresh_reuse"
+REFRESH_GRACE_REPLAY = "session.refresh_replayed_in_grace"
 SESSION_CREATED = "session.created"
 ROLE_CHANGED = "member.role_changed"
 MEMBER_JOINED = "member.joined"
@@ -90,7 +90,7 @@ class Observation:
     to_role: str = ""  # member.role_changed / member.joined
     granted: tuple[str, ...] = ()  # roles.updated: permissions added
     team_creation: bool = False  # member.joined of the team's creator
-    other_device: bool = False  # session.refresh_reuse: replayed from another device or IP
+    other_device: bool = False  # a grace-interval replay from another device or IP
 
     @property
     def account(self) -> str:

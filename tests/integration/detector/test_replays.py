@@ -22,7 +22,11 @@ from . import traces
 @pytest.fixture
 async def detector(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -> AsyncIterator[object]:
     settings = Settings(
-        data_dir=tmp_path, nats_url=nats_url, redis_url=redis_url, metrics_enabled=False, secret_key="test-secret"
+        data_dir=tmp_path,
+        nats_url=nats_url,
+        redis_url=redis_url,
+        metrics_enabled=False,
+        secret_key="test-secret-0123456789abcdef-0123456789",
     )
     rt = bootstrap(settings, grpc_port=0)
     await rt.start()

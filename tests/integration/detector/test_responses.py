@@ -48,7 +48,7 @@ async def sessions(
         nats_url=nats_url,
         redis_url=redis_url,
         metrics_enabled=False,
-        secret_key="test-secret",
+        secret_key="test-secret-0123456789abcdef-0123456789",
         public_url="https://auth.example.test",
     )
     rt = bootstrap(settings, grpc_port=0)

@@ -236,3 +236,23 @@ def test_rules_are_data_and_configurable() -> None:
 async def test_a_disabled_rule_raises_nothing() -> None:
     engine = RuleEngine(apply_overrides(DEFAULT_RULES, {"brute_force": {"enabled": False}}))
     assert await feed(engine, [obs(LOGIN_FAILED, i, user="usr_q") for i in range(12)]) == []
+
+
+async def test_a_grace_replay_alerts_only_from_another_device_or_ip() -> None:
+    from deelrx_kit.audit_events import new_event
+    from services.detector.adapters.nats_events import observation
+
+    def replay(device: str, ip: str) -> Observation:
+        ev = new_event(
+            "session.refresh_replayed_in_grace",
+            source="sessions",
+            now=T0,
+            actor_user_id="usr_g",
+            details={"device": device, "ip": ip, "session_device": "Firefox on Linux", "session_ip": "203.0.113.7"},
+        )
+        return observation(ev, T0)
+
+    engine = RuleEngine()
+    assert await engine.observe(replay("Firefox on Linux", "203.0.113.7")) == []  # the client retrying
+    [alert] = await engine.observe(replay("Chrome on Windows", "198.51.100.9"))
+    assert (alert.rule, alert.subject) == ("refresh_token_reuse", "user:usr_g")
