@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench import ratelimit_bench, revocation
+from bench import pipeline, ratelimit_bench, revocation
 from bench.loadgen import RawConnection
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
@@ -198,12 +198,15 @@ def main() -> int:
                 replica.terminate()
                 replica.wait(15)
             suite.stop()
+    # The audit pipeline on both databases (bench/pipeline.py).
+    pipeline_results = [r for database in ("sqlite", "postgres") for r in pipeline.run(database)]
     report = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
         "database": "sqlite",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results,
         "rate_limiters": limiters,
+        "pipeline": pipeline_results,
     }
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'benchmark':<72} {'n':>6} {'conc':>5} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'err':>4}")
@@ -213,6 +216,10 @@ def main() -> int:
             f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['errors']:>4}"
         )
     ratelimit_bench.print_table(limiters)
+    print()
+    for r in pipeline_results:
+        figures = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "database"))
+        print(f"[{r['database']}] {r['name']}: {figures}")
     print(f"\nwritten to {RESULTS}")
     from bench import authz
 

@@ -17,6 +17,7 @@ from gateway.idempotency import IdempotencyMiddleware, document_in_openapi
 from gateway.pipeline import RequestPipeline
 from gateway.problems import problem_response
 from gateway.routes import (
+    audit_routes,
     auth_routes,
     forward_auth_routes,
     member_routes,
@@ -84,6 +85,7 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(team_routes.router)
     app.include_router(member_routes.router)
     app.include_router(role_routes.router)
+    app.include_router(audit_routes.router)
     if gw.settings.cors_origins.strip():
         origins = [o.strip() for o in gw.settings.cors_origins.split(",") if o.strip() and o.strip() != "*"]
         app.add_middleware(

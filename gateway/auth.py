@@ -23,7 +23,7 @@ from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
 ENROLLMENT_SCOPE = "mfa_enrollment"
-# What an enrollment-only session may use (API.md): exact route templates, so a future route
+# What an enrollment-only session may use (docs/api.md): exact route templates, so a future route
 # that merely shares a prefix (say /v1/mfa-admin or /v1/auth/members) is not let in.
 ENROLLMENT_ROUTES = frozenset(
     {

@@ -1,5 +1,5 @@
 """The client IP: the socket peer, unless the peer is a trusted proxy; then the right-most
-untrusted `X-Forwarded-For` entry (API.md)."""
+untrusted `X-Forwarded-For` entry (docs/api.md)."""
 
 from __future__ import annotations
 

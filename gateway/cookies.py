@@ -1,4 +1,4 @@
-"""The gateway's three cookies (API.md): names, attributes, setting and clearing."""
+"""The gateway's three cookies (docs/api.md): names, attributes, setting and clearing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CSRF defences (API.md): origin checks for every unsafe non-Bearer request, and a
+"""CSRF defences (docs/api.md): origin checks for every unsafe non-Bearer request, and a
 session-bound token (HMAC of the session id) in a cookie that must be echoed in
 `X-CSRF-Token` on cookie-authenticated unsafe requests."""
 

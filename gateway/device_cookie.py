@@ -1,4 +1,4 @@
-"""The device cookie (API.md): HttpOnly, SameSite=Strict, one year, kept at logout. It names a
+"""The device cookie (docs/api.md): HttpOnly, SameSite=Strict, one year, kept at logout. It names a
 device that signed in to an account before (deelrx_kit.device_tokens), so that device is
 exempt from the per-account anonymous rate limit and from locks earned by other clients."""
 

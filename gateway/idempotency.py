@@ -1,4 +1,4 @@
-"""`Idempotency-Key` for POSTs that create something (API.md conventions).
+"""`Idempotency-Key` for POSTs that create something (docs/api.md conventions).
 
 A creating POST (any POST route answering 201, or one marked with `@idempotent`) that carries
 `Idempotency-Key` is run once per (caller, route template, key) within 24 hours:

@@ -42,7 +42,7 @@ log = structlog.get_logger("deelrx.gateway")
 
 
 def check_public_url(settings: Settings) -> None:
-    """Plain http is for loopback development only (API.md)."""
+    """Plain http is for loopback development only (docs/api.md)."""
     parts = urlsplit(settings.public_url)
     if parts.scheme == "https":
         return

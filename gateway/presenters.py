@@ -1,4 +1,4 @@
-"""Protobuf -> public JSON shapes of API.md."""
+"""Protobuf -> public JSON shapes of docs/api.md."""
 
 from __future__ import annotations
 

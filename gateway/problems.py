@@ -1,4 +1,4 @@
-"""RFC 9457 problem+json answers with the stable `code` of API.md."""
+"""RFC 9457 problem+json answers with the stable `code` of docs/api.md."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ class VerifyEmailBody(Body):
 
 
 class EmailBody(Body):
-    # No format: resend answers 202 to anything (API.md), so no address can be probed.
+    # No format: resend answers 202 to anything (docs/api.md), so no address can be probed.
     email: str = Field(max_length=320)
 
 

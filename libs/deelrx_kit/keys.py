@@ -19,6 +19,7 @@ LOGIN_THROTTLE = "login-throttle"
 RATE_LIMIT_KEY = "rate-limit-key"
 DEVICE_COOKIE = "device-cookie"
 RECOVERY_CODE_SELECTOR = "recovery-code-selector"
+AUDIT_CHECKPOINT = "audit-checkpoint"  # Ed25519 seed of the audit chain checkpoint signer
 
 _SALT = b"deelrx-purpose-keys-v1"
 # Sealing (AES-GCM at rest) has derived its keys this way from the start; blobs sealed

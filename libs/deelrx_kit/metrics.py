@@ -13,6 +13,10 @@ GRPC_LATENCY = Histogram(
 )
 EVENTS_PUBLISHED = Counter("deelrx_events_published_total", "Events published to NATS", ["subject_root"])
 OUTBOX_FAILURES = Counter("deelrx_outbox_publish_failures_total", "Outbox publish attempts that failed")
+ALERTS_RAISED = Counter("deelrx_alerts_raised_total", "Alerts the detector raised", ["rule", "severity"])
+DEAD_LETTERS = Counter(
+    "deelrx_dead_letters_total", "Messages moved to the dead-letter stream after failing for good", ["durable"]
+)
 
 
 def serve_metrics(host: str, port: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,10 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from deelrx_kit.metrics import DEAD_LETTERS
 
 log = structlog.get_logger("deelrx.nats")
 
@@ -31,16 +33,31 @@ class StreamSpec:
     name: str
     subjects: list[str]
     max_age_seconds: int
+    max_bytes: int
 
 
 # Dedup window: a relay retry within it is dropped by JetStream (Nats-Msg-Id).
 DUPLICATE_WINDOW_SECONDS = 600
+DEAD_LETTER_PREFIX = "deadletter."
+GIB = 1024**3
 
+# Explicit limits: when a stream is full the oldest messages go (discard old), so size the
+# AUDIT stream for the longest outage of the audit service you want to ride out.
+# JetStream reserves max_bytes against the server's storage, so the defaults stay modest;
+# production sets DEELRX_NATS_AUDIT_MAX_BYTES (docs/operations.md).
 STREAMS = [
-    StreamSpec("AUDIT", [f"{AUDIT_SUBJECT_PREFIX}>"], 30 * 86400),
-    StreamSpec("ALERTS", [ALERTS_SUBJECT], 30 * 86400),
-    StreamSpec("CONTROL", [SESSIONS_REVOKED_SUBJECT, TEAM_CHANGED_SUBJECT, f"{RBAC_CHANGED_PREFIX}>"], 86400),
+    StreamSpec("AUDIT", [f"{AUDIT_SUBJECT_PREFIX}>"], 30 * 86400, 4 * GIB),
+    StreamSpec("ALERTS", [ALERTS_SUBJECT], 30 * 86400, GIB // 4),
+    StreamSpec("CONTROL", [SESSIONS_REVOKED_SUBJECT, TEAM_CHANGED_SUBJECT, f"{RBAC_CHANGED_PREFIX}>"], 86400, GIB // 4),
+    StreamSpec("DEADLETTER", [f"{DEAD_LETTER_PREFIX}>"], 90 * 86400, GIB // 4),
 ]
+
+# Consumers: redelivery after a failure waits BACKOFF_SECONDS[n-1] before delivery n+1; a
+# message that failed MAX_DELIVER times goes to the dead-letter stream.
+ACK_WAIT_SECONDS = 30
+MAX_DELIVER = 8
+BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+MAX_ACK_PENDING = 10_000
 
 
 async def connect(
@@ -81,23 +98,135 @@ async def connect(
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+def stream_config(spec: StreamSpec, replicas: int = 1, audit_max_bytes: int | None = None) -> StreamConfig:
+    max_bytes = audit_max_bytes if spec.name == "AUDIT" and audit_max_bytes else spec.max_bytes
+    return StreamConfig(
+        name=spec.name,
+        subjects=spec.subjects,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=spec.max_age_seconds,
+        max_bytes=max_bytes,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+
+
+STREAM_FIELDS = ("subjects", "storage", "num_replicas", "max_age", "max_bytes", "duplicate_window")
+
+
+def differences(wanted: Any, found: Any, fields: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+    out = {}
+    for name in fields:
+        w, f = getattr(wanted, name), getattr(found, name)
+        w, f = getattr(w, "value", w), getattr(f, "value", f)  # enums come back as text
+        if isinstance(w, list) and isinstance(f, list):
+            w, f = sorted(w), sorted(f)
+        if isinstance(w, float | int) and isinstance(f, float | int) and abs(w - f) < 1e-6:
+            continue
+        if w != f:
+            out[name] = (w, f)
+    return out
+
+
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, audit_max_bytes: int | None = None
+) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """Create the suite's streams that are missing, with explicit settings.
+
+    An existing stream is never changed: an operator may have tuned it (replicas, limits).
+    Settings that differ from this version's are logged and returned, not rewritten.
+    """
+    drift: dict[str, dict[str, tuple[Any, Any]]] = {}
     for spec in STREAMS:
-        config = StreamConfig(
-            name=spec.name,
-            subjects=spec.subjects,
-            storage=StorageType.FILE,
-            max_age=spec.max_age_seconds,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
+        config = stream_config(spec, replicas, audit_max_bytes)
         try:
-            await js.add_stream(config)
-        except BadRequestError:
-            # Exists with other settings (an older version): bring it to this one.
-            await js.update_stream(config)
+            info = await js.stream_info(spec.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+                log.info("stream_created", stream=spec.name, replicas=replicas)
+                continue
+            except BadRequestError:  # created meanwhile by another process
+                info = await js.stream_info(spec.name)
+        found = differences(config, info.config, STREAM_FIELDS)
+        if found:
+            drift[spec.name] = found
+            log.warning(
+                "stream_settings_differ",
+                stream=spec.name,
+                kept={k: v[1] for k, v in found.items()},
+                this_version_wants={k: v[0] for k, v in found.items()},
+            )
+    return drift
 
 
 Handler = Callable[[Msg], Awaitable[None]]
+BatchHandler = Callable[[list[Msg]], Awaitable[list[Msg]]]
+
+
+class PoisonMessage(Exception):
+    """A message no retry can fix (unreadable, incomplete): dead-lettered at once."""
+
+
+def consumer_config(durable: str, max_deliver: int = MAX_DELIVER) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ACK_WAIT_SECONDS,
+        max_deliver=max_deliver,
+        backoff=list(BACKOFF_SECONDS[: max(max_deliver - 1, 1)]),
+        max_ack_pending=MAX_ACK_PENDING,
+    )
+
+
+CONSUMER_FIELDS = ("ack_policy", "deliver_policy", "ack_wait", "max_deliver", "backoff", "max_ack_pending")
+
+
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, subject: str, durable: str, max_deliver: int = MAX_DELIVER
+) -> dict[str, tuple[Any, Any]]:
+    """Create the durable consumer when missing; never rewrite an existing one (logged)."""
+    config = consumer_config(durable, max_deliver)
+    config.filter_subject = subject
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        try:
+            await js.add_consumer(stream, config=config)
+            log.info("consumer_created", stream=stream, durable=durable)
+            return {}
+        except BadRequestError:
+            info = await js.consumer_info(stream, durable)
+    found = differences(config, info.config, CONSUMER_FIELDS)
+    if found:
+        log.warning(
+            "consumer_settings_differ",
+            durable=durable,
+            kept={k: v[1] for k, v in found.items()},
+            this_version_wants={k: v[0] for k, v in found.items()},
+        )
+    return found
+
+
+async def dead_letter(js: JetStreamContext, msg: Msg, durable: str, error: str) -> None:
+    """Keep the message with why it failed on `deadletter.<durable>`, then stop redelivering it."""
+    meta = msg.metadata
+    headers = {
+        "Deelrx-Original-Subject": msg.subject,
+        "Deelrx-Durable": durable,
+        "Deelrx-Error": error[:500],
+        "Deelrx-Deliveries": str(meta.num_delivered),
+        "Deelrx-Stream-Sequence": str(meta.sequence.stream),
+    }
+    msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+    if msg_id:
+        headers["Nats-Msg-Id"] = f"{durable}:{msg_id}"
+    await js.publish(f"{DEAD_LETTER_PREFIX}{durable}", msg.data, headers=headers, timeout=5)
+    DEAD_LETTERS.labels(durable).inc()
+    log.error("message_dead_lettered", durable=durable, subject=msg.subject, error=error[:200])
+    await msg.term()
 
 
 async def consume(
@@ -109,24 +238,23 @@ async def consume(
     handler: Handler,
     stop: asyncio.Event,
     batch: int = 100,
+    max_deliver: int = MAX_DELIVER,
+    batch_handler: BatchHandler | None = None,
 ) -> None:
     """Pull from a durable consumer until `stop`; ack after the handler succeeded.
 
     Handlers must be idempotent: a message whose ack was lost is delivered again.
-    A handler failure naks the message so it is redelivered after a delay.
+    A handler failure naks the message with the backoff of its delivery count; at the last
+    delivery (or at once for a PoisonMessage) it goes to the dead-letter stream.
+    With a `batch_handler`, each fetched batch is handled at once; the messages it hands
+    back, or all of them when it fails, then go through `handler` one by one.
     """
-    config = ConsumerConfig(
-        durable_name=durable,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=30,
-        max_ack_pending=10_000,
-    )
     sub = None
     while not stop.is_set():
         try:
             if sub is None:
-                sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+                await ensure_consumer(js, stream, subject, durable, max_deliver)
+                sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
             msgs = await sub.fetch(batch, timeout=1)
         except (TimeoutError, nats.errors.TimeoutError):
             continue
@@ -134,11 +262,28 @@ async def consume(
             log.warning("consume_retry", durable=durable, error=str(exc))
             await asyncio.sleep(1)
             continue
+        if batch_handler is not None:
+            try:
+                rest = await batch_handler(msgs)
+            except Exception:
+                log.exception("batch_handler_failed", durable=durable, size=len(msgs))
+                rest = msgs
+            handed_back = {id(m) for m in rest}
+            for msg in msgs:
+                if id(msg) not in handed_back:
+                    await msg.ack()
+            msgs = rest
         for msg in msgs:
             try:
                 await handler(msg)
-            except Exception:
-                log.exception("event_handler_failed", durable=durable, subject=msg.subject)
-                await msg.nak(delay=2)
+            except PoisonMessage as exc:
+                await dead_letter(js, msg, durable, f"poison: {exc}")
+            except Exception as exc:
+                delivered = msg.metadata.num_delivered
+                if delivered >= max_deliver:
+                    await dead_letter(js, msg, durable, f"{type(exc).__name__}: {exc}")
+                    continue
+                log.exception("event_handler_failed", durable=durable, subject=msg.subject, delivered=delivered)
+                await msg.nak(delay=BACKOFF_SECONDS[min(delivered, len(BACKOFF_SECONDS)) - 1])
             else:
                 await msg.ack()

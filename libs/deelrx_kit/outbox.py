@@ -2,12 +2,18 @@
 a relay publishes committed events to JetStream with `Nats-Msg-Id` = event id.
 
 Nothing is lost when NATS is down: rows stay until JetStream acknowledged them.
-Nothing is doubled by a retry or by two relays: JetStream drops repeated ids.
+Nothing is doubled by a retry or by two relays: JetStream drops repeated ids, and relays
+claim their rows (SKIP LOCKED on PostgreSQL, a file lease on SQLite) so replicas do not
+publish the same rows. A batch is sent at once and its acknowledgements awaited together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import structlog
 from google.protobuf.message import Message
@@ -21,6 +27,8 @@ from deelrx_kit.ids import ulid
 from deelrx_kit.metrics import EVENTS_PUBLISHED, OUTBOX_FAILURES
 
 log = structlog.get_logger("deelrx.outbox")
+
+PUBLISH_ACK_TIMEOUT = 5.0
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -97,21 +105,73 @@ class Outbox:
     async def _publish_batch(
         self, sessions: async_sessionmaker[AsyncSession], js: JetStreamContext | None, batch: int
     ) -> int:
+        """Claim up to `batch` rows, publish them with asynchronous acknowledgements, delete
+        the acknowledged ones. Claiming keeps replicas of a service off each other's rows:
+        `FOR UPDATE SKIP LOCKED` on PostgreSQL (row locks held while publishing; new rows
+        are not blocked), an exclusive file lock beside the database on SQLite (held only
+        outside any database transaction, so requests never wait for NATS)."""
         if js is None:
             raise ConnectionError("NATS not connected")
-        async with sessions() as session:
-            rows = (await session.execute(select(self.table).order_by(self.table.c.seq).limit(batch))).all()
-        done: list[str] = []
-        try:
-            for row in rows:
-                await js.publish(row.subject, row.payload, headers={"Nats-Msg-Id": row.msg_id}, timeout=5)
-                EVENTS_PUBLISHED.labels(row.subject.split(".", 1)[0]).inc()
-                done.append(row.seq)
-        finally:
+        bind = sessions.kw.get("bind")
+        if bind is not None and bind.dialect.name == "postgresql":
+            async with sessions() as session, session.begin():
+                claimed = select(self.table).order_by(self.table.c.seq).limit(batch)
+                rows = (await session.execute(claimed.with_for_update(skip_locked=True))).all()
+                done = await self._publish(js, rows)
+                if done:
+                    await session.execute(delete(self.table).where(self.table.c.seq.in_(done)))
+            return len(done)
+        with _file_lease(bind) as held:
+            if not held:
+                return 0  # another process on this database relays now
+            async with sessions() as session:
+                rows = (await session.execute(select(self.table).order_by(self.table.c.seq).limit(batch))).all()
+            done = await self._publish(js, rows)
             if done:
                 async with sessions() as session, session.begin():
                     await session.execute(delete(self.table).where(self.table.c.seq.in_(done)))
         return len(done)
+
+    async def _publish(self, js: JetStreamContext, rows: Sequence[Any]) -> list[str]:
+        """Send every row, then wait for the acknowledgements together; the acknowledged seqs."""
+        futures: list[tuple[str, str, asyncio.Future[Any]]] = []
+        try:
+            for row in rows:
+                future = await js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": row.msg_id})
+                futures.append((row.seq, row.subject, future))
+        finally:
+            if futures:
+                _, pending = await asyncio.wait([f for _, _, f in futures], timeout=PUBLISH_ACK_TIMEOUT)
+                for f in pending:
+                    f.cancel()
+        done = []
+        for seq, subject, f in futures:
+            if f.done() and not f.cancelled() and f.exception() is None:
+                EVENTS_PUBLISHED.labels(subject.split(".", 1)[0]).inc()
+                done.append(seq)
+        if len(done) < len(rows):
+            OUTBOX_FAILURES.inc()
+            log.warning("outbox_unacknowledged", count=len(rows) - len(done))
+        return done
+
+
+@contextmanager
+def _file_lease(bind: Any) -> Iterator[bool]:
+    """An exclusive, non-blocking lock on `<database>.outbox.lock` (released if we die)."""
+    database = getattr(getattr(bind, "url", None), "database", None)
+    if not database:
+        yield True  # in-memory database: one process
+        return
+    with open(f"{database}.outbox.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class JetStreamProvider:

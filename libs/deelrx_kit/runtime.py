@@ -75,7 +75,16 @@ class ServiceRuntime:
         """A background loop that runs until the stop event is set."""
         self._tasks.append(task)
 
-    def add_consumer(self, *, stream: str, subject: str, durable: str, handler: nats_bus.Handler) -> None:
+    def add_consumer(
+        self,
+        *,
+        stream: str,
+        subject: str,
+        durable: str,
+        handler: nats_bus.Handler,
+        batch_handler: nats_bus.BatchHandler | None = None,
+        batch: int = 100,
+    ) -> None:
         """A durable JetStream consumer, started once NATS is reachable, stopped with the process."""
 
         async def consume(stop: asyncio.Event) -> None:
@@ -84,7 +93,15 @@ class ServiceRuntime:
                     return
                 await asyncio.sleep(0.1)
             await nats_bus.consume(
-                self.js.js, stream=stream, subject=subject, durable=durable, handler=handler, stop=stop
+                self.js.js,
+                stream=stream,
+                subject=subject,
+                durable=durable,
+                handler=handler,
+                stop=stop,
+                max_deliver=self.settings.nats_max_deliver,
+                batch_handler=batch_handler,
+                batch=batch,
             )
 
         self.add_task(consume)
@@ -133,7 +150,9 @@ class ServiceRuntime:
                     on_reconnected=self._reconnected,
                 )
                 js = self.nc.jetstream()
-                await nats_bus.ensure_streams(js)
+                await nats_bus.ensure_streams(
+                    js, replicas=self.settings.nats_stream_replicas, audit_max_bytes=self.settings.nats_audit_max_bytes
+                )
                 self.js.js = js
                 for hook in self._on_nats:
                     await hook(self.nc)

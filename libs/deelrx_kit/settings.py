@@ -124,6 +124,27 @@ class Settings(BaseSettings):
     # Deadline of one gateway call to Redis; past it the gateway stops asking until a probe answers.
     redis_timeout_ms: int = Field(default=500, ge=10, le=5000)
 
+    # Live security stream (SSE): a comment line this often when idle; rights re-checked then.
+    audit_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    # JetStream: replicas of the streams this version creates (3 on a three-node cluster), and
+    # how often a consumer tries a message before it goes to the dead-letter stream.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    nats_max_deliver: int = Field(default=8, ge=2, le=100)
+    nats_audit_max_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
+
+    # How often the audit service signs the heads of chains that moved (Ed25519 checkpoints).
+    audit_checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
+    # Retention: events stored longer ago than this are archived, then deleted (0 = keep all).
+    audit_retention_days: int = Field(default=0, ge=0)
+    audit_archive_dir: str = ""  # default: <data dir>/audit-archive
+
+    # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
+    # "severity": ..., "enabled": bool}}; empty = the documented defaults.
+    detector_rules: str = ""
+    # Automatic responses per rule: JSON {"session_anomaly": ["revoke_session"]}; empty = none.
+    detector_responses: str = ""
+
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.
     argon2_time_cost: int = 2

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import validation_error
-from services.audit.adapters import sql
+from services.audit.adapters import checkpoint_sql, sql
 from services.audit.domain.alerts import AlertRecord, view_for_team
+from services.audit.domain.checkpoints import checkpoint_problem
 from services.audit.domain.events import (
     GENESIS_HASH,
     SECURITY_TYPE_PREFIXES,
@@ -33,6 +34,9 @@ from services.audit.domain.events import (
 )
 from services.audit.domain.paging import Cursor, check_id, check_range, decode_cursor, page_limit
 from services.audit.live import LiveHub, LiveItem, Subscriber
+
+if TYPE_CHECKING:
+    from services.audit.checkpoints import CheckpointKey
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +66,24 @@ def _exactly_one(team_id: str, user_id: str) -> None:
 
 
 class AuditLog:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, hub: LiveHub) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        hub: LiveHub,
+        announce: Callable[[Sequence[LiveItem]], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.hub = hub
+        # Where newly stored items go: the hub, or every replica's hub (services/audit/live_relay.py).
+        self.announce = announce or self._to_hub
+        # Set by bootstrap: verification then also checks the chain's signed checkpoints.
+        self.checkpoint_key: CheckpointKey | None = None
+
+    def _to_hub(self, items: Sequence[LiveItem]) -> None:
+        for item in items:
+            self.hub.publish(item)
 
     # -- ingestion ---------------------------------------------------------------------
     async def record_event(self, event: EventRecord) -> ChainedEvent | None:
@@ -85,9 +103,50 @@ class AuditLog:
                 # Lost the race for this chain position (or for this event id): read again.
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            self.hub.publish(event)
+            self.announce([event])
             return stored
         raise RuntimeError(f"chain {event.chain_key} too contended to append")
+
+    async def record_events(self, events: Sequence[EventRecord]) -> list[ChainedEvent]:
+        """Append a batch in one transaction, each chain in the order given; events already
+        stored (redeliveries) are skipped. The batch's chain heads are locked for the
+        transaction; it is retried only when another appender started one of its new
+        chains (or stored one of its events) first."""
+        unique: dict[str, EventRecord] = {}
+        for e in events:
+            unique.setdefault(e.id, e)
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                async with transaction(self.sessions) as s:
+                    known = await sql.existing_event_ids(s, list(unique))
+                    by_chain: dict[str, list[EventRecord]] = {}
+                    for e in unique.values():
+                        if e.id not in known:
+                            by_chain.setdefault(e.chain_key, []).append(e)
+                    now = self.clock.now()
+                    stored: list[ChainedEvent] = []
+                    heads = await sql.lock_heads(s, list(by_chain)) if by_chain else {}
+                    moved: list[ChainedEvent] = []
+                    created: list[ChainedEvent] = []
+                    for key, chain_events in by_chain.items():
+                        seq, prev_hash = heads.get(key, (0, GENESIS_HASH))
+                        linked = []
+                        for e in chain_events:
+                            c = chain(e, prev_seq=seq, prev_hash=prev_hash, stored_at=now)
+                            linked.append(c)
+                            seq, prev_hash = c.seq, c.hash
+                        (moved if key in heads else created).append(linked[-1])
+                        stored.extend(linked)
+                    await sql.set_heads(s, moved, created)
+                    if stored:
+                        await sql.insert_events(s, stored)
+            except (_ChainMoved, IntegrityError):
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                continue
+            if stored:
+                self.announce([c.event for c in stored])
+            return stored
+        raise RuntimeError("audit batch too contended to append")
 
     async def record_alert(self, alert: AlertRecord) -> bool:
         """Store an alert once; False when it was already stored."""
@@ -98,7 +157,7 @@ class AuditLog:
                 await sql.insert_alert(s, alert, self.clock.now())
         except IntegrityError:
             return False  # a concurrent replica stored it first
-        self.hub.publish(alert)
+        self.announce([alert])
         return True
 
     # -- reads -------------------------------------------------------------------------
@@ -177,11 +236,16 @@ class AuditLog:
         key = team_chain(team_id) if team_id else user_chain(user_id)
         async with reading(self.sessions) as s:
             head = await sql.chain_head(s, key)
-        if head is None:
+            base = await checkpoint_sql.base_of(s, key)
+            signed = await checkpoint_sql.for_chain(s, key) if self.checkpoint_key is not None else []
+        if head is None and not signed:
             return ChainCheck(True, 0, "", "")
-        head_seq, head_hash = head
-        verifier = ChainVerifier(key)
-        after = 0
+        head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
+        # After archiving, the chain starts at a base that a signed checkpoint must cover.
+        start_seq, start_hash = base if base is not None else (0, GENESIS_HASH)
+        later = [c for c in signed if c.seq > start_seq]
+        verifier = ChainVerifier(key, start_seq=start_seq, start_hash=start_hash, watch=frozenset(c.seq for c in later))
+        after = start_seq
         while True:
             async with reading(self.sessions) as s:
                 rows = await sql.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
@@ -191,6 +255,20 @@ class AuditLog:
                 break
             after = rows[-1].seq
         result = verifier.result(head_seq, head_hash)
+        if self.checkpoint_key is not None and (signed or base is not None):
+            valid = [self.checkpoint_key.valid(c) for c in later]
+            problem, at_seq = checkpoint_problem(later, head_seq, verifier.hash_at, valid)
+            if base is not None and not any(
+                c.seq == start_seq and c.head_hash == start_hash and self.checkpoint_key.valid(c) for c in signed
+            ):
+                problem, at_seq = (
+                    f"the archived prefix (up to seq {start_seq}) is not covered by a signed checkpoint",
+                    0,
+                )
+            result = replace(result, checkpoints_checked=len(signed))
+            if problem:
+                bad = result.first_bad_event_id or verifier.id_at.get(at_seq, "") or verifier.last_id
+                result = replace(result, ok=False, first_bad_event_id=bad, problem=problem)
         if not result.ok:
             log.warning("audit_chain_broken", chain_key=key, first_bad_event_id=result.first_bad_event_id)
         return result

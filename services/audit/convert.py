@@ -94,7 +94,7 @@ def alert_record(a: audit_pb2.Alert, received_at: datetime) -> AlertRecord:
 
 
 def alert_message(a: AlertRecord) -> audit_pb2.Alert:
-    return audit_pb2.Alert(
+    message = audit_pb2.Alert(
         id=a.id,
         time=timestamp(a.time),
         rule=a.rule,
@@ -105,4 +105,9 @@ def alert_message(a: AlertRecord) -> audit_pb2.Alert:
         status=a.status,
         user_ids=list(a.user_ids),
         event_ids=list(a.event_ids),
+        note=a.note,
+        status_changed_by=a.status_changed_by,
     )
+    if a.status_changed_at is not None:
+        message.status_changed_at.CopyFrom(timestamp(a.status_changed_at))
+    return message

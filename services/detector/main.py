@@ -1,28 +1,47 @@
-"""Wiring of the detector. It keeps only in-memory windows (lost on restart, by design: an
-attack in progress is seen again from the next events) and has no database.
-
-Run one replica: replicas sharing the durable "detector" would each see only part of the
-events and count less. A standby replica is harmless: derived alert ids make JetStream drop
-repeats.
+"""Wiring of the detector. Its windows live in Redis (services/detector/adapters/redis_windows.py),
+so a restart or a second replica loses and double-counts nothing: replicas share the durable
+consumer "detector" (each event goes to one of them) and the windows. On start it catches up
+from where the durable consumer stopped. It has no database.
 """
 
 from __future__ import annotations
 
+import json
+
+from redis.asyncio import Redis
+
 from deelrx.detector.v1 import detector_pb2_grpc
+from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit import nats_bus
 from deelrx_kit.clock import Clock, SystemClock
+from deelrx_kit.grpc_server import channel
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.detector.adapters.nats_events import DURABLE, AuditEventFeed, JetStreamAlertSink
+from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
-from services.detector.domain.rules import DEFAULT_RULES, RuleEngine
+from services.detector.domain.rules import DEFAULT_RULES, RuleSet, apply_overrides
 from services.detector.grpc_api import DetectorServicer
+from services.detector.responses import Responses, parse_responses
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
     rt = ServiceRuntime("detector", settings, grpc_port=grpc_port)
     sink = JetStreamAlertSink(clock or SystemClock(), rt.stop_event)
-    detector = Detector(RuleEngine(DEFAULT_RULES), sink)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    store = RedisWindowStore(redis, stop=rt.stop_event)
+    specs = DEFAULT_RULES
+    if settings.detector_rules.strip():
+        specs = apply_overrides(DEFAULT_RULES, json.loads(settings.detector_rules))
+    responses = None
+    configured = parse_responses(settings.detector_responses)
+    if configured:
+        sessions_channel = channel(settings.sessions_addr)
+        stub = sessions_pb2_grpc.SessionsServiceStub(sessions_channel)
+        responses = Responses(configured, stub, sink.record, sink.clock)
+        rt.on_stop(sessions_channel.close)
+    detector = Detector(RuleSet(specs), store, sink, responses)
+    rt.on_stop(redis.aclose)
     feed = AuditEventFeed(detector, sink)
     rt.on_nats(feed.on_connected)
     rt.add_consumer(stream="AUDIT", subject=f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", durable=DURABLE, handler=feed.on_event)

@@ -221,7 +221,7 @@ class IdentityApp:
         try:
             address = parse_email(email)
         except DomainError:
-            return  # API.md: 202 always; a malformed address cannot have a pending sign-up
+            return  # docs/api.md: 202 always; a malformed address cannot have a pending sign-up
         now = self.clock.now()
         sent = False
         async with transaction(self.sessions) as session:

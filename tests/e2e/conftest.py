@@ -112,6 +112,7 @@ def suite(
         "DEELRX_RATE_LIMIT_ANONYMOUS_PER_IP": "10000",
         "DEELRX_RATE_LIMIT_REFRESH_PER_IP": "10000",
         "DEELRX_RATE_LIMIT_PUBLIC_PER_IP": "10000",
+        "DEELRX_AUDIT_STREAM_HEARTBEAT_SECONDS": "1",
     }
     for name in SERVICES:
         env[f"DEELRX_{name.upper()}_ADDR"] = f"127.0.0.1:{infra.free_port()}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -31,7 +32,11 @@ def _audit_events(
         sub = await js.subscribe(
             "audit.events.>",
             ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+            # From `since` on: the stream also holds every other test's events.
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=datetime.fromtimestamp(int(since) - 1, UTC),
+            ),
         )
         try:
             while time.monotonic() < deadline and not types <= {e.type for e in found}:

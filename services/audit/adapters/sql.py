@@ -1,5 +1,6 @@
 """Audit tables and the queries over them. Append-only: nothing here updates or deletes an
-event or an alert; the only UPDATE is the optimistic move of a chain head."""
+event or an alert; the only UPDATE is the move of a chain head (retention deletes archived
+events, services/audit/retention.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     exists,
     insert,
     or_,
@@ -128,31 +130,81 @@ async def advance_head(session: AsyncSession, stored: ChainedEvent) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
-    e = stored.event
-    await session.execute(
-        insert(events).values(
-            id=e.id,
-            chain_key=stored.chain_key,
-            seq=stored.seq,
-            prev_hash=stored.prev_hash,
-            hash=stored.hash,
-            stored_at=stored.stored_at,
-            time=e.time,
-            type=e.type,
-            team_id=e.team_id,
-            actor_user_id=e.actor_user_id,
-            actor_ip=e.actor_ip,
-            actor_user_agent=e.actor_user_agent,
-            target_type=e.target_type,
-            target_id=e.target_id,
-            outcome=e.outcome,
-            details=_dumps(e.details),
-            source=e.source,
-            request_id=e.request_id,
-            subject_hash=e.subject_hash,
-            session_id=e.session_id,
+async def existing_event_ids(session: AsyncSession, event_ids: Collection[str]) -> set[str]:
+    rows = await session.execute(select(events.c.id).where(events.c.id.in_(list(event_ids))))
+    return {r.id for r in rows}
+
+
+async def move_head(session: AsyncSession, chain_key: str, from_seq: int, last: ChainedEvent) -> bool:
+    """Move the head from `from_seq` to `last` (several events at once); False when moved meanwhile."""
+    if from_seq == 0:
+        await session.execute(insert(chain_heads).values(chain_key=chain_key, seq=last.seq, head_hash=last.hash))
+        return True
+    result = await session.execute(
+        update(chain_heads)
+        .where(chain_heads.c.chain_key == chain_key, chain_heads.c.seq == from_seq)
+        .values(seq=last.seq, head_hash=last.hash)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def lock_heads(session: AsyncSession, chain_keys: Collection[str]) -> dict[str, tuple[int, str]]:
+    """The heads of these chains, locked until the transaction ends (FOR UPDATE on
+    PostgreSQL; on SQLite the writer transaction already excludes every other writer)."""
+    query = select(chain_heads).where(chain_heads.c.chain_key.in_(sorted(chain_keys))).order_by(chain_heads.c.chain_key)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = (await session.execute(query)).all()
+    return {r.chain_key: (r.seq, r.head_hash) for r in rows}
+
+
+async def set_heads(session: AsyncSession, moved: Sequence[ChainedEvent], created: Sequence[ChainedEvent]) -> None:
+    """Heads locked by `lock_heads` move to `moved`; new chains start at `created` (a
+    concurrent first append of the same chain fails on the primary key)."""
+    if moved:
+        await session.execute(
+            update(chain_heads)
+            .where(chain_heads.c.chain_key == bindparam("k"))
+            .values(seq=bindparam("s"), head_hash=bindparam("h")),
+            [{"k": c.chain_key, "s": c.seq, "h": c.hash} for c in moved],
         )
+    if created:
+        await session.execute(
+            insert(chain_heads), [{"chain_key": c.chain_key, "seq": c.seq, "head_hash": c.hash} for c in created]
+        )
+
+
+async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -> None:
+    await session.execute(insert(events), [_event_row(c) for c in stored])
+
+
+async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
+    await session.execute(insert(events).values(**_event_row(stored)))
+
+
+def _event_row(stored: ChainedEvent) -> dict[str, Any]:
+    e = stored.event
+    return dict(
+        id=e.id,
+        chain_key=stored.chain_key,
+        seq=stored.seq,
+        prev_hash=stored.prev_hash,
+        hash=stored.hash,
+        stored_at=stored.stored_at,
+        time=e.time,
+        type=e.type,
+        team_id=e.team_id,
+        actor_user_id=e.actor_user_id,
+        actor_ip=e.actor_ip,
+        actor_user_agent=e.actor_user_agent,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        outcome=e.outcome,
+        details=_dumps(e.details),
+        source=e.source,
+        request_id=e.request_id,
+        subject_hash=e.subject_hash,
+        session_id=e.session_id,
     )
 
 
@@ -284,19 +336,33 @@ def _alert_from_row(row: Row[Any]) -> AlertRecord:
     )
 
 
+async def get_alert(session: AsyncSession, alert_id: str) -> AlertRecord | None:
+    row = (await session.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+    return None if row is None else _alert_from_row(row)
+
+
 async def query_alerts(
-    session: AsyncSession, *, team_id: str, member_user_ids: Collection[str], after: Cursor | None, limit: int
+    session: AsyncSession,
+    *,
+    team_id: str,
+    member_user_ids: Collection[str],
+    after: Cursor | None,
+    limit: int,
+    newest_first: bool = True,
 ) -> list[AlertRecord]:
     visible = alerts.c.team_id == team_id
     if member_user_ids:
         about_members = select(alert_users.c.alert_id).where(alert_users.c.user_id.in_(list(member_user_ids)))
         visible = or_(visible, and_(alerts.c.team_id == "", alerts.c.id.in_(about_members)))
     conds: list[Any] = [visible]
-    if after is not None:
+    if after is not None and newest_first:
         conds.append(or_(alerts.c.time < after.time, and_(alerts.c.time == after.time, alerts.c.id < after.id)))
-    rows = (
-        await session.execute(
-            select(alerts).where(*conds).order_by(alerts.c.time.desc(), alerts.c.id.desc()).limit(limit)
-        )
-    ).all()
+    elif after is not None:
+        conds.append(or_(alerts.c.time > after.time, and_(alerts.c.time == after.time, alerts.c.id > after.id)))
+    order = (alerts.c.time.desc(), alerts.c.id.desc()) if newest_first else (alerts.c.time, alerts.c.id)
+    rows = (await session.execute(select(alerts).where(*conds).order_by(*order).limit(limit))).all()
     return [_alert_from_row(r) for r in rows]
+
+
+# The audit schema is this metadata; the tables defined beside their queries register on it.
+from services.audit.adapters import checkpoint_sql, triage_sql  # noqa: E402, F401

@@ -32,6 +32,10 @@ class AlertRecord:
     status: str = "open"
     user_ids: tuple[str, ...] = ()
     event_ids: tuple[str, ...] = ()
+    # The viewing team's triage of the alert (UpdateAlert); empty until someone changes it.
+    note: str = ""
+    status_changed_at: datetime | None = None
+    status_changed_by: str = ""
 
 
 def view_for_team(alert: AlertRecord, team_id: str, member_user_ids: Collection[str]) -> AlertRecord | None:

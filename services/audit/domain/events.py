@@ -123,22 +123,37 @@ class ChainCheck:
     events_checked: int
     head_hash: str
     first_bad_event_id: str
+    problem: str = ""  # what a signed checkpoint revealed (truncation, rewritten tail)
+    checkpoints_checked: int = 0
 
 
 class ChainVerifier:
     """Recomputes a chain fed in seq order; remembers the first event that does not link."""
 
-    def __init__(self, chain_key: str) -> None:
+    def __init__(
+        self, chain_key: str, *, start_seq: int = 0, start_hash: str = GENESIS_HASH, watch: frozenset[int] = frozenset()
+    ) -> None:
+        """From the genesis, or from a verified (seq, hash); `watch`: seqs whose stored hash
+        and event id are kept (to compare with signed checkpoints)."""
         self.chain_key = chain_key
+        self.start_seq = start_seq
         self.checked = 0
-        self._expected_prev = GENESIS_HASH
-        self._last_hash = ""
+        self._expected_prev = start_hash
+        self._last_hash = start_hash if start_seq else ""
         self.first_bad = ""
         self._bad = False
+        self.watch = watch
+        self.hash_at: dict[int, str] = {}
+        self.id_at: dict[int, str] = {}
+        self.last_id = ""
 
     def feed(self, stored: ChainedEvent) -> None:
         self.checked += 1
-        expected_seq = self.checked
+        expected_seq = self.start_seq + self.checked
+        if expected_seq in self.watch:
+            self.hash_at[expected_seq] = stored.hash
+            self.id_at[expected_seq] = stored.event.id
+        self.last_id = stored.event.id
         recomputed = link_hash(
             self._expected_prev,
             canonical_bytes(stored.event, chain_key=self.chain_key, seq=expected_seq, stored_at=stored.stored_at),
@@ -159,7 +174,7 @@ class ChainVerifier:
 
     def result(self, head_seq: int, head_hash: str) -> ChainCheck:
         """`head_seq`/`head_hash` from chain_heads: a missing tail is a break too."""
-        ok = not self._bad and self.checked == head_seq and self._last_hash == head_hash
+        ok = not self._bad and self.start_seq + self.checked == head_seq and self._last_hash == head_hash
         return ChainCheck(ok, self.checked, self._last_hash, self.first_bad)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -22,16 +23,40 @@ from deelrx_kit import nats_bus
 from deelrx_kit.audit_events import new_event, subject_for, timestamp
 from deelrx_kit.clock import Clock
 from services.detector.app import Detector
-from services.detector.domain.rules import Observation, RaisedAlert, alert_raised_event_id
+from services.detector.domain.rules import (
+    MEMBER_JOINED,
+    REFRESH_GRACE_REPLAY,
+    ROLES_UPDATED,
+    Observation,
+    RaisedAlert,
+    alert_raised_event_id,
+)
 
 log = structlog.get_logger(__name__)
 
 DURABLE = "detector"
 
 
+def _detail(ev: audit_pb2.AuditEvent, name: str) -> Any:
+    value = ev.details.fields.get(name)
+    if value is None:
+        return None
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "list_value":
+        return [v.string_value for v in value.list_value.values if v.WhichOneof("kind") == "string_value"]
+    return None
+
+
 def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
-    user_id = ev.actor.user_id or (ev.target.id if ev.target.type == "user" else "")
-    new_device = ev.details.fields.get("new_device")
+    target_user = ev.target.id if ev.target.type == "user" else ""
+    # Membership events concern their target; the others the acting account.
+    user_id = target_user if ev.type.startswith("member.") else (ev.actor.user_id or target_user)
+    to_role = _detail(ev, "to_role") or _detail(ev, "role") or ""
+    granted = _detail(ev, "added") if ev.type == ROLES_UPDATED else None
     return Observation(
         id=ev.id,
         time=ev.time.ToDatetime(tzinfo=UTC) if ev.HasField("time") else received_at,
@@ -40,7 +65,16 @@ def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
         user_id=user_id,
         subject_hash=ev.subject_hash,
         ip=ev.actor.ip,
-        new_device=bool(new_device is not None and new_device.bool_value),
+        new_device=_detail(ev, "new_device") is True,
+        actor_user_id=ev.actor.user_id,
+        session_id=ev.session_id,
+        user_agent=ev.actor.user_agent[:200],
+        to_role=to_role if isinstance(to_role, str) else "",
+        granted=tuple(sorted(granted)) if isinstance(granted, list) else (),
+        team_creation=ev.type == MEMBER_JOINED and _detail(ev, "operation_id") == ev.team_id,
+        # A grace-interval replay is a client retrying, unless it came from another device or IP.
+        other_device=ev.type == REFRESH_GRACE_REPLAY
+        and (_detail(ev, "device") != _detail(ev, "session_device") or _detail(ev, "ip") != _detail(ev, "session_ip")),
     )
 
 
@@ -82,6 +116,10 @@ class JetStreamAlertSink:
         self.stop = stop
         self.js: JetStreamContext | None = None
 
+    async def record(self, event: audit_pb2.AuditEvent) -> None:
+        """An audit event of the detector's own (it has no outbox: published until acknowledged)."""
+        await self._publish(subject_for(event), event.SerializeToString(), event.id)
+
     async def publish(self, alert: RaisedAlert) -> None:
         event = alert_raised_event(alert, self.clock)
         await self._publish(nats_bus.ALERTS_SUBJECT, alert_message(alert).SerializeToString(), alert.id)
@@ -116,8 +154,7 @@ class AuditEventFeed:
         try:
             ev = audit_pb2.AuditEvent.FromString(msg.data)
         except DecodeError:
-            log.warning("audit_event_unreadable", subject=msg.subject)
-            return
+            raise nats_bus.PoisonMessage("unreadable audit event") from None
         if not ev.id:
-            return
+            raise nats_bus.PoisonMessage("audit event without id")
         await self.detector.observe(observation(ev, self.sink.clock.now()))

@@ -1,31 +1,53 @@
-"""Sliding-window detection rules over audit events (pure: no I/O, no clock of its own).
+"""Detection rules over audit events (pure: no I/O, no clock of its own).
 
-Time is the events' own time. A window holds the events of one subject (an account, an IP)
-whose time is within `window_seconds` of the newest event of that subject ("N events within
-5 minutes" = newest minus oldest <= 300 s). An event id counts once, so a redelivered event
-does not move a counter. After a rule fires for a subject it stays quiet for that subject for
-one window; if the attack goes on, it fires again in a later window.
+Time is the events' own time. A window holds the observations of one subject (an account,
+an IP, a network, a session...) whose time is within `window_seconds` of the newest one of
+that subject ("N events within 5 minutes" = newest minus oldest <= 300 s). An event id counts
+once. Where windows are kept (memory, Redis) is the business of a `WindowStore`
+(services/detector/ports.py); this module says which subject an event counts for, when a
+window triggers, and what the alert says.
 
-Thresholds are data (RuleSpec, DEFAULT_RULES):
-- brute_force          >= 10 auth.login_failed against one account (user, or keyed hash of an
-                        unknown identifier) within 300 s; high.
-- password_spray       one IP failing logins against >= 10 distinct accounts within 600 s; high.
-- credential_stuffing  one IP with >= 20 failed logins across >= 5 distinct accounts and at least
-                        1 successful login (some stolen credentials worked) within 600 s; critical.
-- mfa_guessing         >= 5 auth.mfa_failed for one user within 300 s; high.
-- refresh_token_reuse  any session.refresh_reuse_detected; high (one alert per user per 300 s).
-- new_device           session.created with details.new_device true; low (every event).
+Default thresholds and their sources (each can be changed in configuration, see
+`apply_overrides` and DEELRX_DETECTOR_RULES):
+- brute_force          >= 10 auth.login_failed against one account (user, or keyed hash of an unknown identifier)
+                        within 300 s; high. Auth0's brute-force protection default (10 failed
+                        attempts for one account).
+- password_spray       one IP failing logins against >= 15 distinct accounts within 300 s; high.
+                        Few tries per account, many accounts (MITRE ATT&CK T1110.003); 15 is
+                        above what one office NAT address produces with ordinary typos.
+- credential_stuffing  (a) one /24 (IPv6 /48) network with >= 20 login attempts over >= 10
+                        distinct accounts from >= 3 IPs with a failure ratio >= 0.7 within
+                        600 s (a rotating proxy pool trying a leaked list, T1110.004; a single
+                        IP is password_spray); (b) one account failing from >= 5 distinct IPs
+                        within 600 s; critical.
+- mfa_guessing         >= 5 auth.mfa_failed for one user within 600 s; high. One mfa_token
+                        dies after 5 wrong codes, so 5 failures is a full token's worth.
+- refresh_token_reuse  any session.refresh_reuse_detected, or session.refresh_replayed_in_grace (a rotated
+                        token replayed inside the grace interval) from another device or IP;
+                        high; one alert per user per 300 s. OAuth 2.0 Security BCP (RFC 9700
+                        section 4.14.2): reuse of a rotated refresh token signals theft.
+- new_device           session.created with details.new_device true; low; every event.
+- session_anomaly      one session seen from >= 2 distant networks (different /16, IPv6 /32)
+                        or >= 2 user agents within 900 s; medium. OWASP session management:
+                        a session's binding to client properties.
+- privilege_escalation someone made owner (member.role_changed to owner, member.joined as owner
+                        other than at team creation) or sensitive permissions granted to a role
+                        (roles.updated adding one of SENSITIVE_PERMISSIONS); high; every event.
+- mass_export          >= 3 audit.exported by one user in one team within 3600 s; medium.
+                        Exports are rare (a few a month); three in an hour is unusual.
 
-Alert and message ids derive from (rule, subject, window bucket), so replaying the same events
-(redelivery, a second detector) yields the same ids and JetStream's dedup drops the copy.
+Alert ids derive from (rule, subject, window bucket) (or the event id for single-event
+rules), so replaying the same events (redelivery, a second detector) yields the same ids
+and JetStream's dedup and the audit store drop the copy.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,12 +57,19 @@ LOGIN_FAILED = "auth.login_failed"
 LOGIN_SUCCEEDED = "auth.login_succeeded"
 MFA_FAILED = "auth.mfa_failed"
 REFRESH_REUSE = "session.refresh_reuse_detected"
+REFRESH_GRACE_REPLAY = "session.refresh_replayed_in_grace"
 SESSION_CREATED = "session.created"
+ROLE_CHANGED = "member.role_changed"
+MEMBER_JOINED = "member.joined"
+ROLES_UPDATED = "roles.updated"
+AUDIT_EXPORTED = "audit.exported"
+
+SENSITIVE_PERMISSIONS = frozenset(
+    {"members.manage", "security.manage", "sessions.manage", "audit.read", "team.manage", "customers.assign"}
+)
 
 MAX_EVENT_IDS = 100
 MAX_IPS = 20
-MAX_SUBJECTS_PER_RULE = 100_000
-SWEEP_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -55,6 +84,13 @@ class Observation:
     subject_hash: str = ""  # keyed hash of an identifier that matches no account
     ip: str = ""
     new_device: bool = False
+    actor_user_id: str = ""  # who acted (for mass_export: who exported)
+    session_id: str = ""
+    user_agent: str = ""
+    to_role: str = ""  # member.role_changed / member.joined
+    granted: tuple[str, ...] = ()  # roles.updated: permissions added
+    team_creation: bool = False  # member.joined of the team's creator
+    other_device: bool = False  # a grace-interval replay from another device or IP
 
     @property
     def account(self) -> str:
@@ -64,19 +100,52 @@ class Observation:
             return f"subject:{self.subject_hash}"
         return ""
 
+    def to_json(self) -> str:
+        """Deterministic text (the same event gives the same bytes on every replica)."""
+        doc = {k: v for k, v in self.__dict__.items() if v not in ("", False, ())}
+        doc["time"] = _millis(self.time)
+        if self.granted:
+            doc["granted"] = list(self.granted)
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> Observation:
+        doc = json.loads(text)
+        doc["time"] = _EPOCH + timedelta(milliseconds=doc["time"])
+        if "granted" in doc:
+            doc["granted"] = tuple(doc["granted"])
+        return Observation(**doc)
+
+
+def network_of(ip: str, v4_prefix: int, v6_prefix: int) -> str:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = v4_prefix if addr.version == 4 else v6_prefix
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
 
 @dataclass(frozen=True)
 class RuleSpec:
     id: str
-    kind: str  # event_count | distinct_accounts | credential_stuffing | single_event
+    kind: str  # event_count | distinct | credential_stuffing | single_event
     description: str
     severity: str
     threshold: int
     window_seconds: int
     event_types: tuple[str, ...]
-    per: str  # what a window is kept by: account | user | ip
+    per: str  # account | user | ip | network | session | actor_in_team | target
+    distinct: str = ""  # distinct: which value is counted (account, ip, network16, user_agent)
     min_accounts: int = 0
-    min_successes: int = 0
+    min_ips: int = 0
+    min_failure_ratio: float = 0.0
+    enabled: bool = True
+    variant: str = ""  # tells apart two specs of one rule id (their windows are kept apart)
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}.{self.variant}" if self.variant else self.id
 
 
 DEFAULT_RULES: tuple[RuleSpec, ...] = (
@@ -92,25 +161,40 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
     ),
     RuleSpec(
         "password_spray",
-        "distinct_accounts",
+        "distinct",
         "One IP failing logins against many distinct accounts",
         "high",
-        threshold=10,
-        window_seconds=600,
+        threshold=15,
+        window_seconds=300,
         event_types=(LOGIN_FAILED,),
         per="ip",
+        distinct="account",
     ),
     RuleSpec(
         "credential_stuffing",
         "credential_stuffing",
-        "One IP with many failed logins across several accounts, some of which succeeded",
+        "Many accounts tried from one network (rotating IPs) with a high failure ratio",
         "critical",
         threshold=20,
         window_seconds=600,
         event_types=(LOGIN_FAILED, LOGIN_SUCCEEDED),
-        per="ip",
-        min_accounts=5,
-        min_successes=1,
+        per="network",
+        min_accounts=10,
+        min_ips=3,
+        min_failure_ratio=0.7,
+        variant="network",
+    ),
+    RuleSpec(
+        "credential_stuffing",
+        "distinct",
+        "One account failing logins from many IPs",
+        "critical",
+        threshold=5,
+        window_seconds=600,
+        event_types=(LOGIN_FAILED,),
+        per="account",
+        distinct="ip",
+        variant="account",
     ),
     RuleSpec(
         "mfa_guessing",
@@ -118,7 +202,7 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
         "Many failed MFA codes for one user",
         "high",
         threshold=5,
-        window_seconds=300,
+        window_seconds=600,
         event_types=(MFA_FAILED,),
         per="user",
     ),
@@ -129,7 +213,7 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
         "high",
         threshold=1,
         window_seconds=300,
-        event_types=(REFRESH_REUSE,),
+        event_types=(REFRESH_REUSE, REFRESH_GRACE_REPLAY),
         per="user",
     ),
     RuleSpec(
@@ -142,7 +226,75 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
         event_types=(SESSION_CREATED,),
         per="user",
     ),
+    RuleSpec(
+        "session_anomaly",
+        "distinct",
+        "One session used from distant networks",
+        "medium",
+        threshold=2,
+        window_seconds=900,
+        event_types=(),  # any event of a session
+        per="session",
+        distinct="network16",
+        variant="network",
+    ),
+    RuleSpec(
+        "session_anomaly",
+        "distinct",
+        "One session used with different user agents",
+        "medium",
+        threshold=2,
+        window_seconds=900,
+        event_types=(),
+        per="session",
+        distinct="user_agent",
+        variant="user_agent",
+    ),
+    RuleSpec(
+        "privilege_escalation",
+        "single_event",
+        "Someone was made owner, or sensitive permissions were granted",
+        "high",
+        threshold=1,
+        window_seconds=0,
+        event_types=(ROLE_CHANGED, MEMBER_JOINED, ROLES_UPDATED),
+        per="target",
+    ),
+    RuleSpec(
+        "mass_export",
+        "event_count",
+        "Unusually many audit exports by one user",
+        "medium",
+        threshold=3,
+        window_seconds=3600,
+        event_types=(AUDIT_EXPORTED,),
+        per="actor_in_team",
+    ),
 )
+
+RULE_IDS = tuple(dict.fromkeys(s.id for s in DEFAULT_RULES))
+OVERRIDABLE = ("threshold", "window_seconds", "severity", "enabled", "min_accounts", "min_ips", "min_failure_ratio")
+
+
+def apply_overrides(specs: Sequence[RuleSpec], overrides: Mapping[str, Mapping[str, Any]]) -> tuple[RuleSpec, ...]:
+    """Configuration: `{rule id or id.variant: {threshold, window_seconds, severity, enabled...}}`."""
+    known = {s.id for s in specs} | {s.key for s in specs}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown detector rules in configuration: {sorted(unknown)}")
+    out = []
+    for spec in specs:
+        changes: dict[str, Any] = {}
+        for name in (spec.id, spec.key):
+            for field_name, value in overrides.get(name, {}).items():
+                if field_name not in OVERRIDABLE:
+                    raise ValueError(f"{name}: {field_name} cannot be configured")
+                changes[field_name] = value
+        updated = replace(spec, **changes)
+        if updated.threshold < 1 or updated.window_seconds < 0:
+            raise ValueError(f"{spec.key}: threshold must be >= 1 and window_seconds >= 0")
+        out.append(updated)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -162,6 +314,10 @@ class RaisedAlert:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _millis(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
 def alert_raised_event_id(alert: RaisedAlert) -> str:
     return derived_id("evt", alert.time, "security.alert_raised", alert.id)
 
@@ -172,7 +328,7 @@ def _time(dt: datetime) -> str:
 
 # -- windows ------------------------------------------------------------------------------------
 class Window:
-    """The observations of one subject within `seconds` of its newest one."""
+    """The observations of one subject within `seconds` of its newest one (in memory)."""
 
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
@@ -211,26 +367,52 @@ class Window:
 
 
 # -- rules ----------------------------------------------------------------------------------------
+def _distinct_value(obs: Observation, what: str) -> str:
+    if what == "account":
+        return obs.account
+    if what == "ip":
+        return obs.ip
+    if what == "network16":
+        return network_of(obs.ip, 16, 32)
+    if what == "user_agent":
+        return obs.user_agent
+    raise ValueError(f"unknown distinct value {what!r}")
+
+
 class Rule(ABC):
     def __init__(self, spec: RuleSpec) -> None:
         self.spec = spec
 
     def applies(self, obs: Observation) -> bool:
-        return obs.type in self.spec.event_types
+        return not self.spec.event_types or obs.type in self.spec.event_types
 
     def subject(self, obs: Observation) -> str:
         """The key windows are kept by ("" = the event cannot count for this rule)."""
-        if self.spec.per == "ip":
+        per = self.spec.per
+        if per == "ip":
             return f"ip:{obs.ip}" if obs.ip and obs.account else ""
-        if self.spec.per == "user":
+        if per == "network":
+            net = network_of(obs.ip, 24, 48)
+            return f"net:{net}" if net and obs.account else ""
+        if per == "user":
+            return f"user:{obs.user_id}" if obs.user_id else ""
+        if per == "session":
+            return f"session:{obs.session_id}" if obs.session_id else ""
+        if per == "actor_in_team":
+            return f"user:{obs.actor_user_id}@{obs.team_id}" if obs.actor_user_id and obs.team_id else ""
+        if per == "target":
+            if obs.type == ROLES_UPDATED:
+                return f"role:{obs.team_id}:{obs.to_role}"
             return f"user:{obs.user_id}" if obs.user_id else ""
         return obs.account
 
-    @abstractmethod
-    def triggered(self, window: Window) -> bool: ...
+    def public_subject(self, subject: str) -> str:
+        return subject.split("@", 1)[0] if self.spec.per == "actor_in_team" else subject
 
-    def evidence(self, window: Window) -> dict[str, Any]:
-        entries = window.entries
+    @abstractmethod
+    def triggered(self, entries: Sequence[Observation]) -> bool: ...
+
+    def evidence(self, entries: Sequence[Observation]) -> dict[str, Any]:
         accounts: dict[str, dict[str, Any]] = {}
         for o in entries:
             if o.user_id:
@@ -254,147 +436,133 @@ class Rule(ABC):
 
 
 class EventCount(Rule):
-    """>= threshold events of the rule's types for one account."""
+    """>= threshold events of the rule's types for one subject."""
 
-    def triggered(self, window: Window) -> bool:
-        return len(window) >= self.spec.threshold
+    def triggered(self, entries: Sequence[Observation]) -> bool:
+        return len(entries) >= self.spec.threshold
 
 
-class DistinctAccounts(Rule):
-    """One IP touching >= threshold distinct accounts."""
+class Distinct(Rule):
+    """>= threshold distinct values (accounts, IPs, networks, user agents) for one subject."""
 
-    def triggered(self, window: Window) -> bool:
-        return len({o.account for o in window.entries}) >= self.spec.threshold
+    def triggered(self, entries: Sequence[Observation]) -> bool:
+        values = {_distinct_value(o, self.spec.distinct) for o in entries}
+        values.discard("")
+        return len(values) >= self.spec.threshold
+
+    def evidence(self, entries: Sequence[Observation]) -> dict[str, Any]:
+        evidence = super().evidence(entries)
+        if self.spec.distinct == "user_agent":
+            evidence["user_agents"] = sorted({o.user_agent for o in entries if o.user_agent})[:MAX_IPS]
+        if self.spec.distinct == "network16":
+            evidence["networks"] = sorted({network_of(o.ip, 16, 32) for o in entries if o.ip})[:MAX_IPS]
+        return evidence
 
 
 class CredentialStuffing(Rule):
-    """One IP: >= threshold failures, >= min_accounts distinct accounts, >= min_successes successes."""
+    """One network: many attempts, many accounts, several IPs, mostly failures."""
 
-    def triggered(self, window: Window) -> bool:
-        failures = sum(o.type == LOGIN_FAILED for o in window.entries)
-        successes = sum(o.type == LOGIN_SUCCEEDED for o in window.entries)
-        accounts = len({o.account for o in window.entries})
+    def triggered(self, entries: Sequence[Observation]) -> bool:
+        attempts = len(entries)
+        if attempts < self.spec.threshold:
+            return False
+        failures = sum(o.type == LOGIN_FAILED for o in entries)
+        accounts = len({o.account for o in entries})
+        ips = len({o.ip for o in entries})
         return (
-            failures >= self.spec.threshold
-            and accounts >= self.spec.min_accounts
-            and successes >= self.spec.min_successes
+            accounts >= self.spec.min_accounts
+            and ips >= self.spec.min_ips
+            and failures / attempts >= self.spec.min_failure_ratio
         )
 
-    def evidence(self, window: Window) -> dict[str, Any]:
-        evidence = super().evidence(window)
-        evidence["failures"] = sum(o.type == LOGIN_FAILED for o in window.entries)
-        evidence["successes"] = sum(o.type == LOGIN_SUCCEEDED for o in window.entries)
+    def evidence(self, entries: Sequence[Observation]) -> dict[str, Any]:
+        evidence = super().evidence(entries)
+        evidence["failures"] = sum(o.type == LOGIN_FAILED for o in entries)
+        evidence["successes"] = sum(o.type == LOGIN_SUCCEEDED for o in entries)
         evidence["min_accounts"] = self.spec.min_accounts
         return evidence
 
 
 class SingleEvent(Rule):
-    """One event is enough (refresh token reuse, a new device)."""
+    """One event is enough (refresh token reuse, a new device, a privilege grant)."""
 
     def applies(self, obs: Observation) -> bool:
         if not super().applies(obs):
             return False
-        return obs.new_device if obs.type == SESSION_CREATED else True
+        if obs.type == SESSION_CREATED:
+            return obs.new_device
+        if obs.type == REFRESH_GRACE_REPLAY:
+            return obs.other_device
+        if obs.type == ROLE_CHANGED:
+            return obs.to_role == "owner"
+        if obs.type == MEMBER_JOINED:
+            return obs.to_role == "owner" and not obs.team_creation
+        if obs.type == ROLES_UPDATED:
+            return bool(SENSITIVE_PERMISSIONS.intersection(obs.granted))
+        return True
 
-    def triggered(self, window: Window) -> bool:
-        return len(window) >= 1
+    def triggered(self, entries: Sequence[Observation]) -> bool:
+        return len(entries) >= 1
+
+    def evidence(self, entries: Sequence[Observation]) -> dict[str, Any]:
+        evidence = super().evidence(entries)
+        last = entries[-1]
+        if last.to_role and last.type != ROLES_UPDATED:
+            evidence["role"] = last.to_role
+        if last.granted:
+            evidence["granted"] = sorted(SENSITIVE_PERMISSIONS.intersection(last.granted))
+            evidence["role"] = last.to_role
+        if last.actor_user_id:
+            evidence["by"] = last.actor_user_id
+        return evidence
 
 
 RULE_KINDS: dict[str, type[Rule]] = {
     "event_count": EventCount,
-    "distinct_accounts": DistinctAccounts,
+    "distinct": Distinct,
     "credential_stuffing": CredentialStuffing,
     "single_event": SingleEvent,
 }
 
 
 def build_rules(specs: Iterable[RuleSpec]) -> list[Rule]:
-    return [RULE_KINDS[s.kind](s) for s in specs]
+    return [RULE_KINDS[s.kind](s) for s in specs if s.enabled]
+
+
+def alert_id_for(spec: RuleSpec, subject: str, obs: Observation) -> str:
+    """Same window bucket (or same event, for a rule without window) -> same id everywhere."""
+    if spec.window_seconds > 0:
+        epoch = int((obs.time - _EPOCH).total_seconds())
+        bucket_start = _EPOCH + timedelta(seconds=epoch - epoch % spec.window_seconds)
+        return derived_id("alr", bucket_start, spec.id, subject, str(epoch // spec.window_seconds))
+    return derived_id("alr", obs.time, spec.id, subject, obs.id)
+
+
+def build_alert(rule: Rule, subject: str, obs: Observation, entries: Sequence[Observation]) -> RaisedAlert:
+    spec = rule.spec
+    teams = {o.team_id for o in entries}
+    users = {o.user_id for o in entries if o.user_id}
+    if spec.per == "actor_in_team":
+        users = {o.actor_user_id for o in entries if o.actor_user_id}
+    return RaisedAlert(
+        id=alert_id_for(spec, subject, obs),
+        rule=spec.id,
+        severity=spec.severity,
+        subject=rule.public_subject(subject),
+        time=obs.time,
+        team_id=teams.pop() if len(teams) == 1 else "",
+        user_ids=tuple(sorted(users)),
+        event_ids=tuple(o.id for o in entries)[-MAX_EVENT_IDS:],
+        evidence=rule.evidence(entries),
+    )
 
 
 @dataclass
-class _RuleState:
-    windows: OrderedDict[str, Window] = field(default_factory=OrderedDict)
-    quiet_until: dict[str, datetime] = field(default_factory=dict)
+class RuleSet:
+    """The enabled rules, built from specs (defaults with configuration applied)."""
 
+    specs: tuple[RuleSpec, ...] = DEFAULT_RULES
+    rules: list[Rule] = field(init=False)
 
-class RuleEngine:
-    """Feeds observations to every rule; returns the alerts they raise."""
-
-    def __init__(self, specs: Sequence[RuleSpec] = DEFAULT_RULES) -> None:
-        self.rules = build_rules(specs)
-        self._state = {r.spec.id: _RuleState() for r in self.rules}
-        self._seen = 0
-        self._latest: datetime | None = None
-
-    @property
-    def specs(self) -> list[RuleSpec]:
-        return [r.spec for r in self.rules]
-
-    def observe(self, obs: Observation) -> list[RaisedAlert]:
-        raised: list[RaisedAlert] = []
-        for rule in self.rules:
-            if not rule.applies(obs):
-                continue
-            subject = rule.subject(obs)
-            if not subject:
-                continue
-            alert = self._evaluate(rule, subject, obs)
-            if alert is not None:
-                raised.append(alert)
-        self._latest = obs.time if self._latest is None else max(self._latest, obs.time)
-        self._seen += 1
-        if self._seen % SWEEP_EVERY == 0:
-            self.sweep()
-        return raised
-
-    def _evaluate(self, rule: Rule, subject: str, obs: Observation) -> RaisedAlert | None:
-        spec = rule.spec
-        state = self._state[spec.id]
-        window = state.windows.get(subject)
-        if window is None:
-            window = state.windows[subject] = Window(spec.window_seconds)
-            if len(state.windows) > MAX_SUBJECTS_PER_RULE:
-                state.windows.popitem(last=False)  # forget the least recently active subject
-        state.windows.move_to_end(subject)
-        if not window.add(obs) or not rule.triggered(window):
-            return None
-        quiet = state.quiet_until.get(subject)
-        if quiet is not None and obs.time < quiet:
-            return None
-        if spec.window_seconds > 0:
-            state.quiet_until[subject] = obs.time + timedelta(seconds=spec.window_seconds)
-            epoch = int((obs.time - _EPOCH).total_seconds())
-            bucket_start = _EPOCH + timedelta(seconds=epoch - epoch % spec.window_seconds)
-            alert_id = derived_id("alr", bucket_start, spec.id, subject, str(epoch // spec.window_seconds))
-        else:
-            alert_id = derived_id("alr", obs.time, spec.id, subject, obs.id)
-        entries = window.entries
-        teams = {o.team_id for o in entries}
-        event_ids = [o.id for o in entries][-MAX_EVENT_IDS:]
-        return RaisedAlert(
-            id=alert_id,
-            rule=spec.id,
-            severity=spec.severity,
-            subject=subject,
-            time=obs.time,
-            team_id=teams.pop() if len(teams) == 1 else "",
-            user_ids=tuple(sorted({o.user_id for o in entries if o.user_id})),
-            event_ids=tuple(event_ids),
-            evidence=rule.evidence(window),
-        )
-
-    def sweep(self) -> None:
-        """Forget subjects with nothing left in their window (memory stays bounded)."""
-        if self._latest is None:
-            return
-        for rule in self.rules:
-            state = self._state[rule.spec.id]
-            horizon = self._latest - timedelta(seconds=rule.spec.window_seconds)
-            for key in [k for k, w in state.windows.items() if not w.entries or w.newest < horizon]:
-                del state.windows[key]
-            for key in [k for k, t in state.quiet_until.items() if t <= self._latest]:
-                del state.quiet_until[key]
-
-    def tracked_subjects(self, rule_id: str) -> int:
-        return len(self._state[rule_id].windows)
+    def __post_init__(self) -> None:
+        self.rules = build_rules(self.specs)

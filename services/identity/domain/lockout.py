@@ -1,4 +1,4 @@
-"""Failed-login limits (API.md "Failed logins").
+"""Failed-login limits (docs/api.md, "Failed logins").
 
 A client is (client IP, account). Every password attempt is counted as a failure *before*
 the password is checked and forgiven when it turns out right, so concurrent guesses can

@@ -1,4 +1,4 @@
-"""Password policy (API.md "Passwords", NIST SP 800-63B 5.1.1.2).
+"""Password policy (docs/api.md "Passwords", NIST SP 800-63B 5.1.1.2).
 
 - The password is normalized to Unicode NFKC; that form is what gets hashed and measured.
 - 8 to 256 code points; no trimming, truncation, case folding or composition rules.

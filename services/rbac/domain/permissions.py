@@ -1,4 +1,4 @@
-"""The permission catalogue and the default role table (API.md, "Roles, permissions, assignments")."""
+"""The permission catalogue and the default role table (docs/api.md, "Roles, permissions, assignments")."""
 
 from __future__ import annotations
 

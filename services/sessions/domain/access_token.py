@@ -1,4 +1,4 @@
-"""Access tokens: the claims (API.md "Tokens and sessions"), signing and offline verification.
+"""Access tokens: the claims (docs/api.md, "Tokens and sessions"), signing and offline verification.
 
 Verification lives here too so the gateway (and any service verifying offline) uses the
 exact same rules as the issuer.

@@ -55,7 +55,7 @@ def public_key(raw: bytes) -> Ed25519PublicKey:
 
 
 def publication_window(access_ttl_seconds: int) -> timedelta:
-    """A retired key stays listed while tokens it signed may live, twice over (API.md)."""
+    """A retired key stays listed while tokens it signed may live, twice over (docs/api.md)."""
     return timedelta(seconds=2 * access_ttl_seconds)
 
 

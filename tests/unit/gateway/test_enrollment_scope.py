@@ -1,4 +1,4 @@
-"""An enrollment-only session reaches exactly the routes API.md lists, not look-alikes."""
+"""An enrollment-only session reaches exactly the routes docs/api.md lists, not look-alikes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The default decision table of API.md, cell by cell, and the assigned-customer rule."""
+"""The default decision table of docs/api.md, cell by cell, and the assigned-customer rule."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from services.rbac.domain.permissions import (
 from services.rbac.domain.resources import Resource, parse_resource
 from services.rbac.domain.team import RoleBinding, TeamAuthorization
 
-# Copied by hand from API.md ("Default permissions"): owner, manager, staff.
+# Copied by hand from docs/api.md ("Default permissions"): owner, manager, staff.
 API_TABLE: dict[str, tuple[bool, bool, bool]] = {}
 for names, cells in [
     ("team.manage members.read members.invite members.manage sessions.manage security.manage", (True, True, False)),

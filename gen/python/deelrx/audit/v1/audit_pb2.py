@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from deelrx.common.v1 import common_pb2 as deelrx_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64\x65\x65lrx/audit/v1/audit.proto\x12\x0f\x64\x65\x65lrx.audit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x64\x65\x65lrx/common/v1/common.proto\"\xba\x02\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12%\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x16.deelrx.audit.v1.Actor\x12\'\n\x06target\x18\x06 \x01(\x0b\x32\x17.deelrx.audit.v1.Target\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06source\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x14\n\x0csubject_hash\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\"8\n\x05\x41\x63tor\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x12\n\nuser_agent\x18\x03 \x01(\t\"\"\n\x06Target\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\xdf\x01\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0f\n\x07team_id\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12)\n\x08\x65vidence\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x10\n\x08user_ids\x18\t \x03(\t\x12\x11\n\tevent_ids\x18\n \x03(\t\"\xb5\x01\n\x12QueryEventsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12\x15\n\ractor_user_id\x18\x04 \x01(\t\x12*\n\x05range\x18\x05 \x01(\x0b\x32\x1b.deelrx.common.v1.TimeRange\x12+\n\x04page\x18\x06 \x01(\x0b\x32\x1d.deelrx.common.v1.PageRequest\"p\n\x13QueryEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.deelrx.audit.v1.AuditEvent\x12,\n\x04page\x18\x02 \x01(\x0b\x32\x1e.deelrx.common.v1.PageResponse\"R\n\x13\x45xportEventsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.deelrx.common.v1.TimeRange\"6\n\x12VerifyChainRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"h\n\x13VerifyChainResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x16\n\x0e\x65vents_checked\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12\x1a\n\x12\x66irst_bad_event_id\x18\x04 \x01(\t\"?\n\x13StreamEventsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x02 \x03(\t\"k\n\nStreamItem\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.deelrx.audit.v1.AuditEventH\x00\x12\'\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x16.deelrx.audit.v1.AlertH\x00\x42\x06\n\x04item\"j\n\x11ListAlertsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x02 \x03(\t\x12+\n\x04page\x18\x03 \x01(\x0b\x32\x1d.deelrx.common.v1.PageRequest\"j\n\x12ListAlertsResponse\x12&\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x16.deelrx.audit.v1.Alert\x12,\n\x04page\x18\x02 \x01(\x0b\x32\x1e.deelrx.common.v1.PageResponse2\xc3\x03\n\x0c\x41uditService\x12X\n\x0bQueryEvents\x12#.deelrx.audit.v1.QueryEventsRequest\x1a$.deelrx.audit.v1.QueryEventsResponse\x12S\n\x0c\x45xportEvents\x12$.deelrx.audit.v1.ExportEventsRequest\x1a\x1b.deelrx.audit.v1.AuditEvent0\x01\x12X\n\x0bVerifyChain\x12#.deelrx.audit.v1.VerifyChainRequest\x1a$.deelrx.audit.v1.VerifyChainResponse\x12S\n\x0cStreamEvents\x12$.deelrx.audit.v1.StreamEventsRequest\x1a\x1b.deelrx.audit.v1.StreamItem0\x01\x12U\n\nListAlerts\x12\".deelrx.audit.v1.ListAlertsRequest\x1a#.deelrx.audit.v1.ListAlertsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64\x65\x65lrx/audit/v1/audit.proto\x12\x0f\x64\x65\x65lrx.audit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x64\x65\x65lrx/common/v1/common.proto\"\xba\x02\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12%\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x16.deelrx.audit.v1.Actor\x12\'\n\x06target\x18\x06 \x01(\x0b\x32\x17.deelrx.audit.v1.Target\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06source\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x14\n\x0csubject_hash\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\"8\n\x05\x41\x63tor\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x12\n\nuser_agent\x18\x03 \x01(\t\"\"\n\x06Target\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\xbf\x02\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0f\n\x07team_id\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12)\n\x08\x65vidence\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x10\n\x08user_ids\x18\t \x03(\t\x12\x11\n\tevent_ids\x18\n \x03(\t\x12\x0c\n\x04note\x18\x0b \x01(\t\x12\x35\n\x11status_changed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11status_changed_by\x18\r \x01(\t\"\xb5\x01\n\x12QueryEventsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12\x15\n\ractor_user_id\x18\x04 \x01(\t\x12*\n\x05range\x18\x05 \x01(\x0b\x32\x1b.deelrx.common.v1.TimeRange\x12+\n\x04page\x18\x06 \x01(\x0b\x32\x1d.deelrx.common.v1.PageRequest\"p\n\x13QueryEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.deelrx.audit.v1.AuditEvent\x12,\n\x04page\x18\x02 \x01(\x0b\x32\x1e.deelrx.common.v1.PageResponse\"\x95\x01\n\x13\x45xportEventsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12*\n\x05range\x18\x02 \x01(\x0b\x32\x1b.deelrx.common.v1.TimeRange\x12\x31\n\x07\x63ontext\x18\x03 \x01(\x0b\x32 .deelrx.common.v1.RequestContext\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\"i\n\x12VerifyChainRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x31\n\x07\x63ontext\x18\x03 \x01(\x0b\x32 .deelrx.common.v1.RequestContext\"\x96\x01\n\x13VerifyChainResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x16\n\x0e\x65vents_checked\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12\x1a\n\x12\x66irst_bad_event_id\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x1b\n\x13\x63heckpoints_checked\x18\x06 \x01(\x03\"U\n\x13StreamEventsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x02 \x03(\t\x12\x14\n\x0cresume_after\x18\x03 \x01(\t\"}\n\nStreamItem\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.deelrx.audit.v1.AuditEventH\x00\x12\'\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x16.deelrx.audit.v1.AlertH\x00\x12\x10\n\x08position\x18\x03 \x01(\tB\x06\n\x04item\"9\n\x0bStreamBatch\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.deelrx.audit.v1.StreamItem\"j\n\x11ListAlertsRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x02 \x03(\t\x12+\n\x04page\x18\x03 \x01(\x0b\x32\x1d.deelrx.common.v1.PageRequest\"j\n\x12ListAlertsResponse\x12&\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x16.deelrx.audit.v1.Alert\x12,\n\x04page\x18\x02 \x01(\x0b\x32\x1e.deelrx.common.v1.PageResponse\"\xa1\x01\n\x12UpdateAlertRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .deelrx.common.v1.RequestContext\x12\x0f\n\x07team_id\x18\x02 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x03 \x03(\t\x12\x10\n\x08\x61lert_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\"<\n\x13UpdateAlertResponse\x12%\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x16.deelrx.audit.v1.Alert2\x9d\x04\n\x0c\x41uditService\x12X\n\x0bQueryEvents\x12#.deelrx.audit.v1.QueryEventsRequest\x1a$.deelrx.audit.v1.QueryEventsResponse\x12S\n\x0c\x45xportEvents\x12$.deelrx.audit.v1.ExportEventsRequest\x1a\x1b.deelrx.audit.v1.AuditEvent0\x01\x12X\n\x0bVerifyChain\x12#.deelrx.audit.v1.VerifyChainRequest\x1a$.deelrx.audit.v1.VerifyChainResponse\x12S\n\x0cStreamEvents\x12$.deelrx.audit.v1.StreamEventsRequest\x1a\x1b.deelrx.audit.v1.StreamItem0\x01\x12U\n\nListAlerts\x12\".deelrx.audit.v1.ListAlertsRequest\x1a#.deelrx.audit.v1.ListAlertsResponse\x12X\n\x0bUpdateAlert\x12#.deelrx.audit.v1.UpdateAlertRequest\x1a$.deelrx.audit.v1.UpdateAlertResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,25 +41,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGET']._serialized_start=517
   _globals['_TARGET']._serialized_end=551
   _globals['_ALERT']._serialized_start=554
-  _globals['_ALERT']._serialized_end=777
-  _globals['_QUERYEVENTSREQUEST']._serialized_start=780
-  _globals['_QUERYEVENTSREQUEST']._serialized_end=961
-  _globals['_QUERYEVENTSRESPONSE']._serialized_start=963
-  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1075
-  _globals['_EXPORTEVENTSREQUEST']._serialized_start=1077
-  _globals['_EXPORTEVENTSREQUEST']._serialized_end=1159
-  _globals['_VERIFYCHAINREQUEST']._serialized_start=1161
-  _globals['_VERIFYCHAINREQUEST']._serialized_end=1215
-  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1217
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1321
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=1323
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1386
-  _globals['_STREAMITEM']._serialized_start=1388
-  _globals['_STREAMITEM']._serialized_end=1495
-  _globals['_LISTALERTSREQUEST']._serialized_start=1497
-  _globals['_LISTALERTSREQUEST']._serialized_end=1603
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1605
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1711
-  _globals['_AUDITSERVICE']._serialized_start=1714
-  _globals['_AUDITSERVICE']._serialized_end=2165
+  _globals['_ALERT']._serialized_end=873
+  _globals['_QUERYEVENTSREQUEST']._serialized_start=876
+  _globals['_QUERYEVENTSREQUEST']._serialized_end=1057
+  _globals['_QUERYEVENTSRESPONSE']._serialized_start=1059
+  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1171
+  _globals['_EXPORTEVENTSREQUEST']._serialized_start=1174
+  _globals['_EXPORTEVENTSREQUEST']._serialized_end=1323
+  _globals['_VERIFYCHAINREQUEST']._serialized_start=1325
+  _globals['_VERIFYCHAINREQUEST']._serialized_end=1430
+  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1433
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1583
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1585
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1670
+  _globals['_STREAMITEM']._serialized_start=1672
+  _globals['_STREAMITEM']._serialized_end=1797
+  _globals['_STREAMBATCH']._serialized_start=1799
+  _globals['_STREAMBATCH']._serialized_end=1856
+  _globals['_LISTALERTSREQUEST']._serialized_start=1858
+  _globals['_LISTALERTSREQUEST']._serialized_end=1964
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1966
+  _globals['_LISTALERTSRESPONSE']._serialized_end=2072
+  _globals['_UPDATEALERTREQUEST']._serialized_start=2075
+  _globals['_UPDATEALERTREQUEST']._serialized_end=2236
+  _globals['_UPDATEALERTRESPONSE']._serialized_start=2238
+  _globals['_UPDATEALERTRESPONSE']._serialized_end=2298
+  _globals['_AUDITSERVICE']._serialized_start=2301
+  _globals['_AUDITSERVICE']._serialized_end=2842
 # @@protoc_insertion_point(module_scope)

@@ -59,6 +59,11 @@ class AuditServiceStub:
                 request_serializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.UpdateAlert = channel.unary_unary(
+                '/deelrx.audit.v1.AuditService/UpdateAlert',
+                request_serializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.UpdateAlertRequest.SerializeToString,
+                response_deserializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.UpdateAlertResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -94,6 +99,13 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAlert(self, request, context):
+        """Acknowledge or resolve an alert the team can see (audited as security.alert_updated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +133,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.ListAlertsRequest.FromString,
                     response_serializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'UpdateAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlert,
+                    request_deserializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.UpdateAlertRequest.FromString,
+                    response_serializer=deelrx_dot_audit_dot_v1_dot_audit__pb2.UpdateAlertResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +275,33 @@ class AuditService:
             '/deelrx.audit.v1.AuditService/ListAlerts',
             deelrx_dot_audit_dot_v1_dot_audit__pb2.ListAlertsRequest.SerializeToString,
             deelrx_dot_audit_dot_v1_dot_audit__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.audit.v1.AuditService/UpdateAlert',
+            deelrx_dot_audit_dot_v1_dot_audit__pb2.UpdateAlertRequest.SerializeToString,
+            deelrx_dot_audit_dot_v1_dot_audit__pb2.UpdateAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,

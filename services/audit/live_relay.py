@@ -1,0 +1,78 @@
+"""The live feed across audit replicas: whichever replica stores an event or alert announces
+it on the core NATS subject `audit.live` (no stream keeps it), and every replica, itself
+included, feeds what it hears into its LiveHub. So a live stream sees everything stored by
+any replica. While NATS is unreachable a replica feeds its own hub directly; a client that
+missed items resumes with its last position."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+from google.protobuf.message import DecodeError
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from deelrx.audit.v1 import audit_pb2
+from services.audit.convert import alert_message, alert_record, event_message, event_record
+from services.audit.domain.alerts import AlertRecord
+from services.audit.live import LiveHub, LiveItem
+
+log = structlog.get_logger(__name__)
+
+LIVE_SUBJECT = "audit.live"
+
+
+class LiveRelay:
+    def __init__(self, hub: LiveHub) -> None:
+        self.hub = hub
+        self.nc: NATS | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def announce(self, items: Sequence[LiveItem]) -> None:
+        """Called after a commit with what it stored (one message per batch)."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            for item in items:
+                self.hub.publish(item)
+            return
+        batch = audit_pb2.StreamBatch(
+            items=[
+                audit_pb2.StreamItem(alert=alert_message(i))
+                if isinstance(i, AlertRecord)
+                else audit_pb2.StreamItem(event=event_message(i))
+                for i in items
+            ]
+        )
+        task = asyncio.get_running_loop().create_task(self._send(nc, items, batch.SerializeToString()))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, nc: NATS, items: Sequence[LiveItem], payload: bytes) -> None:
+        try:
+            await nc.publish(LIVE_SUBJECT, payload)
+        except Exception as exc:  # noqa: BLE001 - NATS went away: at least our own subscribers
+            log.warning("live_announce_failed", error=str(exc))
+            for item in items:
+                self.hub.publish(item)
+
+    async def on_connected(self, nc: NATS) -> None:
+        await nc.subscribe(LIVE_SUBJECT, cb=self._heard)
+        self.nc = nc
+
+    async def _heard(self, msg: Msg) -> None:
+        if not self.hub.subscriber_count:
+            return  # nobody streams from this replica: nothing to decode
+        try:
+            batch = audit_pb2.StreamBatch.FromString(msg.data)
+        except DecodeError:
+            return
+        now = datetime.now(UTC)
+        for item in batch.items:
+            kind = item.WhichOneof("item")
+            if kind == "event":
+                self.hub.publish(event_record(item.event, now))
+            elif kind == "alert":
+                self.hub.publish(alert_record(item.alert, now))

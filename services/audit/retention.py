@@ -1,0 +1,159 @@
+"""Retention: events stored before a configured age are first archived (a gzip NDJSON file per
+chain and cut, ending with a checkpoint signed at the cut), and only then deleted. The chain
+then starts at that signed (seq, hash) base, so it stays verifiable across the cut, and the
+archive file itself can be checked against the same checkpoint.
+
+Directory archives only (DEELRX_AUDIT_ARCHIVE_DIR); an S3-compatible bucket is not built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, distinct, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from deelrx_kit.clock import Clock
+from deelrx_kit.db import dialect_insert, reading, transaction
+from services.audit.adapters import checkpoint_sql, sql
+from services.audit.checkpoints import CheckpointKey
+from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, time_text
+
+log = structlog.get_logger(__name__)
+
+BATCH = 1000
+
+
+def _row(c: ChainedEvent) -> dict[str, Any]:
+    e = c.event
+    return {
+        "chain_key": c.chain_key,
+        "seq": c.seq,
+        "prev_hash": c.prev_hash,
+        "hash": c.hash,
+        "stored_at": time_text(c.stored_at),
+        "id": e.id,
+        "time": time_text(e.time),
+        "type": e.type,
+        "team_id": e.team_id,
+        "actor": {"user_id": e.actor_user_id, "ip": e.actor_ip, "user_agent": e.actor_user_agent},
+        "target": {"type": e.target_type, "id": e.target_id},
+        "outcome": e.outcome,
+        "details": e.details,
+        "source": e.source,
+        "request_id": e.request_id,
+        "subject_hash": e.subject_hash,
+        "session_id": e.session_id,
+    }
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+class Archiver:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock, directory: Path
+    ) -> None:
+        self.sessions = sessions
+        self.key = key
+        self.clock = clock
+        self.directory = directory
+
+    async def archive_chain(self, chain_key: str, before: datetime) -> Path | None:
+        """Archive, then delete, the chain's events stored before `before` (a prefix of it)."""
+        async with reading(self.sessions) as s:
+            base = await checkpoint_sql.base_of(s, chain_key)
+            head = await sql.chain_head(s, chain_key)
+            start_seq, start_hash = base if base is not None else (0, GENESIS_HASH)
+            first_kept = await s.scalar(
+                select(sql.events.c.seq)
+                .where(sql.events.c.chain_key == chain_key, sql.events.c.seq > start_seq)
+                .where(sql.events.c.stored_at >= before)
+                .order_by(sql.events.c.seq)
+                .limit(1)
+            )
+        if head is None:
+            return None
+        cut = (first_kept - 1) if first_kept is not None else head[0]
+        if cut <= start_seq:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", chain_key)
+        path = self.directory / f"{name}-{start_seq + 1:010d}-{cut:010d}.ndjson.gz"
+        tmp = path.with_suffix(".tmp")
+        verifier = ChainVerifier(chain_key, start_seq=start_seq, start_hash=start_hash)
+        last_hash = start_hash
+        with gzip.open(tmp, "wt", encoding="utf-8") as out:
+            after = start_seq
+            while after < cut:
+                async with reading(self.sessions) as s:
+                    rows = await sql.chain_events(s, chain_key, after_seq=after, up_to_seq=cut, limit=BATCH)
+                if not rows:
+                    break
+                for r in rows:
+                    verifier.feed(r)
+                    out.write(json.dumps(_row(r), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
+                    last_hash = r.hash
+                after = rows[-1].seq
+            check = verifier.result(cut, last_hash)
+            if not check.ok:
+                log.warning("audit_archive_refused", chain_key=chain_key, first_bad_event_id=check.first_bad_event_id)
+                out.close()
+                tmp.unlink()
+                return None
+            cp = self.key.sign(chain_key, cut, last_hash, self.clock.now())
+            out.write(json.dumps({"checkpoint": {**cp.__dict__, "signed_at": time_text(cp.signed_at)}}) + "\n")
+        await asyncio.to_thread(_fsync, tmp)
+        tmp.rename(path)  # the archive is on disk before anything is deleted
+        async with transaction(self.sessions) as s:
+            existing = {c.seq for c in await checkpoint_sql.for_chain(s, chain_key)}
+            if cut not in existing:
+                await checkpoint_sql.add(s, cp)
+            await s.execute(delete(sql.events).where(sql.events.c.chain_key == chain_key, sql.events.c.seq <= cut))
+            bases = checkpoint_sql.chain_bases
+            values = {"seq": cut, "hash": last_hash, "archived_at": self.clock.now(), "archive": str(path)[:500]}
+            await s.execute(
+                dialect_insert(s, bases)
+                .values(chain_key=chain_key, **values)
+                .on_conflict_do_update(index_elements=["chain_key"], set_=values)
+            )
+        log.info("audit_archived", chain_key=chain_key, up_to_seq=cut, file=str(path))
+        return path
+
+    async def archive_older_than(self, age: timedelta, limit: int = 1000) -> int:
+        before = self.clock.now() - age
+        async with reading(self.sessions) as s:
+            keys = list(
+                (
+                    await s.execute(
+                        select(distinct(sql.events.c.chain_key)).where(sql.events.c.stored_at < before).limit(limit)
+                    )
+                ).scalars()
+            )
+        done = 0
+        for key in keys:
+            if await self.archive_chain(key, before) is not None:
+                done += 1
+        return done
+
+    async def run(self, stop: asyncio.Event, age: timedelta, interval_seconds: float) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.archive_older_than(age)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("audit_archive_failed", error=str(exc))

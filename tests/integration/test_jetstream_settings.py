@@ -1,0 +1,97 @@
+"""JetStream settings against a NATS server of its own: streams and consumers are created
+with explicit settings when missing and never rewritten; a message that keeps failing, or
+cannot be read at all, ends in the dead-letter stream with its error, counted in metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from deelrx_kit import nats_bus
+from deelrx_kit.metrics import DEAD_LETTERS
+from deploy.local import infra
+
+
+@pytest.fixture
+async def js(tmp_path: Path) -> AsyncIterator[JetStreamContext]:
+    server = infra.start_nats(tmp_path / "nats")
+    nc = await nats.connect(server.url)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
+        server.stop()
+
+
+async def test_streams_are_created_with_explicit_settings_and_never_rewritten(js: JetStreamContext) -> None:
+    assert await nats_bus.ensure_streams(js) == {}
+    audit = (await js.stream_info("AUDIT")).config
+    assert getattr(audit.storage, "value", audit.storage) == "file" and audit.num_replicas == 1
+    assert audit.max_age == 30 * 86400 and audit.max_bytes == 4 * nats_bus.GIB
+    assert audit.duplicate_window == nats_bus.DUPLICATE_WINDOW_SECONDS
+    assert (await js.stream_info("DEADLETTER")).config.subjects == ["deadletter.>"]
+
+    # An operator keeps audit events longer; a new start must not undo it.
+    audit.max_age = 90 * 86400
+    await js.update_stream(audit)
+    drift = await nats_bus.ensure_streams(js)
+    assert drift == {"AUDIT": {"max_age": (30 * 86400, 90 * 86400)}}
+    assert (await js.stream_info("AUDIT")).config.max_age == 90 * 86400
+
+
+async def test_consumers_get_max_deliver_and_backoff_and_are_not_rewritten(js: JetStreamContext) -> None:
+    await nats_bus.ensure_streams(js)
+    assert await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-consumer", max_deliver=5) == {}
+    info = (await js.consumer_info("AUDIT", "t-consumer")).config
+    assert info.max_deliver == 5 and info.backoff == [1.0, 2.0, 5.0, 10.0] and info.ack_wait == 1.0
+    assert info.max_ack_pending == nats_bus.MAX_ACK_PENDING
+    drift = await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-consumer", max_deliver=8)
+    assert drift["max_deliver"] == (8, 5)
+    assert (await js.consumer_info("AUDIT", "t-consumer")).config.max_deliver == 5
+
+
+async def test_failing_and_unreadable_messages_go_to_the_dead_letter_stream(js: JetStreamContext) -> None:
+    await nats_bus.ensure_streams(js)
+    before = DEAD_LETTERS.labels("t-dlq")._value.get()
+    handled: list[bytes] = []
+    attempts: dict[bytes, int] = {}
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        attempts[msg.data] = attempts.get(msg.data, 0) + 1
+        if msg.data == b"poison":
+            raise nats_bus.PoisonMessage("unreadable")
+        if msg.data == b"broken":
+            raise RuntimeError("database says no")
+        handled.append(msg.data)
+
+    for i, body in enumerate([b"ok-1", b"poison", b"broken", b"ok-2"]):
+        await js.publish("audit.events.test", body, headers={"Nats-Msg-Id": f"m{i}"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        nats_bus.consume(
+            js, stream="AUDIT", subject="audit.events.>", durable="t-dlq", handler=handler, stop=stop, max_deliver=2
+        )
+    )
+    dead = await js.subscribe("deadletter.>", ordered_consumer=True)
+    letters = []
+    try:
+        while len(letters) < 2:
+            letters.append(await dead.next_msg(timeout=20))
+    finally:
+        stop.set()
+        await task
+    by_body = {m.data: m for m in letters}
+    assert set(by_body) == {b"poison", b"broken"}
+    assert handled == [b"ok-1", b"ok-2"]
+    assert attempts[b"poison"] == 1 and attempts[b"broken"] == 2  # max_deliver, then no more
+    broken = by_body[b"broken"]
+    assert broken.subject == "deadletter.t-dlq"
+    assert broken.headers["Deelrx-Error"] == "RuntimeError: database says no"
+    assert broken.headers["Deelrx-Original-Subject"] == "audit.events.test"
+    assert by_body[b"poison"].headers["Deelrx-Error"] == "poison: unreadable"
+    assert DEAD_LETTERS.labels("t-dlq")._value.get() == before + 2
