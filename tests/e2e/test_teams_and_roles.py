@@ -130,6 +130,7 @@ def _fill(path: str, team_id: str, user_id: str) -> str:
         .replace("{cid}", "c_1")
         .replace("{iid}", "inv_01aaaaaaaaaaaaaaaaaaaaaaaa")
         .replace("{role}", "staff")
+        .replace("{id}", "alr_01aaaaaaaaaaaaaaaaaaaaaaaa")
     )
 
 
@@ -139,6 +140,7 @@ VALID_BODIES = {
     ("post", "/v1/teams/{tid}/invitations"): {"email": "x@example.com", "role": "staff"},
     ("put", "/v1/teams/{tid}/billing"): {"plan": "enterprise"},
     ("put", "/v1/teams/{tid}/roles/{role}"): {"permissions": []},
+    ("patch", "/v1/teams/{tid}/security/alerts/{id}"): {"status": "acknowledged"},
 }
 
 
