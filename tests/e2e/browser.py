@@ -76,18 +76,21 @@ class Looks:
         self.violations: dict[str, list[str]] = {}
         self.seen: list[str] = []
 
-    def check(self, page: Page, name: str) -> None:
-        page.wait_for_load_state("networkidle")
+    def check(self, page: Page, name: str, *, wait_ready: bool = True) -> None:
+        """Once the page's script is done (`body[data-ready]`): screenshots at both widths and one
+        axe-core run (the phone layout only restyles the same document)."""
+        if wait_ready:
+            page.wait_for_selector("body[data-ready]", state="attached")
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             page.set_viewport_size(size)
             page.screenshot(path=str(self.folder / f"{len(self.seen):02d}-{name}-{label}.png"), full_page=True)
-            results = self.axe.run(page)
-            serious = [
-                f"{v['id']} ({v['impact']}): {len(v['nodes'])} node(s)"
-                for v in results.response["violations"]
-                if v.get("impact") in SERIOUS
-            ]
-            if serious:
-                self.violations[f"{name} @ {label}"] = serious
         page.set_viewport_size(DESKTOP)
+        results = self.axe.run(page)
+        serious = [
+            f"{v['id']} ({v['impact']}): {[n.get('target') for n in v['nodes']][:3]}"
+            for v in results.response["violations"]
+            if v.get("impact") in SERIOUS
+        ]
+        if serious:
+            self.violations[name] = serious
         self.seen.append(name)

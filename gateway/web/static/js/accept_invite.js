@@ -1,4 +1,4 @@
-import { $, api, focusHeading, onSubmit, showError } from "/static/js/ui.js";
+import { $, api, focusHeading, onSubmit, ready, showError } from "/static/js/ui.js";
 import { DeelRx } from "/sdk/js/deelrx.js";
 
 const token = new URLSearchParams(location.search).get("token") || "";
@@ -29,4 +29,4 @@ onSubmit(form, async () => {
   focusHeading($("#invite-done"));
 });
 
-start().catch((error) => showError(error));
+start().catch((error) => showError(error)).finally(ready);

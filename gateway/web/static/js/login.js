@@ -1,4 +1,4 @@
-import { $, api, focusHeading, onSubmit, safeNext } from "/static/js/ui.js";
+import { $, api, focusHeading, onSubmit, ready, safeNext } from "/static/js/ui.js";
 
 const next = safeNext(new URLSearchParams(location.search).get("next"));
 const mfaForm = $("#mfa-form");
@@ -24,3 +24,5 @@ onSubmit(mfaForm, async (values) => {
   else body.code = values.code.trim();
   done(await api.post("/v1/auth/login/mfa", body, { renew: false }));
 });
+
+ready();

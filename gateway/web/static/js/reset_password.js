@@ -1,4 +1,4 @@
-import { $, api, focusHeading, onSubmit } from "/static/js/ui.js";
+import { $, api, focusHeading, onSubmit, ready } from "/static/js/ui.js";
 
 const token = new URLSearchParams(location.search).get("token") || "";
 history.replaceState(null, "", location.pathname);
@@ -10,3 +10,5 @@ onSubmit(form, async (values) => {
   $("#reset-done").hidden = false;
   focusHeading($("#reset-done"));
 });
+
+ready();

@@ -1,4 +1,4 @@
-import { $, api, focusHeading, onSubmit, perform, showStatus } from "/static/js/ui.js";
+import { $, api, focusHeading, onSubmit, perform, ready, showStatus } from "/static/js/ui.js";
 
 const form = $("#signup-form");
 let email = "";
@@ -14,3 +14,5 @@ $("#resend").addEventListener("click", (event) =>
     await api.post("/v1/auth/verify-email/resend", { email }, { renew: false });
     showStatus("If a sign-up is waiting for this address, a new link is on its way.");
   }, { button: event.currentTarget }));
+
+ready();

@@ -200,6 +200,11 @@ export async function signedIn() {
   return me;
 }
 
+/** Marks the page as set up (`body[data-ready]`): what tests and tools wait for. */
+export function ready() {
+  document.body.dataset.ready = "true";
+}
+
 /** Runs a signed-in page's setup, showing a message when it fails (e.g. forbidden). */
 export async function page(setup) {
   let me;
@@ -214,6 +219,8 @@ export async function page(setup) {
   } catch (error) {
     if (error instanceof ApiError && error.code === "mfa_enrollment_required") location.assign("/account");
     showError(error);
+  } finally {
+    ready();
   }
 }
 

@@ -1,4 +1,4 @@
-import { $, api, focusHeading, onSubmit } from "/static/js/ui.js";
+import { $, api, focusHeading, onSubmit, ready } from "/static/js/ui.js";
 import { ApiError } from "/sdk/js/deelrx.js";
 
 // The token stays in memory only: it leaves the address bar (and the history) at once.
@@ -24,3 +24,5 @@ async function verify(values = {}) {
 }
 
 onSubmit(form, verify);
+
+ready();
