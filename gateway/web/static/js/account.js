@@ -18,9 +18,9 @@ async function loadSessions() {
   const { sessions } = await api.get("/v1/sessions");
   const rows = sessions.map((session) =>
     el("tr", {},
-      el("td", {}, deviceName(session), session.current ? el("strong", {}, " (this device)") : null),
-      el("td", {}, session.ip || ""),
-      el("td", {}, time(session.last_seen_at)),
+      el("td", { "data-label": "Device" }, deviceName(session), session.current ? el("strong", {}, " (this device)") : null),
+      el("td", { "data-label": "IP" }, session.ip || ""),
+      el("td", { "data-label": "Last seen" }, time(session.last_seen_at)),
       el("td", {}, session.current ? "" : el("button", {
         type: "button", class: "secondary", "aria-label": `Sign out ${deviceName(session)}`,
         onclick: (event) => perform(async () => {

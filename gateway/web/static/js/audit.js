@@ -32,9 +32,10 @@ page(async (me) => {
 
   function row(event) {
     const actor = event.actor || {};
-    return el("tr", {}, el("td", {}, time(event.time)), el("td", {}, event.type),
-      el("td", {}, [actor.user_id, actor.ip].filter(Boolean).join(" · ")), el("td", {}, event.outcome || ""),
-      el("td", {}, typeof event.target === "string" ? event.target : JSON.stringify(event.target ?? "")));
+    return el("tr", {}, el("td", { "data-label": "Time" }, time(event.time)), el("td", { "data-label": "Type" }, event.type),
+      el("td", { "data-label": "Actor" }, [actor.user_id, actor.ip].filter(Boolean).join(" · ")),
+      el("td", { "data-label": "Outcome" }, event.outcome || ""),
+      el("td", { "data-label": "Target" }, typeof event.target === "string" ? event.target : JSON.stringify(event.target ?? "")));
   }
 
   async function load(append) {

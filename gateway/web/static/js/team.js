@@ -56,8 +56,8 @@ page(async (me) => {
           }, { button: event.currentTarget }),
         }, "Remove") : null,
       ];
-      return el("tr", {}, el("td", {}, member.name), el("td", {}, member.email), el("td", {}, role),
-        el("td", {}, member.mfa_enabled ? "on" : "off"), el("td", { class: "actions" }, ...actions));
+      return el("tr", {}, el("td", { "data-label": "Name" }, member.name), el("td", { "data-label": "Email" }, member.email),
+        el("td", { "data-label": "Role" }, role), el("td", { "data-label": "Two-factor" }, member.mfa_enabled ? "on" : "off"), el("td", { class: "actions" }, ...actions));
     });
     $("#members tbody").replaceChildren(...rows);
     $("#transfer-to").replaceChildren(...members.filter((m) => m.user_id !== me.user.id)
