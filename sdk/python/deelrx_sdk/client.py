@@ -13,7 +13,9 @@ import httpx
 
 from deelrx_sdk import groups
 from deelrx_sdk._policy import RENEW_CODES, RetryPolicy, Tokens, body_of, error_of, parse_sse, problem_of
-from deelrx_sdk.errors import Unauthenticated
+from deelrx_sdk.errors import ApiError, Unauthenticated
+
+__all__ = ["ApiError", "AuthClient", "Client", "Tokens"]
 
 
 class _Groups:
