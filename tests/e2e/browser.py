@@ -76,7 +76,7 @@ class Looks:
         self.violations: dict[str, list[str]] = {}
         self.seen: list[str] = []
 
-    def check(self, page: Page, name: str, *, wait_ready: bool = True) -> None:
+    def check(self, page: Page, name: str, *, wait_ready: bool = True, skip_rules: tuple[str, ...] = ()) -> None:
         """Once the page's script is done (`body[data-ready]`): screenshots at both widths and one
         axe-core run (the phone layout only restyles the same document)."""
         if wait_ready:
@@ -85,7 +85,10 @@ class Looks:
             page.set_viewport_size(size)
             page.screenshot(path=str(self.folder / f"{len(self.seen):02d}-{name}-{label}.png"), full_page=True)
         page.set_viewport_size(DESKTOP)
-        results = self.axe.run(page)
+        options: dict[str, object] = {"resultTypes": ["violations"]}
+        if skip_rules:
+            options["rules"] = {rule: {"enabled": False} for rule in skip_rules}
+        results = self.axe.run(page, options=options)
         serious = [
             f"{v['id']} ({v['impact']}): {[n.get('target') for n in v['nodes']][:3]}"
             for v in results.response["violations"]
