@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import queue
+import threading
 import time
 
 import pyotp
@@ -122,6 +124,29 @@ def test_every_endpoint_group_through_the_sdk(suite: RunningSuite) -> None:
         assert any(s["current"] for s in owner.sessions.list()["sessions"])
         assert "events" in owner.audit.events(tid, limit=10)
         assert "events" in owner.audit.my_activity()
+        exported = owner.audit.export(tid, "ndjson")
+        assert isinstance(exported, bytes) and b"invitation" in exported
+
+        # The live security stream as an iterator: an invitation made now arrives as an `audit` event.
+        seen: queue.Queue[dict] = queue.Queue()
+
+        def listen() -> None:
+            for event in owner.security_stream(tid):
+                if event["event"] == "audit":
+                    seen.put(event)
+                    return
+
+        threading.Thread(target=listen, daemon=True).start()
+        arrived = None
+        for _ in range(5):  # the stream may still be connecting when the first invitation goes out
+            owner.invitations.create(tid, new_email(), "staff")
+            try:
+                arrived = seen.get(timeout=3)
+                break
+            except queue.Empty:
+                continue
+        assert arrived is not None and isinstance(arrived["data"], dict)
+
         assert owner.sessions.revoke_member(tid, staff_id)["revoked"] >= 1
         with pytest.raises((SessionExpired, Unauthenticated)):
             staff.me()
