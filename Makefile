@@ -48,7 +48,7 @@ test-e2e: $(VENV)/.dev-installed test-tools
 
 ## Debian tools that tests drive as independent peers; installed when missing (CI runs as root).
 test-tools:
-	@bash scripts/install_test_tools.sh oathtool nginx redis-server pg_ctlcluster=postgresql
+	@bash scripts/install_test_tools.sh oathtool nginx redis-server pg_ctlcluster=postgresql chromium node=nodejs
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -31,6 +31,8 @@ from gateway.routes import (
     team_routes,
 )
 from gateway.state import Gateway
+from gateway.web import pages
+from gateway.web.headers import BrowserSecurityHeaders
 
 log = structlog.get_logger("deelrx.gateway")
 
@@ -41,7 +43,8 @@ def create_app(gw: Gateway) -> FastAPI:
         version="1.0.0",
         description="Sign-up, login, sessions, MFA, teams and authorization for DeelRx CRM. "
         "Errors are RFC 9457 problem+json with a stable `code`.",
-        docs_url="/docs",
+        # /docs is served by gateway/web/pages.py from the suite's own files (no CDN).
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -86,6 +89,7 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(member_routes.router)
     app.include_router(role_routes.router)
     app.include_router(audit_routes.router)
+    pages.install(app)
     if gw.settings.cors_origins.strip():
         origins = [o.strip() for o in gw.settings.cors_origins.split(",") if o.strip() and o.strip() != "*"]
         app.add_middleware(
@@ -98,6 +102,7 @@ def create_app(gw: Gateway) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware, gateway=gw)
     document_in_openapi(app)
     app.add_middleware(RequestPipeline, gateway=gw)
+    app.add_middleware(BrowserSecurityHeaders, https=gw.settings.public_is_https)
     return app
 
 

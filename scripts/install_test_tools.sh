@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian tools named as arguments when they are missing, so a test never skips
 # because a tool is absent. Tests use them as independent peers: oathtool computes TOTP codes
-# the suite must accept, nginx fronts the gateway for forward auth; wrk loads the benchmarks.
+# the suite must accept, nginx fronts the gateway for forward auth, chromium runs the page tests
+# (driven by Playwright, never `playwright install`); wrk loads the benchmarks.
 # A tool is named by its command; `command=package` when the Debian package is named otherwise.
 # redis-server and PostgreSQL (TLS builds) serve the TLS-to-dependencies tests.
 set -euo pipefail

@@ -22,6 +22,7 @@ from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
 from deploy.local.launcher import Suite, prepare
 from tests.conftest import Infra, _create_database
+from tests.e2e.browser import browser  # noqa: F401 - Debian's chromium for the page tests
 
 
 @dataclass
