@@ -20,6 +20,7 @@ def assert_hardened(r: httpx.Response) -> None:
     assert h["x-frame-options"] == "DENY"
     csp = h["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert "object-src 'none'" in csp and "base-uri 'none'" in csp  # ASVS 3.4.3
     assert "x-request-id" in h
     assert "server" not in h  # no product/version banner
     assert "strict-transport-security" not in h  # plain-http loopback: never pin 127.0.0.1 to https
