@@ -164,13 +164,12 @@ def _call(channel: grpc.Channel, method: d.MethodDescriptor, request: Any) -> gr
     return grpc.StatusCode.OK
 
 
-@pytest.mark.parametrize("service,method", METHODS, ids=[f"{s}.{m.name}" for s, m in METHODS])
-def test_fuzzed_requests_get_deliberate_answers(suite: LiveSuite, service: str, method: d.MethodDescriptor) -> None:
+def fuzz(suite: LiveSuite, service: str, method: d.MethodDescriptor, examples: int) -> None:
     address = suite.env[f"DEELRX_{service.upper()}_ADDR"]
     seen: dict[grpc.StatusCode, int] = {}
     with grpc.insecure_channel(address) as channel:
 
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(request=message(method.input_type))
         def probe(request: Any) -> None:
             code = _call(channel, method, request)
@@ -183,3 +182,19 @@ def test_fuzzed_requests_get_deliberate_answers(suite: LiveSuite, service: str, 
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert seen
+
+
+IDS = [f"{s}.{m.name}" for s, m in METHODS]
+
+
+@pytest.mark.parametrize("service,method", METHODS, ids=IDS)
+def test_fuzzed_requests_get_deliberate_answers(suite: LiveSuite, service: str, method: d.MethodDescriptor) -> None:
+    fuzz(suite, service, method, EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service,method", METHODS, ids=IDS)
+def test_fuzzed_requests_get_deliberate_answers_long(
+    suite: LiveSuite, service: str, method: d.MethodDescriptor
+) -> None:
+    fuzz(suite, service, method, int(os.environ.get("DEELRX_FUZZ_EXAMPLES", "120")))
