@@ -152,3 +152,62 @@ def test_a_stranger_reaches_no_object_of_another_account(suite: LiveSuite) -> No
                     assert missing.status_code == 404 and missing.json()["code"] == r.json()["code"], (method, path)
         # The victim's session survived every attempt.
         assert c.get("/v1/auth/me", headers=bearer(victim.access_token)).status_code == 200
+
+
+# What each non-owner role may do on its team's paths with the default permissions (API.md);
+# every other team operation, including any added later, must refuse them.
+STAFF_MAY = {("GET", "/v1/teams/{tid}"), ("GET", "/v1/teams/{tid}/roles")}
+OWNER_ONLY = {
+    ("GET", "/v1/teams/{tid}/billing"),
+    ("PUT", "/v1/teams/{tid}/billing"),
+    ("PUT", "/v1/teams/{tid}/roles/{role}"),
+    ("POST", "/v1/teams/{tid}/transfer-ownership"),
+    ("DELETE", "/v1/teams/{tid}"),
+}
+
+
+def join(suite: LiveSuite, owner: Account, tid: str, role: str) -> Account:
+    member = bearer_account(suite)
+    with suite.client() as c:
+        mark = suite.mailbox.mark()
+        r = c.post(
+            f"/v1/teams/{tid}/invitations",
+            json={"email": member.email, "role": role},
+            headers=bearer(owner.access_token),
+        )
+        assert r.status_code == 201, r.text
+        token = suite.mailbox.wait_for(member.email, r"/accept-invite\?token=([A-Za-z0-9_\-]+)", after=mark)
+        r = c.post("/v1/invitations/accept", json={"token": token}, headers=bearer(member.access_token))
+        assert r.status_code == 200, r.text
+    return member
+
+
+def test_every_role_stays_within_its_permissions(suite: LiveSuite) -> None:
+    document = httpx.get(suite.base_url + "/openapi.json").json()
+    if "/v1/teams" not in document["paths"] or "/v1/invitations/accept" not in document["paths"]:
+        pytest.skip("team endpoints arrive with the teams work")
+    owner = bearer_account(suite)
+    ids = victim_ids(owner, victim_objects(suite, owner))
+    tid = ids["tid"]
+    staff = join(suite, owner, tid, "staff")
+    manager = join(suite, owner, tid, "manager")
+    team_ops = [(m, p, op) for m, p, op in operations(suite) if p.startswith("/v1/teams/{tid}")]
+    assert team_ops
+    with suite.client() as c:
+        for method, path, operation in team_ops:
+            if path.endswith("/stream"):
+                continue  # an allowed stream never ends; its refusal is covered by the audit work's tests
+            body = body_for(operation, document)
+            kwargs = {"json": body} if body is not None else {}
+            url = fill(path, ids)
+            if (method, path) not in STAFF_MAY:
+                r = c.request(method, url, headers=bearer(staff.access_token), **kwargs)
+                refusal(r, f"staff {method} {url}")
+            if (method, path) in OWNER_ONLY:
+                r = c.request(method, url, headers=bearer(manager.access_token), **kwargs)
+                refusal(r, f"manager {method} {url}")
+        # Nothing above changed the team: the owner is still its owner, the members still members.
+        r = c.get(f"/v1/teams/{tid}/members", headers=bearer(owner.access_token))
+        assert r.status_code == 200
+        roles = {m["user_id"]: m["role"] for m in r.json()["members"]}
+        assert roles == {owner.user_id: "owner", staff.user_id: "staff", manager.user_id: "manager"}

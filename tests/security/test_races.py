@@ -140,3 +140,194 @@ def test_concurrent_wrong_passwords_never_exceed_the_lockout(race_suite: LiveSui
     found = statuses(answers)
     assert found[401] == 10, found  # exactly the 10 allowed failures were judged
     assert found[429] == 6, found
+
+
+# ------------------------------------------------ capabilities that arrive with other branches
+def _has(suite: LiveSuite, method: str, path: str) -> bool:
+    document = httpx.get(suite.base_url + "/openapi.json").json()
+    return method.lower() in document["paths"].get(path, {})
+
+
+def _team_with_member(suite: LiveSuite, owner, role: str = "staff"):  # type: ignore[no-untyped-def]
+    """A team of `owner` and a new verified member with `role` (invited, accepted)."""
+    with suite.client() as c:
+        r = c.post("/v1/teams", json={"name": "Race Co"}, headers=bearer(owner.access_token))
+        assert r.status_code == 201, r.text
+        tid = r.json()["id"]
+        member = bearer_account(suite)
+        mark = suite.mailbox.mark()
+        r = c.post(
+            f"/v1/teams/{tid}/invitations",
+            json={"email": member.email, "role": role},
+            headers=bearer(owner.access_token),
+        )
+        assert r.status_code == 201, r.text
+        token = suite.mailbox.wait_for(member.email, r"/accept-invite\?token=([A-Za-z0-9_\-]+)", after=mark)
+        r = c.post("/v1/invitations/accept", json={"token": token}, headers=bearer(member.access_token))
+        assert r.status_code == 200, r.text
+    return tid, member
+
+
+def test_an_invitation_is_accepted_once(race_suite: LiveSuite) -> None:
+    if not _has(race_suite, "post", "/v1/invitations/accept"):
+        pytest.skip("invitations arrive with the teams work")
+    owner = bearer_account(race_suite)
+    invitee = bearer_account(race_suite)
+    with race_suite.client() as c:
+        tid = c.post("/v1/teams", json={"name": "Inv Co"}, headers=bearer(owner.access_token)).json()["id"]
+        mark = race_suite.mailbox.mark()
+        r = c.post(
+            f"/v1/teams/{tid}/invitations",
+            json={"email": invitee.email, "role": "staff"},
+            headers=bearer(owner.access_token),
+        )
+        assert r.status_code == 201, r.text
+    token = race_suite.mailbox.wait_for(invitee.email, r"/accept-invite\?token=([A-Za-z0-9_\-]+)", after=mark)
+    answers = at_once(
+        race_suite, "POST", "/v1/invitations/accept", json={"token": token}, headers=bearer(invitee.access_token)
+    )
+    found = statuses(answers)
+    assert found[200] == 1, (found, [r.text for r in answers])
+    with race_suite.client() as c:
+        members = c.get(f"/v1/teams/{tid}/members", headers=bearer(owner.access_token)).json()["members"]
+    assert sum(1 for m in members if m["user_id"] == invitee.user_id) == 1
+
+
+def test_the_last_owner_survives_concurrent_demotions(race_suite: LiveSuite) -> None:
+    """Two owners demote each other at the same moment: one demotion wins, one owner remains."""
+    if not _has(race_suite, "patch", "/v1/teams/{tid}/members/{uid}"):
+        pytest.skip("members arrive with the teams work")
+    first = bearer_account(race_suite)
+    tid, second = _team_with_member(race_suite, first, role="owner")
+
+    async def both() -> list[httpx.Response]:
+        async with (
+            httpx.AsyncClient(base_url=race_suite.base_url, timeout=30) as a,
+            httpx.AsyncClient(base_url=race_suite.base_url, timeout=30) as b,
+        ):
+            return list(
+                await asyncio.gather(
+                    a.patch(
+                        f"/v1/teams/{tid}/members/{second.user_id}",
+                        json={"role": "manager"},
+                        headers=bearer(first.access_token),
+                    ),
+                    b.patch(
+                        f"/v1/teams/{tid}/members/{first.user_id}",
+                        json={"role": "manager"},
+                        headers=bearer(second.access_token),
+                    ),
+                )
+            )
+
+    answers = asyncio.run(both())
+    statuses(answers)
+    assert sum(1 for r in answers if r.status_code == 200) <= 1, [r.text for r in answers]
+    with race_suite.client() as c:
+        members = c.get(f"/v1/teams/{tid}/members", headers=bearer(first.access_token))
+        if members.status_code != 200:
+            members = c.get(f"/v1/teams/{tid}/members", headers=bearer(second.access_token))
+        owners = [m for m in members.json()["members"] if m["role"] == "owner"]
+    assert len(owners) == 1, owners
+
+
+def test_a_reset_token_resets_once(race_suite: LiveSuite) -> None:
+    if not _has(race_suite, "post", "/v1/auth/password/reset"):
+        pytest.skip("password reset arrives with the account-security work")
+    account = bearer_account(race_suite)
+    with race_suite.client() as c:
+        mark = race_suite.mailbox.mark()
+        assert c.post("/v1/auth/password/forgot", json={"email": account.email}).status_code == 202
+    token = race_suite.mailbox.wait_for(account.email, r"/reset-password\?token=([A-Za-z0-9_\-]+)", after=mark)
+    passwords = [f"new race password {i} {uuid.uuid4().hex[:6]}" for i in range(N)]
+
+    async def run() -> list[httpx.Response]:
+        clients = [httpx.AsyncClient(base_url=race_suite.base_url, timeout=30) for _ in range(N)]
+        try:
+            return list(
+                await asyncio.gather(
+                    *(
+                        c.post("/v1/auth/password/reset", json={"token": token, "new_password": p})
+                        for c, p in zip(clients, passwords, strict=True)
+                    )
+                )
+            )
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    answers = asyncio.run(run())
+    found = statuses(answers)
+    assert found[204] == 1, (found, [r.text for r in answers])
+    winner = passwords[next(i for i, r in enumerate(answers) if r.status_code == 204)]
+    with race_suite.client() as c:
+        for p in passwords:
+            r = c.post("/v1/auth/login", json={"email": account.email, "password": p, "token_delivery": "body"})
+            assert (r.status_code == 200) is (p == winner), (p == winner, r.text)
+
+
+def _mfa_account(suite: LiveSuite):  # type: ignore[no-untyped-def]
+    """A verified account with TOTP on: (account, totp secret, recovery codes)."""
+    import pyotp
+
+    account = bearer_account(suite)
+    with suite.client() as c:
+        r = c.post("/v1/mfa/totp/enroll", headers=bearer(account.access_token))
+        assert r.status_code == 200, r.text
+        secret = r.json()["secret"]
+        r = c.post(
+            "/v1/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).now()}, headers=bearer(account.access_token)
+        )
+        assert r.status_code == 200, r.text
+        return account, secret, r.json()["recovery_codes"]
+
+
+def _mfa_tokens(suite: LiveSuite, email: str, n: int) -> list[str]:
+    tokens = []
+    with suite.client() as c:
+        for _ in range(n):
+            r = c.post("/v1/auth/login", json={"email": email, "password": PASSWORD, "token_delivery": "body"})
+            assert r.status_code == 200 and r.json()["mfa_required"], r.text
+            tokens.append(r.json()["mfa_token"])
+    return tokens
+
+
+def _second_steps(suite: LiveSuite, bodies: list[dict]) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        clients = [httpx.AsyncClient(base_url=suite.base_url, timeout=30) for _ in bodies]
+        try:
+            return list(
+                await asyncio.gather(
+                    *(c.post("/v1/auth/login/mfa", json=b) for c, b in zip(clients, bodies, strict=True))
+                )
+            )
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    return asyncio.run(run())
+
+
+def test_a_recovery_code_is_used_once(race_suite: LiveSuite) -> None:
+    if not _has(race_suite, "post", "/v1/auth/login/mfa"):
+        pytest.skip("MFA arrives with the account-security work")
+    account, _secret, codes = _mfa_account(race_suite)
+    tokens = _mfa_tokens(race_suite, account.email, N)
+    answers = _second_steps(race_suite, [{"mfa_token": t, "recovery_code": codes[0]} for t in tokens])
+    found = statuses(answers)
+    assert found[200] == 1, (found, [r.text for r in answers])
+
+
+def test_a_totp_step_is_used_once(race_suite: LiveSuite) -> None:
+    if not _has(race_suite, "post", "/v1/auth/login/mfa"):
+        pytest.skip("MFA arrives with the account-security work")
+    import pyotp
+
+    account, secret, _codes = _mfa_account(race_suite)
+    tokens = _mfa_tokens(race_suite, account.email, N)
+    # The confirmation used the current step; the next one (accepted within +-1 step) is fresh,
+    # so every request races for the same unused code.
+    import time
+
+    code = pyotp.TOTP(secret).at(time.time() + 30)
+    answers = _second_steps(race_suite, [{"mfa_token": t, "code": code} for t in tokens])
+    found = statuses(answers)
+    assert found[200] == 1, (found, [r.text for r in answers])
