@@ -58,19 +58,21 @@ async def test_signup_does_the_same_work_for_every_address(
     hash_calls: Counter[str],
 ) -> None:
     known = await addresses(identity)
-    answers, work = {}, {}
+    answers, work, before_mails = {}, {}, {}
     for kind, email in known.items():
         before_hashes = hash_calls["argon2"]
-        before_mails = len(await identity.mails_to(email, 0, 0))
+        before_mails[kind] = len(await identity.mails_to(email, 0, 0))
         reply = await call(
             identity.stub.StartSignup,
             pb.StartSignupRequest(context=ctx(), email=email, password=PASSWORD + "!", name="Probe"),
         )
         answers[kind] = reply.SerializeToString()
         work[kind] = hash_calls["argon2"] - before_hashes
-        # Exactly one mail for each: a verification link, or a notice to the account's owner.
-        mails = await identity.mails_to(email, before_mails + 1)
-        assert len(mails) == before_mails + 1, kind
+    # The unknown address (staged last) gets its link; the mail relay works in staging order, so
+    # by then the others' mails (a notice, or nothing while an address's mail is throttled) are out.
+    assert len(await identity.mails_to(known["unknown"], 1)) == 1
+    for kind, email in known.items():
+        assert len(await identity.mails_to(email, 0, 0)) - before_mails[kind] <= 1, kind
     assert len(set(answers.values())) == 1, answers
     assert set(work.values()) == {1}, work
 

@@ -80,6 +80,8 @@ def victim_ids(victim: Account, extras: dict[str, str]) -> dict[str, str]:
         "session_id": victim.session_id,
         "role": "manager",
         "cid": "c_42",
+        # Forward auth's catch-all: the path of the request being checked, not an object.
+        "original_path": "crm/customers/c_42",
     }
     ids.update(extras)
     return ids
@@ -97,6 +99,7 @@ def nonexistent_ids() -> dict[str, str]:
         "aid": "alr_00000000000000000000000000",
         "role": "manager",
         "cid": "c_404",
+        "original_path": "crm/nothing",
     }
 
 
