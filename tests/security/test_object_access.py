@@ -20,6 +20,8 @@ from tests.security.conftest import Account, LiveSuite, bearer, bearer_account
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["sqlite"], indirect=True)]
 
 METHODS = ("get", "post", "put", "patch", "delete")
+# Path parameters that name no object of anyone's.
+NOT_OBJECTS = {"original_path"}
 
 
 def operations(suite: LiveSuite) -> list[tuple[str, str, dict[str, Any]]]:
@@ -141,6 +143,8 @@ def test_a_stranger_reaches_no_object_of_another_account(suite: LiveSuite) -> No
     ops = operations(suite)
     with suite.client() as c:
         for method, path, operation in ops:
+            if set(re.findall(r"{(\w+)}", path)) <= NOT_OBJECTS:
+                continue  # e.g. forward auth's /v1/auth/verify/{original_path}: no object in the path
             body = body_for(operation, document)
             kwargs = {"json": body} if body is not None else {}
             for label, values in (("victim's", ids), ("nonexistent", nonexistent_ids())):
