@@ -21,7 +21,6 @@ from gateway.auth import IssuedTokens, absolute_max_age
 from gateway.client_ip import client_ip
 from gateway.early_limits import limit_anonymous_ip, limit_early
 from gateway.problems import problem_response
-from gateway.security_headers import add_security_headers
 from gateway.state import Gateway
 
 log = structlog.get_logger("deelrx.gateway")
@@ -30,6 +29,11 @@ MAX_BODY_BYTES = 64 * 1024
 # Identity headers the gateway sets for forward auth; never trusted from outside.
 STRIPPED_HEADERS = frozenset({b"x-user-id", b"x-team-id", b"x-session-id", b"x-role"})
 JSON_TYPES = ("application/json",)
+SECURITY_HEADERS = (
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+)
 
 
 class RequestPipeline:
@@ -61,7 +65,6 @@ class RequestPipeline:
                     # Answered before any limit applied (e.g. 404): count it against the client IP.
                     state["ratelimit"] = await limit_anonymous_ip(gw, request)
                 finish_headers(gw, state, MutableHeaders(scope=message))
-                add_security_headers(MutableHeaders(scope=message), scope["path"], https=gw.cookies.secure)
             await send(message)
 
         async def app_send(message: Message) -> None:
@@ -166,3 +169,6 @@ def finish_headers(gw: Gateway, state: dict[str, Any], headers: MutableHeaders) 
         for name, value in decision.headers().items():
             headers[name] = value
     headers["X-Request-Id"] = state["request_id"]
+    for name, value in SECURITY_HEADERS:
+        if name not in headers:
+            headers[name] = value

@@ -19,7 +19,7 @@ def assert_hardened(r: httpx.Response) -> None:
     assert h["referrer-policy"] == "no-referrer"
     assert h["x-frame-options"] == "DENY"
     csp = h["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
     assert "object-src 'none'" in csp and "base-uri 'none'" in csp  # ASVS 3.4.3
     assert "x-request-id" in h
     assert "server" not in h  # no product/version banner
@@ -56,8 +56,6 @@ def test_every_response_class_is_hardened(suite: LiveSuite) -> None:
         assert_hardened(r)
         if r.status_code >= 400:
             assert r.headers["content-type"].startswith("application/problem+json"), name
-    assert "script-src" in answers["docs page"].headers["content-security-policy"]
-    assert "script-src" not in answers["api"].headers["content-security-policy"]
 
 
 def test_answers_with_secrets_or_identity_are_not_stored(suite: LiveSuite) -> None:
