@@ -7,7 +7,7 @@ PY     := $(BIN)/python
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: run test test-unit test-fast test-integration test-e2e test-tools lint protos protos-check bench lock clean
+.PHONY: run test test-slow test-unit test-fast test-integration test-e2e test-tools lint protos protos-check bench lock clean
 
 # Refuse an unsupported Python with a sentence, not with a failed build halfway through pip.
 $(VENV)/.python-ok:
@@ -30,9 +30,14 @@ run: $(VENV)/.run-installed
 	$(PY) -m deploy.local
 
 ## Unit, integration and end-to-end tests against real NATS, Redis, SQLite and PostgreSQL.
+## The long fuzzing and fault runs (marker `slow`) are left to `make test-slow`.
 ## DEELRX_REQUIRE_NGINX=1: the nginx forward-auth test fails (never skips) without nginx.
 test: $(VENV)/.dev-installed test-tools
-	DEELRX_REQUIRE_NGINX=1 $(PYTEST) $(PYTEST_ARGS)
+	DEELRX_REQUIRE_NGINX=1 $(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+## Only the long fuzzing and fault runs (tests/security, marker `slow`); CI runs them after `make test`.
+test-slow: $(VENV)/.dev-installed test-tools
+	$(PYTEST) -m slow tests/security $(PYTEST_ARGS)
 
 ## Only the fast unit tests (no servers).
 test-unit test-fast: $(VENV)/.dev-installed

@@ -11,6 +11,7 @@ from deelrx_kit.errors import CODES, DomainError
 
 ERROR_TYPE_BASE = "https://docs.deelrx.com/errors/"
 PROBLEM_JSON = "application/problem+json"
+UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 
 
 def problem_response(
@@ -30,4 +31,7 @@ def problem_response(
     extra = dict(headers or {})
     if error.retry_after_seconds:
         extra["Retry-After"] = str(error.retry_after_seconds)
+    elif error.code == "unavailable":
+        # A dependency is down (API.md: 503 with Retry-After): ask clients to come back shortly.
+        extra.setdefault("Retry-After", str(UNAVAILABLE_RETRY_AFTER_SECONDS))
     return JSONResponse(body, status_code=status, headers=extra, media_type=PROBLEM_JSON)

@@ -220,10 +220,12 @@ class TokenVerifier:
         # Times against the gateway's clock (injectable, so rotation tests can move it).
         now = self._now()
         try:
-            exp, nbf = float(payload["exp"]), float(payload["nbf"])
+            exp, nbf, iat = float(payload["exp"]), float(payload["nbf"]), float(payload["iat"])
         except (TypeError, ValueError):
             raise InvalidToken() from None
-        if nbf > now + LEEWAY_SECONDS:
+        # A token issued in the future is refused like one not yet valid (PyJWT's own iat check,
+        # turned off above for the injectable clock; found by tests/security/test_jwt_attacks.py).
+        if nbf > now + LEEWAY_SECONDS or iat > now + LEEWAY_SECONDS:
             raise InvalidToken()
         if verify_exp and exp <= now - LEEWAY_SECONDS:
             raise InvalidToken(expired=True)

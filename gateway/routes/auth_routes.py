@@ -241,7 +241,9 @@ async def logout(request: Request) -> Response:
     )
     gw.revocations.add([ctx.session_id])
     request.state.issued_cookies = None
-    request.state.clear_cookies = True
+    # A Bearer logout ends the Bearer session only: cookies are ignored when an Authorization
+    # header is present, so they are not cleared either (they may belong to another session).
+    request.state.clear_cookies = ctx.via == "cookie"
     return Response(status_code=204)
 
 

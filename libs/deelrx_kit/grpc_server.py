@@ -18,6 +18,7 @@ from deelrx_kit.caller_policy import CallerAuthorizationInterceptor
 from deelrx_kit.errors import DomainError
 from deelrx_kit.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from deelrx_kit.mtls import TlsFiles, server_credentials
+from deelrx_kit.transient import is_transient
 
 log = structlog.get_logger("deelrx.grpc")
 
@@ -61,6 +62,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             GRPC_REQUESTS.labels(self.service, method, exc.code).inc()
             log.info("rpc_failed", method=method, code=exc.code)
             await context.abort(exc.grpc_status, exc.message, trailing_metadata=grpc_errors.encode(exc))
+        if isinstance(exc, Exception) and is_transient(exc):
+            # A database, Redis or network hiccup: the caller may retry (503 at the gateway).
+            unavailable = DomainError("unavailable", "A dependency is temporarily unavailable; retry shortly")
+            GRPC_REQUESTS.labels(self.service, method, "unavailable").inc()
+            log.warning("rpc_dependency_unavailable", method=method, error_type=type(exc).__name__)
+            await context.abort(
+                unavailable.grpc_status, unavailable.message, trailing_metadata=grpc_errors.encode(unavailable)
+            )
         GRPC_REQUESTS.labels(self.service, method, "internal").inc()
         log.error("rpc_crashed", method=method, exc_info=exc)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")

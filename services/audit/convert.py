@@ -3,7 +3,7 @@ oversized field from a buggy producer cannot wedge the consumer on one poison me
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format
@@ -11,6 +11,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.audit.v1 import audit_pb2
+from deelrx_kit import timestamps
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import EventRecord
 
@@ -22,7 +23,7 @@ def _clip(value: str, size: int) -> str:
 def to_datetime(ts: Timestamp, default: datetime) -> datetime:
     if ts.seconds == 0 and ts.nanos == 0:
         return default
-    return ts.ToDatetime(tzinfo=UTC)
+    return timestamps.to_datetime_or(ts, default)
 
 
 def timestamp(dt: datetime) -> Timestamp:

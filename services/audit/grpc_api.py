@@ -10,6 +10,7 @@ import grpc
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx.common.v1 import common_pb2
+from deelrx_kit import timestamps
 from deelrx_kit.errors import DomainError
 from services.audit.app import AuditLog
 from services.audit.checkpoints import ChainCheckpoints
@@ -23,10 +24,8 @@ from services.audit.triage import AuditActions
 
 
 def _range(r: common_pb2.TimeRange) -> tuple[datetime | None, datetime | None]:
-    from datetime import UTC
-
-    since = r.since.ToDatetime(tzinfo=UTC) if r.HasField("since") else None
-    until = r.until.ToDatetime(tzinfo=UTC) if r.HasField("until") else None
+    since = timestamps.to_datetime(r.since, "range/since") if r.HasField("since") else None
+    until = timestamps.to_datetime(r.until, "range/until") if r.HasField("until") else None
     return since, until
 
 

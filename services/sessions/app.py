@@ -313,7 +313,6 @@ class SessionUseCases:
         token_hash = refresh_tokens.hash_token(token)
         reused: SessionRecord | None = None
         async with transaction(self.db) as tx:
-            now = self.clock.now()
             row = await self.store.get_refresh_token(tx, token_hash)
             session = await self.store.get_session(tx, row.session_id, for_update=True) if row else None
             if row is None or session is None:
@@ -321,6 +320,10 @@ class SessionUseCases:
             # Read again under the session lock: a concurrent refresh may have rotated it meanwhile.
             row = await self.store.get_refresh_token(tx, token_hash)
             assert row is not None
+            # The time is read under the lock too: read before it, a request that waited behind a
+            # concurrent rotation would judge itself as older than that rotation and take its
+            # successor even with no grace at all (found by tests/security/test_races.py).
+            now = self.clock.now()
             if session.liveness(now) is not Liveness.LIVE:
                 raise DomainError("session_expired")
             issued: str | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from deelrx_kit import timestamps
 from deelrx_kit.audit_events import timestamp
 from services.sessions.app import IssuedSession, SessionUseCases
 from services.sessions.domain.records import SessionRecord, TokenPair
@@ -18,8 +19,7 @@ def _optional_time(message: Any, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     ts: Timestamp = getattr(message, field)
-    when: datetime = ts.ToDatetime(tzinfo=UTC)
-    return when
+    return timestamps.to_datetime(ts, field)
 
 
 def session_message(s: SessionRecord) -> sessions_pb2.Session:

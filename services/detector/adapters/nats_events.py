@@ -8,7 +8,7 @@ replay or a second detector does not double them.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from deelrx.audit.v1 import audit_pb2
-from deelrx_kit import nats_bus
+from deelrx_kit import nats_bus, timestamps
 from deelrx_kit.audit_events import new_event, subject_for, timestamp
 from deelrx_kit.clock import Clock
 from services.detector.app import Detector
@@ -59,7 +59,7 @@ def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
     granted = _detail(ev, "added") if ev.type == ROLES_UPDATED else None
     return Observation(
         id=ev.id,
-        time=ev.time.ToDatetime(tzinfo=UTC) if ev.HasField("time") else received_at,
+        time=timestamps.to_datetime_or(ev.time, received_at) if ev.HasField("time") else received_at,
         type=ev.type,
         team_id=ev.team_id,
         user_id=user_id,

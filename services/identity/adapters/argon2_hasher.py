@@ -24,7 +24,9 @@ class Argon2Hasher:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism, type=Type.ID
         )
-        self._dummy: str | None = None
+        # Made once at start: made lazily, the first unknown-address login after a restart
+        # would cost two argon2 runs instead of one (an enumeration signal).
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
         self.concurrency = max(1, concurrency or len(os.sched_getaffinity(0)))
         self._slots = asyncio.Semaphore(self.concurrency)
         self.running = 0  # hashes in progress now (observed by tests and metrics)
@@ -60,7 +62,5 @@ class Argon2Hasher:
 
     async def verify_dummy(self, password: str) -> bool:
         """Spend the same work as a real check when there is no hash to check against."""
-        if self._dummy is None:
-            self._dummy = await self.hash(secrets.token_urlsafe(24))
         await self.verify(self._dummy, password)
         return False
