@@ -73,6 +73,16 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * 2**attempt) * (0.5 + random.random() / 2)
 
 
+def request_kwargs(json: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    """httpx keyword arguments for a call: the JSON body if any, query parameters without Nones."""
+    kwargs: dict[str, Any] = {}
+    if json is not None:
+        kwargs["json"] = json
+    if params:
+        kwargs["params"] = {k: v for k, v in params.items() if v is not None}
+    return kwargs
+
+
 def idempotent(method: str, headers: dict[str, str]) -> bool:
     return method in IDEMPOTENT_METHODS or (method == "POST" and any(k.lower() == "idempotency-key" for k in headers))
 

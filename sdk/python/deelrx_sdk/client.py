@@ -12,7 +12,16 @@ from typing import Any
 import httpx
 
 from deelrx_sdk import groups
-from deelrx_sdk._policy import RENEW_CODES, RetryPolicy, Tokens, body_of, error_of, parse_sse, problem_of
+from deelrx_sdk._policy import (
+    RENEW_CODES,
+    RetryPolicy,
+    Tokens,
+    body_of,
+    error_of,
+    parse_sse,
+    problem_of,
+    request_kwargs,
+)
 from deelrx_sdk.errors import ApiError, Unauthenticated
 
 __all__ = ["ApiError", "AuthClient", "Client", "Tokens"]
@@ -127,11 +136,7 @@ class Client(_Groups):
         auth: bool = True,
         store_tokens: bool = False,
     ) -> Any:
-        kwargs: dict[str, Any] = {}
-        if json is not None:
-            kwargs["json"] = json
-        if params:
-            kwargs["params"] = {k: v for k, v in params.items() if v is not None}
+        kwargs = request_kwargs(json, params)
         extra = dict(headers or {})
         if auth:
             self._renew_if_due()
