@@ -25,7 +25,7 @@ from deelrx_kit.clock import Clock
 from deelrx_kit.db import dialect_insert, reading, transaction
 from services.audit.adapters import checkpoint_sql, sql
 from services.audit.checkpoints import CheckpointKey
-from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, time_text
+from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, canonical_document, time_text
 
 log = structlog.get_logger(__name__)
 
@@ -33,26 +33,9 @@ BATCH = 1000
 
 
 def _row(c: ChainedEvent) -> dict[str, Any]:
-    e = c.event
-    return {
-        "chain_key": c.chain_key,
-        "seq": c.seq,
-        "prev_hash": c.prev_hash,
-        "hash": c.hash,
-        "stored_at": time_text(c.stored_at),
-        "id": e.id,
-        "time": time_text(e.time),
-        "type": e.type,
-        "team_id": e.team_id,
-        "actor": {"user_id": e.actor_user_id, "ip": e.actor_ip, "user_agent": e.actor_user_agent},
-        "target": {"type": e.target_type, "id": e.target_id},
-        "outcome": e.outcome,
-        "details": e.details,
-        "source": e.source,
-        "request_id": e.request_id,
-        "subject_hash": e.subject_hash,
-        "session_id": e.session_id,
-    }
+    # The hashed document plus the links, so an archive re-verifies without the database.
+    row = canonical_document(c.event, chain_key=c.chain_key, seq=c.seq, stored_at=c.stored_at)
+    return {**row, "prev_hash": c.prev_hash, "hash": c.hash}
 
 
 def _fsync(path: Path) -> None:

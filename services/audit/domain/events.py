@@ -83,9 +83,10 @@ def time_text(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical_bytes(event: EventRecord, *, chain_key: str, seq: int, stored_at: datetime) -> bytes:
+def canonical_document(event: EventRecord, *, chain_key: str, seq: int, stored_at: datetime) -> dict[str, Any]:
+    """What an event's hash covers: every field of the event and its place in the chain."""
     e = event
-    doc = {
+    return {
         "chain_key": chain_key,
         "seq": seq,
         "stored_at": time_text(stored_at),
@@ -102,6 +103,10 @@ def canonical_bytes(event: EventRecord, *, chain_key: str, seq: int, stored_at: 
         "subject_hash": e.subject_hash,
         "session_id": e.session_id,
     }
+
+
+def canonical_bytes(event: EventRecord, *, chain_key: str, seq: int, stored_at: datetime) -> bytes:
+    doc = canonical_document(event, chain_key=chain_key, seq=seq, stored_at=stored_at)
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
