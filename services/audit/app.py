@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import validation_error
-from services.audit.adapters import checkpoint_sql, sql
+from services.audit.adapters import checkpoint_sql, partition_sql, sql
 from services.audit.domain.alerts import AlertRecord, view_for_team
 from services.audit.domain.checkpoints import checkpoint_problem
 from services.audit.domain.events import (
@@ -48,6 +48,20 @@ MAX_MEMBERS = 10_000
 
 class _ChainMoved(Exception):
     """Another appender advanced the chain head between our read and our update."""
+
+
+class LeaseLost(Exception):
+    """This replica no longer holds the partition it was storing for."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"partition {partition} is no longer held by this replica")
+        self.partition = partition
+
+
+@dataclass(frozen=True)
+class PartitionLease:
+    owner: str
+    partition: int
 
 
 T = TypeVar("T")
@@ -107,36 +121,46 @@ class AuditLog:
             return stored
         raise RuntimeError(f"chain {event.chain_key} too contended to append")
 
-    async def record_events(self, events: Sequence[EventRecord]) -> list[ChainedEvent]:
+    async def record_events(
+        self, events: Sequence[EventRecord], *, lease: PartitionLease | None = None
+    ) -> list[ChainedEvent]:
         """Append a batch in one transaction, each chain in the order given; events already
         stored (redeliveries) are skipped. The batch's chain heads are locked for the
         transaction; it is retried only when another appender started one of its new
-        chains (or stored one of its events) first."""
+        chains (or stored one of its events) first. With a `lease`, nothing is stored unless
+        this replica still holds that partition (LeaseLost), and the lease cannot pass to
+        another replica before the transaction ends."""
         unique: dict[str, EventRecord] = {}
         for e in events:
             unique.setdefault(e.id, e)
         for attempt in range(APPEND_ATTEMPTS):
             try:
                 async with transaction(self.sessions) as s:
-                    known = await sql.existing_event_ids(s, list(unique))
+                    now = self.clock.now()
+                    if lease is not None and not await partition_sql.hold(s, lease.partition, lease.owner, now):
+                        raise LeaseLost(lease.partition)
                     by_chain: dict[str, list[EventRecord]] = {}
                     for e in unique.values():
-                        if e.id not in known:
-                            by_chain.setdefault(e.chain_key, []).append(e)
-                    now = self.clock.now()
-                    stored: list[ChainedEvent] = []
+                        by_chain.setdefault(e.chain_key, []).append(e)
+                    # Heads first, then the ids: once a chain's head is locked, whatever an
+                    # earlier appender stored on it is committed and visible.
                     heads = await sql.lock_heads(s, list(by_chain)) if by_chain else {}
+                    known = await sql.existing_event_ids(s, list(unique))
+                    stored: list[ChainedEvent] = []
                     moved: list[ChainedEvent] = []
                     created: list[ChainedEvent] = []
                     for key, chain_events in by_chain.items():
                         seq, prev_hash = heads.get(key, (0, GENESIS_HASH))
                         linked = []
                         for e in chain_events:
+                            if e.id in known:
+                                continue
                             c = chain(e, prev_seq=seq, prev_hash=prev_hash, stored_at=now)
                             linked.append(c)
                             seq, prev_hash = c.seq, c.hash
-                        (moved if key in heads else created).append(linked[-1])
-                        stored.extend(linked)
+                        if linked:
+                            (moved if key in heads else created).append(linked[-1])
+                            stored.extend(linked)
                     await sql.set_heads(s, moved, created)
                     if stored:
                         await sql.insert_events(s, stored)

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
 from datetime import timedelta
 from pathlib import Path
 
 from deelrx.audit.v1 import audit_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
-from deelrx_kit.nats_bus import ALERTS_SUBJECT, AUDIT_SUBJECT_PREFIX
+from deelrx_kit.nats_bus import ALERTS_SUBJECT
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.audit.adapters import triage_sql
-from services.audit.adapters.nats_events import ALERTS_DURABLE, EVENTS_DURABLE, AuditFeed
+from services.audit.adapters.nats_events import ALERTS_DURABLE, AuditFeed
+from services.audit.adapters.nats_partitions import PartitionConsumers
 from services.audit.app import AuditLog
 from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.grpc_api import AuditServicer
 from services.audit.live import LiveHub
 from services.audit.live_relay import LiveRelay
 from services.audit.retention import Archiver
+from services.audit.stream_partitions import MonthPartitions, StreamPartitions
 from services.audit.triage import AuditActions
-
-AUDIT_SUBJECTS = f"{AUDIT_SUBJECT_PREFIX}>"
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
@@ -45,14 +47,16 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
     feed = AuditFeed(audit, clock)
-    rt.add_consumer(
-        stream="AUDIT",
-        subject=AUDIT_SUBJECTS,
-        durable=EVENTS_DURABLE,
-        handler=feed.on_event,
-        batch_handler=feed.on_events,
-        batch=500,  # one transaction per fetched batch
+    # Events: one consumer per stream partition this replica holds a lease on.
+    # Host name (the pod's, in Kubernetes) for operators reading the leases; the random part
+    # tells a restarted process from the one it replaces.
+    replica_id = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+    consumers = PartitionConsumers(audit, lambda: rt.js.js, owner=replica_id, max_deliver=settings.nats_max_deliver)
+    partitions = StreamPartitions(
+        sessions, clock, consumers, replica_id=replica_id, lease_seconds=settings.audit_partition_lease_seconds
     )
+    rt.add_task(partitions.run)
+    rt.add_task(MonthPartitions(sessions, clock).run)
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from deelrx_kit import db, nats_bus
+from deelrx_kit.audit_events import subject_for
 from deelrx_kit.clock import SystemClock
 from deelrx_kit.ids import new_id
 from deelrx_kit.outbox import JetStreamProvider, Outbox, outbox_table
@@ -59,7 +60,7 @@ async def test_restarting_nats_mid_stream_loses_and_doubles_nothing(tmp_path: Pa
     async with db.transaction(sessions) as s:
         for i in range(EVENTS):
             e = event("customer.updated", team_id=teams[i % 5])
-            await outbox.add(s, nats_bus.AUDIT_SUBJECT_PREFIX + e.type, e, e.id)
+            await outbox.add(s, subject_for(e), e, e.id)
     nc = await nats_bus.connect(server.url, "producer")
     provider = JetStreamProvider()
     provider.js = nc.jetstream()

@@ -35,6 +35,11 @@ from services.audit.domain.paging import Cursor
 
 metadata = new_metadata()
 
+# On PostgreSQL the events are partitioned by month of their time (declarative range
+# partitioning; partition_sql.py keeps the months ahead created): a partitioned table's primary
+# key must hold the partition key, so it is (id, time), and uniqueness of an event id and of a
+# chain position, which a per-month index cannot enforce, lives in `event_ids` below.
+# SQLite keeps a plain table of the same shape.
 events = Table(
     "audit_events",
     metadata,
@@ -44,7 +49,7 @@ events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("stored_at", UtcDateTime, nullable=False),
-    Column("time", UtcDateTime, nullable=False),
+    Column("time", UtcDateTime, primary_key=True),
     Column("type", String(100), nullable=False),
     Column("team_id", String(64), nullable=False),
     Column("actor_user_id", String(64), nullable=False),
@@ -58,9 +63,21 @@ events = Table(
     Column("request_id", String(128), nullable=False),
     Column("subject_hash", String(128), nullable=False),
     Column("session_id", String(64), nullable=False),
-    UniqueConstraint("chain_key", "seq", name="uq_audit_events_chain_seq"),
+    Index("ix_audit_events_chain_seq", "chain_key", "seq"),
     Index("ix_audit_events_team_time", "team_id", "time", "id"),
     Index("ix_audit_events_actor_time", "actor_user_id", "time", "id"),
+    postgresql_partition_by="RANGE (time)",
+)
+
+# One narrow row per stored event, in one unpartitioned table: an event id is stored once
+# (redeliveries are skipped) and a chain position is taken once (no fork), whatever the month.
+event_ids = Table(
+    "audit_event_ids",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("chain_key", String(160), nullable=False),
+    Column("seq", Integer, nullable=False),
+    UniqueConstraint("chain_key", "seq", name="uq_audit_event_ids_chain_seq"),
 )
 
 chain_heads = Table(
@@ -104,7 +121,7 @@ def _dumps(value: Any) -> str:
 
 # -- events ---------------------------------------------------------------------------------
 async def event_exists(session: AsyncSession, event_id: str) -> bool:
-    return bool(await session.scalar(select(exists().where(events.c.id == event_id))))
+    return bool(await session.scalar(select(exists().where(event_ids.c.id == event_id))))
 
 
 async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] | None:
@@ -130,8 +147,8 @@ async def advance_head(session: AsyncSession, stored: ChainedEvent) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-async def existing_event_ids(session: AsyncSession, event_ids: Collection[str]) -> set[str]:
-    rows = await session.execute(select(events.c.id).where(events.c.id.in_(list(event_ids))))
+async def existing_event_ids(session: AsyncSession, ids: Collection[str]) -> set[str]:
+    rows = await session.execute(select(event_ids.c.id).where(event_ids.c.id.in_(list(ids))))
     return {r.id for r in rows}
 
 
@@ -175,11 +192,15 @@ async def set_heads(session: AsyncSession, moved: Sequence[ChainedEvent], create
 
 
 async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -> None:
+    # The id row first: a duplicate id or chain position fails here, before the wide insert.
+    await session.execute(
+        insert(event_ids), [{"id": c.event.id, "chain_key": c.chain_key, "seq": c.seq} for c in stored]
+    )
     await session.execute(insert(events), [_event_row(c) for c in stored])
 
 
 async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
-    await session.execute(insert(events).values(**_event_row(stored)))
+    await insert_events(session, [stored])
 
 
 def _event_row(stored: ChainedEvent) -> dict[str, Any]:
@@ -365,4 +386,4 @@ async def query_alerts(
 
 
 # The audit schema is this metadata; the tables defined beside their queries register on it.
-from services.audit.adapters import checkpoint_sql, triage_sql  # noqa: E402, F401
+from services.audit.adapters import checkpoint_sql, partition_sql, triage_sql  # noqa: E402, F401

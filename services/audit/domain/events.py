@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from deelrx_kit import audit_partitions
+
 GENESIS_HASH = "0" * 64
 
 # What a user sees as "their own security activity" (GET /v1/me/security-activity).
@@ -58,13 +60,10 @@ class EventRecord:
 
     @property
     def chain_key(self) -> str:
-        if self.team_id:
-            return team_chain(self.team_id)
-        if self.actor_user_id:
-            return user_chain(self.actor_user_id)
-        if self.subject_hash:
-            return f"subject:{self.subject_hash}"
-        return "platform"
+        # Shared with the producers, which pick the stream partition from it.
+        return audit_partitions.chain_key(
+            team_id=self.team_id, actor_user_id=self.actor_user_id, subject_hash=self.subject_hash
+        )
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ async def test_rewriting_the_tail_with_recomputed_hashes_is_detected(database_ur
             rewritten.append(c)
             prev = c
         await s.execute(delete(sql.events).where(sql.events.c.chain_key == key, sql.events.c.seq > 27))
+        await s.execute(delete(sql.event_ids).where(sql.event_ids.c.chain_key == key, sql.event_ids.c.seq > 27))
         await sql.insert_events(s, rewritten)
         await s.execute(
             update(sql.chain_heads).where(sql.chain_heads.c.chain_key == key).values(seq=30, head_hash=prev.hash)
