@@ -1,4 +1,5 @@
-"""Wiring of the audit service."""
+"""Wiring of the audit service: the concrete adapters (SQL stores, JetStream consumers, the
+live relay over NATS) handed to the use cases as their ports (services/audit/ports.py)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,49 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from deelrx.audit.v1 import audit_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.nats_bus import ALERTS_SUBJECT
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
-from services.audit.adapters import triage_sql
+from services.audit.adapters import checkpoint_sql, partition_sql, sql, triage_sql
 from services.audit.adapters.nats_events import ALERTS_DURABLE, AuditFeed
+from services.audit.adapters.nats_live import LiveRelay
 from services.audit.adapters.nats_partitions import PartitionConsumers
 from services.audit.app import AuditLog
 from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.grpc_api import AuditServicer
-from services.audit.live import LiveHub
-from services.audit.live_relay import LiveRelay
+from services.audit.live_hub import LiveHub
+from services.audit.ports import LiveAnnouncer
 from services.audit.retention import Archiver
 from services.audit.stream_partitions import MonthPartitions, StreamPartitions
 from services.audit.triage import AuditActions
+
+
+def audit_log(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    hub: LiveHub | None = None,
+    announce: LiveAnnouncer | None = None,
+) -> AuditLog:
+    """The audit log over the SQL stores."""
+    return AuditLog(
+        sessions,
+        clock,
+        hub or LiveHub(),
+        events=sql,
+        alerts=sql,
+        checkpoints=checkpoint_sql,
+        leases=partition_sql,
+        announce=announce,
+    )
+
+
+def chain_checkpoints(sessions: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock) -> ChainCheckpoints:
+    return ChainCheckpoints(sessions, key, clock, events=sql, checkpoints=checkpoint_sql)
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
@@ -33,10 +60,10 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     hub = LiveHub()
     relay = LiveRelay(hub)
     rt.on_nats(relay.on_connected)
-    audit = AuditLog(sessions, clock, hub, announce=relay.announce)
+    audit = audit_log(sessions, clock, hub, announce=relay.announce)
     key = CheckpointKey(settings.secret())
     audit.checkpoint_key = key
-    checkpoints = ChainCheckpoints(sessions, key, clock)
+    checkpoints = chain_checkpoints(sessions, key, clock)
     interval = settings.audit_checkpoint_interval_seconds
     rt.add_task(lambda stop: checkpoints.run(stop, interval))
     if settings.audit_retention_days:
@@ -46,21 +73,27 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         rt.add_task(lambda stop: archiver.run(stop, age, max(interval, 60.0)))
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
-    feed = AuditFeed(audit, clock)
-    # Events: one consumer per stream partition this replica holds a lease on.
-    # Host name (the pod's, in Kubernetes) for operators reading the leases; the random part
-    # tells a restarted process from the one it replaces.
+    # Events: one consumer per stream partition this replica holds a lease on. The host name
+    # (the pod's, in Kubernetes) is for operators reading the leases; the random part tells a
+    # restarted process from the one it replaces.
     replica_id = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
     consumers = PartitionConsumers(audit, lambda: rt.js.js, owner=replica_id, max_deliver=settings.nats_max_deliver)
     partitions = StreamPartitions(
-        sessions, clock, consumers, replica_id=replica_id, lease_seconds=settings.audit_partition_lease_seconds
+        sessions,
+        clock,
+        consumers,
+        leases=partition_sql,
+        replica_id=replica_id,
+        lease_seconds=settings.audit_partition_lease_seconds,
     )
     rt.add_task(partitions.run)
-    rt.add_task(MonthPartitions(sessions, clock).run)
+    rt.add_task(MonthPartitions(sessions, clock, leases=partition_sql).run)
+    feed = AuditFeed(audit, clock)
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
+    actions = AuditActions(sessions, clock, outbox, alerts=sql, triage=triage_sql)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,
-        AuditServicer(audit, rt.stop_event, AuditActions(sessions, clock, outbox), checkpoints),
+        AuditServicer(audit, rt.stop_event, actions, checkpoints),
         "deelrx.audit.v1.AuditService",
     )
     return rt

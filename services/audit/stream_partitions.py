@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,22 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx_kit.audit_partitions import PARTITIONS
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import transaction
-from services.audit.adapters import partition_sql
 from services.audit.domain.months import months_around
 from services.audit.domain.partitions import plan
+from services.audit.ports import LeaseStore, PartitionConsumers
 
 log = structlog.get_logger(__name__)
-
-
-class Consumers(Protocol):
-    @property
-    def running(self) -> frozenset[int]: ...
-
-    async def start(self, partition: int) -> None: ...
-
-    async def stop(self, partition: int) -> None: ...
-
-    async def stop_all(self) -> None: ...
 
 
 class StreamPartitions:
@@ -44,8 +32,9 @@ class StreamPartitions:
         self,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
-        consumers: Consumers,
+        consumers: PartitionConsumers,
         *,
+        leases: LeaseStore,
         replica_id: str,
         lease_seconds: float = 15.0,
         partitions: int = PARTITIONS,
@@ -53,6 +42,7 @@ class StreamPartitions:
         self.sessions = sessions
         self.clock = clock
         self.consumers = consumers
+        self.leases = leases
         self.replica_id = replica_id
         self.lease = timedelta(seconds=lease_seconds)
         self.partitions = partitions
@@ -74,16 +64,16 @@ class StreamPartitions:
             await self.consumers.stop_all()
             with contextlib.suppress(Exception):
                 async with transaction(self.sessions) as s:
-                    await partition_sql.release(s, range(self.partitions), self.replica_id)
+                    await self.leases.release(s, range(self.partitions), self.replica_id)
 
     async def rebalance(self) -> None:
         now = self.clock.now()
         async with transaction(self.sessions) as s:
-            await partition_sql.heartbeat(s, self.replica_id, now)
-            await partition_sql.forget_replicas(s, now - 20 * self.lease)
+            await self.leases.heartbeat(s, self.replica_id, now)
+            await self.leases.forget_replicas(s, now - 20 * self.lease)
             # Two lease lengths: a replica busy storing may renew late, and must not look dead.
-            live = await partition_sql.live_replicas(s, now - 2 * self.lease)
-            leases = await partition_sql.leases(s)
+            live = await self.leases.live_replicas(s, now - 2 * self.lease)
+            leases = await self.leases.leases(s)
         held = {p for p, (owner, until) in leases.items() if owner == self.replica_id and until >= now}
         free = {p for p in range(self.partitions) if p not in leases or leases[p][1] < now}
         todo = plan(partitions=self.partitions, held=held, free=free, live_replicas=live)
@@ -94,7 +84,7 @@ class StreamPartitions:
             for p in todo.release:
                 await self.consumers.stop(p)
             async with transaction(self.sessions) as s:
-                await partition_sql.release(s, todo.release, self.replica_id)
+                await self.leases.release(s, todo.release, self.replica_id)
             log.info("partitions_released", partitions=sorted(todo.release))
         won: set[int] = set()
         for p in sorted(todo.renew) + list(todo.claim):
@@ -102,7 +92,7 @@ class StreamPartitions:
             # does not hold up our renewals.
             async with transaction(self.sessions) as s:
                 at = self.clock.now()
-                if await partition_sql.claim(s, p, self.replica_id, at, at + self.lease):
+                if await self.leases.claim(s, p, self.replica_id, at, at + self.lease):
                     won.add(p)
         for p in sorted(won - self.consumers.running):
             await self.consumers.start(p)
@@ -116,13 +106,14 @@ class StreamPartitions:
 class MonthPartitions:
     """Creates the monthly partitions of the events table ahead of time (PostgreSQL)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, leases: LeaseStore) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.leases = leases
 
     async def ensure(self) -> list[str]:
         async with transaction(self.sessions) as s:
-            created = await partition_sql.ensure_month_partitions(s, months_around(self.clock.now()))
+            created = await self.leases.ensure_month_partitions(s, months_around(self.clock.now()))
         if created:
             log.info("event_partitions_created", tables=created)
         return created

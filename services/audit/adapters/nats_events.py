@@ -9,8 +9,8 @@ from nats.aio.msg import Msg
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit.clock import Clock
 from deelrx_kit.nats_bus import PoisonMessage
+from services.audit.adapters.protobuf_records import alert_record
 from services.audit.app import AuditLog
-from services.audit.convert import alert_record
 
 ALERTS_DURABLE = "audit-alerts"
 

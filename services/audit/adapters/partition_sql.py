@@ -82,7 +82,7 @@ async def claim(session: AsyncSession, partition: int, owner: str, now: datetime
             .where(partition_leases.c.partition == partition, partition_leases.c.owner == owner)
             .values(expires_at=until)
         )
-        return done.rowcount == 1  # type: ignore[attr-defined]
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
     if row.expires_at >= now:
         return False
     lapsed = select(partition_leases.c.partition).where(
@@ -97,7 +97,7 @@ async def claim(session: AsyncSession, partition: int, owner: str, now: datetime
         .where(partition_leases.c.partition == partition, partition_leases.c.expires_at < now)
         .values(owner=owner, expires_at=until)
     )
-    return done.rowcount == 1  # type: ignore[attr-defined]
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def release(session: AsyncSession, partitions: Collection[int], owner: str) -> None:
@@ -108,19 +108,19 @@ async def release(session: AsyncSession, partitions: Collection[int], owner: str
     )
 
 
-async def hold(session: AsyncSession, partition: int, owner: str, now: datetime) -> bool:
-    """Whether `owner` holds `partition` now. On PostgreSQL the lease row stays locked FOR KEY
-    SHARE until the transaction ends: no other replica can take the partition over while this
-    transaction appends to its chains (the fencing of a replica that stalled past its lease),
-    while our own renewals, plain updates, go through. SQLite has one writer at a time."""
-    query = select(partition_leases.c.owner).where(
-        partition_leases.c.partition == partition,
+async def hold(session: AsyncSession, partitions: Collection[int], owner: str, now: datetime) -> frozenset[int]:
+    """Which of `partitions` `owner` holds now. On PostgreSQL those lease rows stay locked FOR
+    KEY SHARE until the transaction ends: no other replica can take them over while this
+    transaction appends to their chains (the fencing of a replica that stalled past its
+    lease), while our own renewals, plain updates, go through. SQLite has one writer at a time."""
+    query = select(partition_leases.c.partition).where(
+        partition_leases.c.partition.in_(sorted(partitions)),
         partition_leases.c.owner == owner,
         partition_leases.c.expires_at >= now,
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(read=True, key_share=True)
-    return (await session.scalar(query)) is not None
+    return frozenset((await session.scalars(query)).all())
 
 
 # -- monthly partitions of audit_events (PostgreSQL) ---------------------------------------

@@ -120,10 +120,6 @@ def _dumps(value: Any) -> str:
 
 
 # -- events ---------------------------------------------------------------------------------
-async def event_exists(session: AsyncSession, event_id: str) -> bool:
-    return bool(await session.scalar(select(exists().where(event_ids.c.id == event_id))))
-
-
 async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] | None:
     row = (
         await session.execute(
@@ -133,36 +129,9 @@ async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] |
     return None if row is None else (row.seq, row.head_hash)
 
 
-async def advance_head(session: AsyncSession, stored: ChainedEvent) -> bool:
-    """Move the head from seq-1 to seq; False when another appender moved it first."""
-    if stored.seq == 1:
-        # Insert-if-absent: a concurrent first append fails on the primary key (IntegrityError).
-        await session.execute(insert(chain_heads).values(chain_key=stored.chain_key, seq=1, head_hash=stored.hash))
-        return True
-    result = await session.execute(
-        update(chain_heads)
-        .where(chain_heads.c.chain_key == stored.chain_key, chain_heads.c.seq == stored.seq - 1)
-        .values(seq=stored.seq, head_hash=stored.hash)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
-
-
 async def existing_event_ids(session: AsyncSession, ids: Collection[str]) -> set[str]:
     rows = await session.execute(select(event_ids.c.id).where(event_ids.c.id.in_(list(ids))))
     return {r.id for r in rows}
-
-
-async def move_head(session: AsyncSession, chain_key: str, from_seq: int, last: ChainedEvent) -> bool:
-    """Move the head from `from_seq` to `last` (several events at once); False when moved meanwhile."""
-    if from_seq == 0:
-        await session.execute(insert(chain_heads).values(chain_key=chain_key, seq=last.seq, head_hash=last.hash))
-        return True
-    result = await session.execute(
-        update(chain_heads)
-        .where(chain_heads.c.chain_key == chain_key, chain_heads.c.seq == from_seq)
-        .values(seq=last.seq, head_hash=last.hash)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 async def lock_heads(session: AsyncSession, chain_keys: Collection[str]) -> dict[str, tuple[int, str]]:
@@ -197,10 +166,6 @@ async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -
         insert(event_ids), [{"id": c.event.id, "chain_key": c.chain_key, "seq": c.seq} for c in stored]
     )
     await session.execute(insert(events), [_event_row(c) for c in stored])
-
-
-async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
-    await insert_events(session, [stored])
 
 
 def _event_row(stored: ChainedEvent) -> dict[str, Any]:

@@ -21,10 +21,9 @@ from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from deploy.local import infra
 from services.audit.adapters import sql
+from services.audit.adapters.protobuf_records import event_record
 from services.audit.app import AuditLog
-from services.audit.convert import event_record
-from services.audit.live import LiveHub
-from services.audit.main import bootstrap
+from services.audit.main import audit_log, bootstrap
 
 from .conftest import event, settings_for
 
@@ -34,7 +33,7 @@ MIGRATIONS = Path(__file__).parents[3] / "services" / "audit" / "migrations"
 async def _log(database_url: str) -> tuple[AuditLog, Callable[[], Awaitable[None]]]:
     await migrate(MIGRATIONS, database_url, "audit")
     engine = create_engine(database_url, "audit")
-    return AuditLog(session_factory(engine), SystemClock(), LiveHub()), engine.dispose
+    return audit_log(session_factory(engine), SystemClock()), engine.dispose
 
 
 async def test_a_batch_keeps_each_chains_order_and_skips_what_is_stored(database_url: str) -> None:

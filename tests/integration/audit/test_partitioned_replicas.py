@@ -21,10 +21,9 @@ from deelrx_kit.db import create_engine, migrate, session_factory, transaction
 from deelrx_kit.ids import new_id
 from deploy.local import infra
 from services.audit.adapters import partition_sql, sql
-from services.audit.app import AuditLog, LeaseLost, PartitionLease
-from services.audit.convert import event_record
-from services.audit.live import LiveHub
-from services.audit.main import bootstrap
+from services.audit.adapters.protobuf_records import event_record
+from services.audit.app import LeaseLost, PartitionFence
+from services.audit.main import audit_log, bootstrap
 
 from .conftest import event, settings_for
 
@@ -111,7 +110,7 @@ async def test_two_replicas_share_the_partitions_and_hand_them_over_mid_stream(
         assert await _until(lambda: _stored(database_url, teams), lambda n: n >= EVENTS + CHAINS) == EVENTS + CHAINS
 
         engine = create_engine(database_url, "audit")
-        reader = AuditLog(session_factory(engine), SystemClock(), LiveHub())
+        reader = audit_log(session_factory(engine), SystemClock())
         for team in teams:
             check = await reader.verify_chain(team_id=team)
             assert check.ok and check.events_checked == EVENTS // CHAINS + 1
@@ -134,7 +133,7 @@ async def test_a_replica_whose_lease_passed_on_stores_nothing(database_url: str)
     await migrate(MIGRATIONS, database_url, "audit")
     engine = create_engine(database_url, "audit")
     sessions = session_factory(engine)
-    audit = AuditLog(sessions, SystemClock(), LiveHub())
+    audit = audit_log(sessions, SystemClock())
     now = datetime.now(UTC)
     async with transaction(sessions) as s:
         assert await partition_sql.claim(s, 3, "rep_old", now - timedelta(seconds=30), now - timedelta(seconds=1))
@@ -144,8 +143,8 @@ async def test_a_replica_whose_lease_passed_on_stores_nothing(database_url: str)
     team = new_id("tm")
     record = event_record(event("customer.updated", team_id=team), now)
     with pytest.raises(LeaseLost):
-        await audit.record_events([record], lease=PartitionLease("rep_old", 3))
+        await audit.record_events([record], fence=PartitionFence("rep_old", frozenset({3})))
     assert await _stored(database_url, [team]) == 0
-    stored = await audit.record_events([record], lease=PartitionLease("rep_new", 3))
+    stored = await audit.record_events([record], fence=PartitionFence("rep_new", frozenset({3})))
     assert len(stored) == 1 and await _stored(database_url, [team]) == 1
     await engine.dispose()

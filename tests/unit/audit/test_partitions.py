@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.audit_partitions import PARTITIONS, chain_key, partition_of, partition_token
-from services.audit.convert import event_record
+from services.audit.adapters.protobuf_records import event_record
 from services.audit.domain.months import month_of, months_around
 from services.audit.domain.partitions import fair_share, plan
 

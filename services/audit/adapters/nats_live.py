@@ -16,9 +16,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from deelrx.audit.v1 import audit_pb2
-from services.audit.convert import alert_message, alert_record, event_message, event_record
+from services.audit.adapters.protobuf_records import alert_message, alert_record, event_message, event_record
 from services.audit.domain.alerts import AlertRecord
-from services.audit.live import LiveHub, LiveItem
+from services.audit.live_hub import LiveHub, LiveItem
 
 log = structlog.get_logger(__name__)
 
