@@ -26,8 +26,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deelrx_kit.clock import utc
 from deelrx_kit.db import UtcDateTime, new_metadata
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import ChainedEvent, EventRecord
@@ -130,8 +132,25 @@ async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] |
 
 
 async def existing_event_ids(session: AsyncSession, ids: Collection[str]) -> set[str]:
+    if not ids:
+        return set()
+    driver = await _postgres_driver(session)
+    if driver is not None:
+        # One array parameter instead of thousands of bound values.
+        found = await driver.fetch("SELECT id FROM audit_event_ids WHERE id = ANY($1::varchar[])", list(ids))
+        return {r["id"] for r in found}
     rows = await session.execute(select(event_ids.c.id).where(event_ids.c.id.in_(list(ids))))
     return {r.id for r in rows}
+
+
+async def _postgres_driver(session: AsyncSession) -> Any:
+    """The transaction's asyncpg connection on PostgreSQL (None on SQLite): the bulk paths
+    skip SQLAlchemy's per-row parameter handling, the largest cost of a big batch."""
+    conn = await session.connection()
+    if conn.dialect.name != "postgresql":
+        return None
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 async def lock_heads(session: AsyncSession, chain_keys: Collection[str]) -> dict[str, tuple[int, str]]:
@@ -160,37 +179,67 @@ async def set_heads(session: AsyncSession, moved: Sequence[ChainedEvent], create
         )
 
 
+EVENT_COLUMNS = tuple(c.name for c in events.columns)
+ID_COLUMNS = ("id", "chain_key", "seq")
+
+
 async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -> None:
-    # The id row first: a duplicate id or chain position fails here, before the wide insert.
-    await session.execute(
-        insert(event_ids), [{"id": c.event.id, "chain_key": c.chain_key, "seq": c.seq} for c in stored]
+    """The id rows first: a duplicate id or chain position fails there (IntegrityError),
+    before the wide rows. PostgreSQL: binary COPY; SQLite: the driver's executemany."""
+    ids = [(c.event.id, c.chain_key, c.seq) for c in stored]
+    rows = [_event_row(c) for c in stored]
+    driver = await _postgres_driver(session)
+    if driver is not None:
+        import asyncpg
+
+        try:
+            await driver.copy_records_to_table("audit_event_ids", records=ids, columns=ID_COLUMNS)
+            await driver.copy_records_to_table("audit_events", records=rows, columns=EVENT_COLUMNS)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError("COPY audit_event_ids", None, exc) from exc
+        return
+    conn = await session.connection()
+    as_text = _sqlite_time
+    await conn.exec_driver_sql(
+        f"INSERT INTO audit_event_ids ({', '.join(ID_COLUMNS)}) VALUES (?, ?, ?)",  # noqa: S608 - constants
+        ids,
     )
-    await session.execute(insert(events), [_event_row(c) for c in stored])
+    placeholders = ", ".join("?" for _ in EVENT_COLUMNS)
+    await conn.exec_driver_sql(
+        f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608 - constants
+        [(*r[:5], as_text(r[5]), as_text(r[6]), *r[7:]) for r in rows],
+    )
 
 
-def _event_row(stored: ChainedEvent) -> dict[str, Any]:
+def _sqlite_time(value: datetime) -> str:
+    # What UtcDateTime stores on SQLite (naive UTC in SQLAlchemy's text format).
+    return utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _event_row(stored: ChainedEvent) -> tuple[Any, ...]:
+    """In EVENT_COLUMNS order."""
     e = stored.event
-    return dict(
-        id=e.id,
-        chain_key=stored.chain_key,
-        seq=stored.seq,
-        prev_hash=stored.prev_hash,
-        hash=stored.hash,
-        stored_at=stored.stored_at,
-        time=e.time,
-        type=e.type,
-        team_id=e.team_id,
-        actor_user_id=e.actor_user_id,
-        actor_ip=e.actor_ip,
-        actor_user_agent=e.actor_user_agent,
-        target_type=e.target_type,
-        target_id=e.target_id,
-        outcome=e.outcome,
-        details=_dumps(e.details),
-        source=e.source,
-        request_id=e.request_id,
-        subject_hash=e.subject_hash,
-        session_id=e.session_id,
+    return (
+        e.id,
+        stored.chain_key,
+        stored.seq,
+        stored.prev_hash,
+        stored.hash,
+        stored.stored_at,
+        e.time,
+        e.type,
+        e.team_id,
+        e.actor_user_id,
+        e.actor_ip,
+        e.actor_user_agent,
+        e.target_type,
+        e.target_id,
+        e.outcome,
+        _dumps(e.details),
+        e.source,
+        e.request_id,
+        e.subject_hash,
+        e.session_id,
     )
 
 

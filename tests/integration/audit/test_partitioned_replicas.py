@@ -53,7 +53,7 @@ async def _stored(database_url: str, teams: list[str]) -> int:
     return int(n or 0)
 
 
-async def _until(probe, done, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+async def _until(probe, done, timeout: float = 120.0):  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await probe()
@@ -71,7 +71,7 @@ async def test_two_replicas_share_the_partitions_and_hand_them_over_mid_stream(
     js = nc.jetstream()
     await nats_bus.ensure_streams(js)
     settings = settings_for(tmp_path, database_url, server.url).model_copy(
-        update={"audit_partition_lease_seconds": 3.0}
+        update={"audit_partition_lease_seconds": 5.0}
     )
     first = bootstrap(settings, grpc_port=0)
     await first.start()
