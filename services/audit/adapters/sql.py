@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -213,7 +213,8 @@ async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -
 
 def _sqlite_time(value: datetime) -> str:
     # What UtcDateTime stores on SQLite (naive UTC in SQLAlchemy's text format).
-    return utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    u = value if value.tzinfo is UTC else utc(value)
+    return u.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _event_row(stored: ChainedEvent) -> tuple[Any, ...]:

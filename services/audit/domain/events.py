@@ -79,7 +79,11 @@ class ChainedEvent:
 
 
 def time_text(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    u = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
+    if u.year < 1000:  # strftime does not pad such years: keep what older events were hashed with
+        return u.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime above, several times faster (it runs twice per event).
+    return u.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def canonical_document(event: EventRecord, *, chain_key: str, seq: int, stored_at: datetime) -> dict[str, Any]:
