@@ -113,14 +113,15 @@ class AuditLog:
         return stored[0] if stored else None
 
     async def record_events(
-        self, events: Sequence[EventRecord], *, fence: PartitionFence | None = None
+        self, events: Sequence[EventRecord], *, fence: PartitionFence | None = None, announce: bool = True
     ) -> list[ChainedEvent]:
         """Append a batch in one transaction, each chain in the order given; events already
         stored (redeliveries) are skipped. The batch's chain heads are locked for the
         transaction; it is retried only when another appender started one of its new
         chains (or stored one of its events) first. With a `fence`, nothing is stored unless
         this replica still holds those partitions (else LeaseLost names the lost ones), and
-        their leases cannot pass to another replica before the transaction ends."""
+        their leases cannot pass to another replica before the transaction ends. `announce`
+        False: the caller announces what was stored itself."""
         unique: dict[str, EventRecord] = {}
         for e in events:
             unique.setdefault(e.id, e)
@@ -160,7 +161,7 @@ class AuditLog:
             except IntegrityError:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            if stored:
+            if stored and announce:
                 self.announce([c.event for c in stored])
             return stored
         raise RuntimeError("audit batch too contended to append")

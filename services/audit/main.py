@@ -77,7 +77,13 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     # (the pod's, in Kubernetes) is for operators reading the leases; the random part tells a
     # restarted process from the one it replaces.
     replica_id = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
-    consumers = PartitionConsumers(audit, lambda: rt.js.js, owner=replica_id, max_deliver=settings.nats_max_deliver)
+    consumers = PartitionConsumers(
+        audit,
+        lambda: rt.js.js,
+        owner=replica_id,
+        announce=relay.announce_events,
+        max_deliver=settings.nats_max_deliver,
+    )
     partitions = StreamPartitions(
         sessions,
         clock,

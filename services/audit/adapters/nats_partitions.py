@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats
@@ -22,6 +22,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import partition_filter
 from services.audit.adapters.protobuf_records import decode_event
@@ -50,6 +51,7 @@ class _Fetched:
     durable: str
     msgs: list[Msg]
     records: list[EventRecord]
+    messages: list[audit_pb2.AuditEvent]
     stored: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -63,6 +65,7 @@ class PartitionConsumers:
         js: Callable[[], JetStreamContext | None],
         *,
         owner: str,
+        announce: Callable[[Sequence[EventRecord], Sequence[audit_pb2.AuditEvent]], None],
         max_deliver: int = nats_bus.MAX_DELIVER,
         fetch_batch: int = FETCH_BATCH,
         write_batch: int = WRITE_BATCH,
@@ -70,6 +73,7 @@ class PartitionConsumers:
         self.audit = audit
         self._js = js
         self.owner = owner
+        self.announce = announce
         self.max_deliver = max_deliver
         self.fetch_batch = fetch_batch
         self.write_batch = write_batch
@@ -142,16 +146,18 @@ class PartitionConsumers:
 
     async def _decode(self, js: JetStreamContext, partition: int, durable: str, msgs: list[Msg]) -> _Fetched | None:
         records: list[EventRecord] = []
+        messages: list[audit_pb2.AuditEvent] = []
         good: list[Msg] = []
         for msg in msgs:
-            record = decode_event(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
-            if record is None:
+            decoded = decode_event(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
+            if decoded is None:
                 # Redelivering would not help: kept in the dead-letter stream instead.
                 await nats_bus.dead_letter(js, msg, durable, "poison: unreadable audit event")
                 continue
-            records.append(record)
+            records.append(decoded[0])
+            messages.append(decoded[1])
             good.append(msg)
-        return _Fetched(partition, durable, good, records) if good else None
+        return _Fetched(partition, durable, good, records, messages) if good else None
 
     # -- writing, one writer per replica -------------------------------------------------
     async def _write_loop(self) -> None:
@@ -172,8 +178,8 @@ class PartitionConsumers:
     async def _write(self, batches: list[_Fetched]) -> None:
         partitions = frozenset(b.partition for b in batches)
         try:
-            await self.audit.record_events(
-                [r for b in batches for r in b.records], fence=PartitionFence(self.owner, partitions)
+            stored = await self.audit.record_events(
+                [r for b in batches for r in b.records], fence=PartitionFence(self.owner, partitions), announce=False
             )
         except LeaseLost as lost:
             kept = [b for b in batches if b.partition not in lost.partitions]
@@ -198,6 +204,9 @@ class PartitionConsumers:
                         await msg.nak(delay=nats_bus.BACKOFF_SECONDS[min(delivered, len(nats_bus.BACKOFF_SECONDS)) - 1])
                 b.stored.set_result(True)
             return
+        if stored:
+            messages = {r.id: m for b in batches for r, m in zip(b.records, b.messages, strict=True)}
+            self.announce([c.event for c in stored], [messages[c.event.id] for c in stored])
         # After the commit: a lost ack only means a redelivery, which the store skips.
         for b in batches:
             for msg in b.msgs:

@@ -16,6 +16,8 @@ from deelrx_kit import timestamps
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import EventRecord
 
+Decoded = tuple[EventRecord, audit_pb2.AuditEvent]
+
 
 def _clip(value: str, size: int) -> str:
     return value[:size]
@@ -83,15 +85,16 @@ def event_record(ev: audit_pb2.AuditEvent, received_at: datetime) -> EventRecord
     )
 
 
-def decode_event(data: bytes, msg_id: str, received_at: datetime | None = None) -> EventRecord | None:
-    """An AuditEvent as published (its id from the message id when the body lacks one);
-    None for what no retry can make storable (unreadable, no id or type)."""
+def decode_event(data: bytes, msg_id: str, received_at: datetime | None = None) -> Decoded | None:
+    """An AuditEvent as published (its id from the message id when the body lacks one), as a
+    record and as the message; None for what no retry can make storable (unreadable, no id
+    or type)."""
     try:
         ev = audit_pb2.AuditEvent.FromString(data)
         ev.id = ev.id or msg_id
         if not ev.id or not ev.type:
             return None
-        return event_record(ev, received_at or datetime.now(UTC))
+        return event_record(ev, received_at or datetime.now(UTC)), ev
     except (DecodeError, ValueError):
         return None
 
