@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
+from deelrx_kit.periodic import run_every
 
 log = structlog.get_logger("deelrx.purge")
 
@@ -112,12 +113,4 @@ async def purge_loop(
     every_seconds: float = 300.0,
 ) -> None:
     """Purge every `every_seconds` until `stop` is set; failures are retried next round."""
-    while not stop.is_set():
-        try:
-            await purge(sessions, rules, clock.now(), lock_name=lock_name)
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the loop
-            log.warning("purge_failed", error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every_seconds)
-        except TimeoutError:
-            pass
+    await run_every(every_seconds, lambda: purge(sessions, rules, clock.now(), lock_name=lock_name), stop, name="purge")
