@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
-from deelrx_kit.audit_events import new_event, subject_for
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, validation_error
@@ -60,10 +60,7 @@ class AuditActions:
         self.sessions = sessions
         self.clock = clock
         self.outbox = outbox
-
-    async def _stage(self, session: AsyncSession, type: str, context: common_pb2.RequestContext, **kw: Any) -> None:
-        event = new_event(type, source="audit", now=self.clock.now(), context=context, **kw)
-        await self.outbox.add(session, subject_for(event), event, event.id)
+        self.audit = AuditTrail(outbox, source="audit", clock=clock)
 
     # -- alerts ------------------------------------------------------------------------
     async def with_team_states(self, team_id: str, alerts: Sequence[AlertRecord]) -> list[AlertRecord]:
@@ -106,7 +103,7 @@ class AuditActions:
             details: dict[str, Any] = {"rule": view.rule, "status": status, "previous_status": before.status}
             if note:
                 details["note"] = note
-            await self._stage(
+            await self.audit.record(
                 s,
                 "security.alert_updated",
                 context,
@@ -135,7 +132,9 @@ class AuditActions:
         if until is not None:
             details["until"] = time_text(until)
         async with transaction(self.sessions) as s:
-            await self._stage(s, "audit.exported", context, team_id=team_id, target=("team", team_id), details=details)
+            await self.audit.record(
+                s, "audit.exported", context, team_id=team_id, target=("team", team_id), details=details
+            )
         self.outbox.notify()
 
     async def record_verification(
@@ -146,7 +145,7 @@ class AuditActions:
             details["first_bad_event_id"] = result.first_bad_event_id
         target = ("team", team_id) if team_id else ("user", user_id)
         async with transaction(self.sessions) as s:
-            await self._stage(
+            await self.audit.record(
                 s,
                 "audit.verified",
                 context,

@@ -6,7 +6,7 @@ events go through the kit outbox to JetStream, mails through `mail_outbox` to th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import audit_events, device_tokens
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
@@ -76,6 +77,7 @@ class IdentityApp:
         self.clock = clock
         self.hasher = hasher
         self.outbox = outbox
+        self.audit = AuditTrail(outbox, source=SOURCE, clock=clock)
         self._mail_sent = mail_sent
         self.users = UserRepository()
         self.credentials = CredentialRepository()
@@ -95,33 +97,6 @@ class IdentityApp:
 
     def _subject_hash(self, email_normalized: str) -> str:
         return audit_events.keyed_hash(self.config.secret, email_normalized)
-
-    async def _event(
-        self,
-        session: AsyncSession,
-        type_: str,
-        context: common_pb2.RequestContext | None,
-        *,
-        outcome: str = "success",
-        team_id: str = "",
-        actor_user_id: str = "",
-        target: tuple[str, str] | None = None,
-        details: Mapping[str, Any] | None = None,
-        subject_hash: str = "",
-    ) -> None:
-        event = audit_events.new_event(
-            type_,
-            source=SOURCE,
-            now=self.clock.now(),
-            context=context,
-            team_id=team_id,
-            actor_user_id=actor_user_id,
-            target=target,
-            outcome=outcome,
-            details=details,
-            subject_hash=subject_hash,
-        )
-        await self.outbox.add(session, audit_events.subject_for(event), event, event.id)
 
     def _committed(self, *, events: bool = True, mails: bool = False) -> None:
         if events:
@@ -207,8 +182,8 @@ class IdentityApp:
                 # Proving control of the mailbox clears the failures counted against the address.
                 await self.throttle.reset_account(session, self._address_key(signup.email_normalized), now)
                 target = ("user", user.id)
-                await self._event(session, "user.signed_up", context, actor_user_id=user.id, target=target)
-                await self._event(session, "user.email_verified", context, actor_user_id=user.id, target=target)
+                await self.audit.record(session, "user.signed_up", context, actor_user_id=user.id, target=target)
+                await self.audit.record(session, "user.email_verified", context, actor_user_id=user.id, target=target)
         except IntegrityError as exc:
             # Two links of one address used at once: the unique email lets only one account exist.
             raise DomainError("invalid_token", _INVALID_TOKEN) from exc
@@ -319,7 +294,7 @@ class IdentityApp:
                 # The failure counted above stands until the second factor is right, so a
                 # known password does not buy unlimited code guesses.
                 mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery, client)
-                await self._event(
+                await self.audit.record(
                     session,
                     "auth.password_verified",
                     ctx,
@@ -332,7 +307,7 @@ class IdentityApp:
                 await self.throttle.reset_account(session, key, auth_time)
                 await self.throttle.forgive_client(session, key, client, auth_time)
                 team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
-                await self._event(
+                await self.audit.record(
                     session,
                     "auth.login_succeeded",
                     ctx,
@@ -392,7 +367,7 @@ class IdentityApp:
             who: dict[str, Any] = {"actor_user_id": credentials.user_id, "target": ("user", credentials.user_id)}
         else:
             who = {"subject_hash": self._subject_hash(email_normalized)}
-        await self._event(
+        await self.audit.record(
             session, "auth.login_failed", context, outcome="failure", details={"reason": reason, **details}, **who
         )
 
@@ -443,7 +418,7 @@ class IdentityApp:
                 raise not_found("User not found")
             await self.teams.add(session, team, created_by=owner_user_id)
             await self.users.set_first_active_team(session, owner_user_id, team.id, now)
-            await self._event(
+            await self.audit.record(
                 session,
                 "team.created",
                 context,

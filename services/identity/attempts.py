@@ -56,7 +56,7 @@ class AttemptGuard:
                     await core.throttle.release_account(session, key, now)
                 locked = lockout.client_lockout(await core.throttle.client_locked_until(session, key, who), now)
             if locked is not None:
-                await core._event(
+                await core.audit.record(
                     session,
                     "auth.login_failed",
                     ctx,
@@ -75,7 +75,7 @@ class AttemptGuard:
         """The reserved failure stands; record it."""
         core = self.core
         async with transaction(core.sessions) as session:
-            await core._event(
+            await core.audit.record(
                 session,
                 event or "auth.login_failed",
                 ctx,

@@ -165,7 +165,7 @@ class MfaUseCases:
             if not await self.totp.enable(session, user_id, state.secret_sealed, step, now):
                 raise conflict("Two-factor authentication is already enabled.")  # a concurrent confirm won
             await self.codes.replace_set(session, user_id, rows, now)
-            await self.core._event(session, "mfa.enabled", ctx, actor_user_id=user_id, target=("user", user_id))
+            await self.core.audit.record(session, "mfa.enabled", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.totp_changed(
                 user.email, user.name, self.core.config.public_url, now, ctx.user_agent, ctx.client_ip, enabled=True
             )
@@ -187,7 +187,7 @@ class MfaUseCases:
                 raise conflict("Two-factor authentication is not enabled.")
             await self.codes.forget_user(session, user_id)
             await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await self.core._event(session, "mfa.disabled", ctx, actor_user_id=user_id, target=("user", user_id))
+            await self.core.audit.record(session, "mfa.disabled", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.totp_changed(
                 user.email, user.name, self.core.config.public_url, now, ctx.user_agent, ctx.client_ip, enabled=False
             )
@@ -206,7 +206,7 @@ class MfaUseCases:
         async with transaction(self.core.sessions) as session:
             await self.codes.replace_set(session, user_id, rows, now)
             await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await self.core._event(
+            await self.core.audit.record(
                 session, "mfa.recovery_codes_regenerated", ctx, actor_user_id=user_id, target=("user", user_id)
             )
             mail = security_mail.recovery_codes_regenerated(
@@ -282,7 +282,7 @@ class MfaUseCases:
                 amr = ["pwd", "otp"] if step is not None else ["pwd", "rec"]
                 if used_code_id is not None:
                     remaining = await self.codes.remaining(session, user.id)
-                    await core._event(
+                    await core.audit.record(
                         session,
                         "auth.recovery_code_used",
                         ctx,
@@ -295,10 +295,10 @@ class MfaUseCases:
                     )
                     await core.mails.stage(session, mail, now)
                 else:
-                    await core._event(
+                    await core.audit.record(
                         session, "auth.mfa_succeeded", ctx, actor_user_id=user.id, target=("user", user.id)
                     )
-                await core._event(
+                await core.audit.record(
                     session,
                     "auth.login_succeeded",
                     ctx,
@@ -355,7 +355,7 @@ class MfaUseCases:
         now = self.core.clock.now()
         async with transaction(self.core.sessions) as session:
             await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await self.core._event(
+            await self.core.audit.record(
                 session,
                 "auth.reauthenticated",
                 ctx,

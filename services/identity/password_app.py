@@ -61,7 +61,7 @@ class PasswordUseCases:
         async with transaction(core.sessions) as session:
             user = await core.users.by_email(session, address.normalized)
             if user is None:
-                await core._event(
+                await core.audit.record(
                     session,
                     "password.reset_requested",
                     ctx,
@@ -75,7 +75,7 @@ class PasswordUseCases:
                     user.email, user.name, core.config.public_url, token, now, ctx.user_agent, ctx.client_ip
                 )
                 await core.mails.stage(session, mail, now)
-                await core._event(
+                await core.audit.record(
                     session, "password.reset_requested", ctx, actor_user_id=user.id, target=("user", user.id)
                 )
                 sent = True
@@ -107,7 +107,7 @@ class PasswordUseCases:
             key = core._address_key(state.email_normalized)
             await core.throttle.reset_account(session, key, now)
             await self.throttle.clear_clients(session, key, now)
-            await core._event(session, "password.reset", ctx, actor_user_id=user.id, target=("user", user.id))
+            await core.audit.record(session, "password.reset", ctx, actor_user_id=user.id, target=("user", user.id))
             mail = security_mail.password_changed(
                 user.email, user.name, core.config.public_url, now, ctx.user_agent, ctx.client_ip, reset=True
             )
@@ -142,7 +142,7 @@ class PasswordUseCases:
             await self.passwords.set_password(session, user_id, new_hash, now)
             await self.resets.forget_user(session, user_id)
             await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await core._event(session, "password.changed", ctx, actor_user_id=user_id, target=("user", user_id))
+            await core.audit.record(session, "password.changed", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.password_changed(
                 user.email, user.name, core.config.public_url, now, ctx.user_agent, ctx.client_ip, reset=False
             )

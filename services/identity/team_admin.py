@@ -80,7 +80,7 @@ class TeamAdmin:
             if values:
                 await self.teams.update(session, team_id, now, **values)
                 await self._team_changed(session, team_id, team.plan)
-                await self.app._event(
+                await self.app.audit.record(
                     session,
                     "team.updated",
                     context,
@@ -104,7 +104,7 @@ class TeamAdmin:
             before = await self._locked_team(session, team_id)
             await self.teams.update(session, team_id, now, **values)
             await self._team_changed(session, team_id, plan)
-            await self.app._event(
+            await self.app.audit.record(
                 session,
                 "billing.plan_changed",
                 context,
@@ -150,7 +150,7 @@ class TeamAdmin:
                 token,
             )
             await self.app.mails.stage(session, outgoing, now)
-            await self.app._event(
+            await self.app.audit.record(
                 session,
                 "member.invited",
                 context,
@@ -181,7 +181,7 @@ class TeamAdmin:
         async with transaction(self.app.sessions) as session:
             if not await self.invitations.revoke(session, team_id, invitation_id, now):
                 raise not_found("Invitation not found")
-            await self.app._event(
+            await self.app.audit.record(
                 session, "invitation.revoked", context, team_id=team_id, target=("invitation", invitation_id)
             )
         self.app._committed()
@@ -212,7 +212,7 @@ class TeamAdmin:
             if not await self.invitations.claim(session, invitation.id, user_id, now):
                 # Another accept won the race; if it was this user, finish like a retry.
                 raise DomainError("invalid_token", _INVALID_INVITATION)
-            await self.app._event(
+            await self.app.audit.record(
                 session,
                 "invitation.accepted",
                 context,
