@@ -25,6 +25,7 @@ from deelrx_kit import keys
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.keys import derive_key
+from deelrx_kit.periodic import run_every
 from services.audit.adapters import checkpoint_sql, sql
 from services.audit.domain.checkpoints import Checkpoint, signed_message
 from services.audit.domain.events import ChainVerifier
@@ -118,15 +119,9 @@ class ChainCheckpoints:
         return signed
 
     async def run(self, stop: asyncio.Event, interval_seconds: float) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                signed = await self.sign_moved_chains()
-                if signed:
-                    log.info("audit_checkpoints_signed", chains=signed)
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                log.warning("audit_checkpoints_failed", error=str(exc))
+        async def sign() -> None:
+            signed = await self.sign_moved_chains()
+            if signed:
+                log.info("audit_checkpoints_signed", chains=signed)
+
+        await run_every(interval_seconds, sign, stop, name="audit_checkpoints", wait_first=True)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import dialect_insert, reading, transaction
+from deelrx_kit.periodic import run_every
 from services.audit.adapters import checkpoint_sql, sql
 from services.audit.checkpoints import CheckpointKey
 from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, canonical_document, time_text
@@ -130,13 +131,6 @@ class Archiver:
         return done
 
     async def run(self, stop: asyncio.Event, age: timedelta, interval_seconds: float) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.archive_older_than(age)
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                log.warning("audit_archive_failed", error=str(exc))
+        await run_every(
+            interval_seconds, lambda: self.archive_older_than(age), stop, name="audit_archive", wait_first=True
+        )
