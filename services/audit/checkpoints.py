@@ -66,14 +66,14 @@ class CheckpointKey:
 
 
 class ChainCheckpoints:
-    def __init__(self, sessions: object, key: CheckpointKey, clock: Clock) -> None:
-        self.sessions = sessions  # async_sessionmaker
+    def __init__(self, sessionmaker: object, key: CheckpointKey, clock: Clock) -> None:
+        self.sessionmaker = sessionmaker  # async_sessionmaker
         self.key = key
         self.clock = clock
 
     async def sign_head(self, chain_key: str) -> Checkpoint | None:
         """Verify what was appended since the last checkpoint, then sign the head."""
-        async with reading(self.sessions) as s:  # type: ignore[arg-type]
+        async with reading(self.sessionmaker) as s:  # type: ignore[arg-type]
             head = await sql.chain_head(s, chain_key)
             previous = await checkpoint_sql.for_chain(s, chain_key)
         if head is None:
@@ -90,7 +90,7 @@ class ChainCheckpoints:
         )
         after = verifier.start_seq
         while True:
-            async with reading(self.sessions) as s:  # type: ignore[arg-type]
+            async with reading(self.sessionmaker) as s:  # type: ignore[arg-type]
                 rows = await sql.chain_events(s, chain_key, after_seq=after, up_to_seq=head_seq, limit=BATCH)
             for r in rows:
                 verifier.feed(r)
@@ -103,14 +103,14 @@ class ChainCheckpoints:
             return None
         cp = self.key.sign(chain_key, head_seq, head_hash, self.clock.now())
         try:
-            async with transaction(self.sessions) as s:  # type: ignore[arg-type]
+            async with transaction(self.sessionmaker) as s:  # type: ignore[arg-type]
                 await checkpoint_sql.add(s, cp)
         except IntegrityError:
             return None  # another replica signed this head
         return cp
 
     async def sign_moved_chains(self, limit: int = 1000) -> int:
-        async with reading(self.sessions) as s:  # type: ignore[arg-type]
+        async with reading(self.sessionmaker) as s:  # type: ignore[arg-type]
             keys = await checkpoint_sql.chains_moved_since_checkpoint(s, limit)
         signed = 0
         for key in keys:

@@ -56,8 +56,8 @@ def with_state(alert: AlertRecord, state: AlertState | None) -> AlertRecord:
 
 
 class AuditActions:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, outbox: Outbox) -> None:
-        self.sessions = sessions
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, outbox: Outbox) -> None:
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.outbox = outbox
         self.audit = AuditTrail(outbox, source="audit", clock=clock)
@@ -67,7 +67,7 @@ class AuditActions:
         """The alerts with the status this team gave them."""
         if not alerts:
             return []
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             states = await triage_sql.states_for(s, team_id, [a.id for a in alerts])
         return [with_state(a, states.get(a.id)) for a in alerts]
 
@@ -89,7 +89,7 @@ class AuditActions:
             raise validation_error("/status", "status must be acknowledged or resolved")
         note = _clean_note(note)
         members = [m for m in member_user_ids if m]
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             stored = await sql.get_alert(s, alert_id)
             view = view_for_team(stored, team_id, members) if stored is not None else None
             if view is None:
@@ -131,7 +131,7 @@ class AuditActions:
             details["since"] = time_text(since)
         if until is not None:
             details["until"] = time_text(until)
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             await self.audit.record(
                 s, "audit.exported", context, team_id=team_id, target=("team", team_id), details=details
             )
@@ -144,7 +144,7 @@ class AuditActions:
         if result.first_bad_event_id:
             details["first_bad_event_id"] = result.first_bad_event_id
         target = ("team", team_id) if team_id else ("user", user_id)
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             await self.audit.record(
                 s,
                 "audit.verified",

@@ -66,14 +66,14 @@ class IdentityApp:
         self,
         *,
         config: IdentityConfig,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         hasher: PasswordHasher,
         outbox: Outbox,
         mail_sent: Callable[[], None],
     ) -> None:
         self.config = config
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.hasher = hasher
         self.outbox = outbox
@@ -115,7 +115,7 @@ class IdentityApp:
         password_hash = await self.hasher.hash(clean_password)
         now = self.clock.now()
         key = self._address_key(address.normalized)
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             existing = await self.users.by_email(session, address.normalized)
             if existing is not None:
                 if await self.mail_throttle.claim(session, "account_notice", key, RESEND_INTERVAL, now):
@@ -158,7 +158,7 @@ class IdentityApp:
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_TOKEN)
         now = self.clock.now()
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             clicked = await self.signups.by_token(session, token_hash)
             live = await self.signups.count_live(session, clicked.email_normalized, now) if clicked else 0
         if clicked is not None and live > 1:
@@ -168,7 +168,7 @@ class IdentityApp:
                     "/password", "Several sign-ups use this address: enter the password you chose when signing up."
                 )
         try:
-            async with transaction(self.sessions) as session:
+            async with transaction(self.sessionmaker) as session:
                 signup = await self.signups.by_token(session, token_hash)
                 if signup is None or signup.expires_at <= now:
                     raise DomainError("invalid_token", _INVALID_TOKEN)
@@ -199,7 +199,7 @@ class IdentityApp:
             return  # docs/api.md: 202 always; a malformed address cannot have a pending sign-up
         now = self.clock.now()
         sent = False
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             if await self.users.email_taken(session, address.normalized):
                 return
             signup = await self.signups.latest_live(session, address.normalized, now)
@@ -238,7 +238,7 @@ class IdentityApp:
         # guesses can never get past the limits.
         locked: Lockout | None = None
         mailed = False
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             credentials = await self.credentials.by_email(session, email_normalized)
             if device is None and not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
@@ -261,7 +261,7 @@ class IdentityApp:
         candidate = passwords.plausible_login_password(password)
         if credentials is None:
             reason = await self._check_pending_signup(email_normalized, candidate)
-            async with transaction(self.sessions) as session:
+            async with transaction(self.sessionmaker) as session:
                 await self._login_failed(session, ctx, None, email_normalized, reason)
             self._committed()
             if reason == "email_not_verified":
@@ -273,7 +273,7 @@ class IdentityApp:
         else:
             ok = await self.hasher.verify(credentials.password_hash, candidate)
         if not ok:
-            async with transaction(self.sessions) as session:
+            async with transaction(self.sessionmaker) as session:
                 await self._login_failed(session, ctx, credentials, email_normalized, "bad_password")
             self._committed()
             raise DomainError("invalid_credentials", _INVALID_CREDENTIALS)
@@ -283,7 +283,7 @@ class IdentityApp:
         auth_time = self.clock.now()
         mfa_token = ""
         team: Team | None = None
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             if new_hash is not None:
                 await self.credentials.replace_hash(
                     session, credentials.user_id, credentials.password_hash, new_hash, auth_time
@@ -345,7 +345,7 @@ class IdentityApp:
 
     async def _check_pending_signup(self, email_normalized: str, candidate: str | None) -> str:
         """One argon2 verification either way, so unknown and pending addresses take alike."""
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             signup = await self.signups.latest_live(session, email_normalized, self.clock.now())
         if signup is None or candidate is None:
             await self.hasher.verify_dummy(candidate or "")
@@ -373,7 +373,7 @@ class IdentityApp:
 
     # -- users and teams ---------------------------------------------------------------
     async def get_user(self, user_id: str) -> User:
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             user = await self.users.get(session, user_id) if user_id else None
         if user is None:
             raise not_found("User not found")
@@ -382,7 +382,7 @@ class IdentityApp:
     async def set_active_team(self, user_id: str, team_id: str) -> Team | None:
         """Remember the team the next login starts in. Membership is rbac's; callers check it."""
         now = self.clock.now()
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             team = None
             if team_id:
                 team = await self.teams.get(session, team_id)
@@ -396,7 +396,7 @@ class IdentityApp:
         if len(team_ids) > MAX_TEAM_IDS:
             raise validation_error("/team_ids", f"Ask for at most {MAX_TEAM_IDS} teams at once.")
         wanted = [i for i in team_ids if has_prefix(i, "tm")]
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             return await self.teams.many(session, wanted)
 
     async def create_team(
@@ -413,7 +413,7 @@ class IdentityApp:
             created_at=now,
             settings=TeamSettings(),
         )
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             if await self.users.get(session, owner_user_id) is None:
                 raise not_found("User not found")
             await self.teams.add(session, team, created_by=owner_user_id)

@@ -46,7 +46,7 @@ class AttemptGuard:
         now = core.clock.now()
         who = _client(ctx, client)
         locked: lockout.Lockout | None = None
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             if not is_device(who) and not await core.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
             elif not await core.throttle.reserve_client(
@@ -74,7 +74,7 @@ class AttemptGuard:
     ) -> None:
         """The reserved failure stands; record it."""
         core = self.core
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             await core.audit.record(
                 session,
                 event or "auth.login_failed",

@@ -75,7 +75,7 @@ class TeamAdmin:
         if mfa_required is not None:
             values["mfa_required"] = mfa_required
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             team = await self._locked_team(session, team_id)
             if values:
                 await self.teams.update(session, team_id, now, **values)
@@ -100,7 +100,7 @@ class TeamAdmin:
         if billing_email is not None:
             values["billing_email"] = parse_email(billing_email, "/billing_email").display if billing_email else ""
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             before = await self._locked_team(session, team_id)
             await self.teams.update(session, team_id, now, **values)
             await self._team_changed(session, team_id, plan)
@@ -136,7 +136,7 @@ class TeamAdmin:
             created_at=now,
             expires_at=now + team_rules.INVITATION_TTL,
         )
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             team = await self._locked_team(session, team_id)
             inviter = await self.app.users.get(session, inviter_id) if inviter_id else None
             replaced = await self.invitations.revoke_pending_for(session, team_id, address.normalized, now)
@@ -167,7 +167,7 @@ class TeamAdmin:
             raise validation_error("/limit", f"limit must be between 1 and {MAX_PAGE}")
         if cursor and not has_prefix(cursor, "inv"):
             raise validation_error("/cursor", "invalid cursor")
-        async with reading(self.app.sessions) as session:
+        async with reading(self.app.sessionmaker) as session:
             found = await self.invitations.pending(session, team_id, self.app.clock.now(), cursor, size + 1)
         page = found[:size]
         return page, (page[-1].id if len(found) > size else "")
@@ -178,7 +178,7 @@ class TeamAdmin:
         if not has_prefix(invitation_id, "inv"):
             raise not_found("Invitation not found")
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             if not await self.invitations.revoke(session, team_id, invitation_id, now):
                 raise not_found("Invitation not found")
             await self.app.audit.record(
@@ -196,7 +196,7 @@ class TeamAdmin:
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_INVITATION)
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             invitation = await self.invitations.by_token(session, token_hash)
             if invitation is None:
                 raise DomainError("invalid_token", _INVALID_INVITATION)

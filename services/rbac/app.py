@@ -86,12 +86,12 @@ def _view(binding: RoleBinding, roles: dict[str, frozenset[str]]) -> MembershipV
 class Rbac:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         store: RbacStore,
         outbox: Outbox,
         clock: Clock,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.store = store
         self.outbox = outbox
         self.audit = AuditTrail(outbox, source=SOURCE, clock=clock)
@@ -102,11 +102,11 @@ class Rbac:
         self.nc: Any = None
 
     async def _load_team(self, team_id: str) -> TeamAuthorization:
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             return await self.store.load_team(session, team_id)
 
     async def stored_revisions(self) -> dict[str, int]:
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             return await self.store.all_revisions(session)
 
     async def resync(self, *, preload: bool = False) -> None:
@@ -178,7 +178,7 @@ class Rbac:
 
     async def list_memberships(self, user_id: str) -> list[MembershipView]:
         require_key(user_id, "/user_id")
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             bindings = await self.store.memberships_of_user(session, user_id)
             overrides = await self.store.overrides_for(session, {b.team_id for b in bindings})
         return [_view(b, effective_roles(overrides.get(b.team_id, {}))) for b in bindings]
@@ -204,7 +204,7 @@ class Rbac:
     # -- changes --------------------------------------------------------------------------
     @asynccontextmanager
     async def _team_change(self, team_id: str) -> AsyncIterator[_TeamChange]:
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             await self.store.lock_team(session, team_id)
             change = _TeamChange(session, await self.store.load_team(session, team_id))
             yield change
