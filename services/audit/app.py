@@ -68,12 +68,12 @@ def _exactly_one(team_id: str, user_id: str) -> None:
 class AuditLog:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         hub: LiveHub,
         announce: Callable[[Sequence[LiveItem]], None] | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.hub = hub
         # Where newly stored items go: the hub, or every replica's hub (services/audit/live_relay.py).
@@ -90,7 +90,7 @@ class AuditLog:
         """Append to the event's chain; None when the event is already stored (redelivery)."""
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                async with transaction(self.sessions) as s:
+                async with transaction(self.sessionmaker) as s:
                     if await sql.event_exists(s, event.id):
                         return None
                     head = await sql.chain_head(s, event.chain_key)
@@ -117,7 +117,7 @@ class AuditLog:
             unique.setdefault(e.id, e)
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                async with transaction(self.sessions) as s:
+                async with transaction(self.sessionmaker) as s:
                     known = await sql.existing_event_ids(s, list(unique))
                     by_chain: dict[str, list[EventRecord]] = {}
                     for e in unique.values():
@@ -151,7 +151,7 @@ class AuditLog:
     async def record_alert(self, alert: AlertRecord) -> bool:
         """Store an alert once; False when it was already stored."""
         try:
-            async with transaction(self.sessions) as s:
+            async with transaction(self.sessionmaker) as s:
                 if await sql.alert_exists(s, alert.id):
                     return False
                 await sql.insert_alert(s, alert, self.clock.now())
@@ -188,7 +188,7 @@ class AuditLog:
                 if not allowed:
                     return Page([], "")
                 types = allowed
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             rows = await sql.query_events(
                 s,
                 team_id=team_id or None,
@@ -214,7 +214,7 @@ class AuditLog:
         check_range(since, until)
         after: Cursor | None = None
         while True:
-            async with reading(self.sessions) as s:
+            async with reading(self.sessionmaker) as s:
                 rows = await sql.query_events(
                     s,
                     team_id=team_id,
@@ -234,7 +234,7 @@ class AuditLog:
     async def verify_chain(self, *, team_id: str = "", user_id: str = "") -> ChainCheck:
         _exactly_one(team_id, user_id)
         key = team_chain(team_id) if team_id else user_chain(user_id)
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             head = await sql.chain_head(s, key)
             base = await checkpoint_sql.base_of(s, key)
             signed = await checkpoint_sql.for_chain(s, key) if self.checkpoint_key is not None else []
@@ -247,7 +247,7 @@ class AuditLog:
         verifier = ChainVerifier(key, start_seq=start_seq, start_hash=start_hash, watch=frozenset(c.seq for c in later))
         after = start_seq
         while True:
-            async with reading(self.sessions) as s:
+            async with reading(self.sessionmaker) as s:
                 rows = await sql.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
             for r in rows:
                 verifier.feed(r)
@@ -284,7 +284,7 @@ class AuditLog:
         size = page_limit(limit)
         after = decode_cursor(cursor)
         members = [m for m in member_user_ids if m]
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             rows = await sql.query_alerts(s, team_id=team_id, member_user_ids=members, after=after, limit=size + 1)
         page = rows[:size]
         views = [v for v in (view_for_team(a, team_id, members) for a in page) if v is not None]

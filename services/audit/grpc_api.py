@@ -106,7 +106,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             await context.send_initial_metadata(())
             replayed: set[str] = set()
             if resume is not None:
-                async for item in replay_after(self.audit.sessions, request.team_id, members, resume):
+                async for item in replay_after(self.audit.sessionmaker, request.team_id, members, resume):
                     replayed.add(item.id)
                     yield _stream_item(item)
             async for item in self.audit.hub.items(sub, self.stop):

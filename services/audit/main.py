@@ -26,20 +26,20 @@ AUDIT_SUBJECTS = f"{AUDIT_SUBJECT_PREFIX}>"
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
     rt = ServiceRuntime("audit", settings, grpc_port=grpc_port)
-    sessions = rt.use_database(Path(__file__).parent / "migrations")
+    sessionmaker = rt.use_database(Path(__file__).parent / "migrations")
     clock = clock or SystemClock()
     hub = LiveHub()
     relay = LiveRelay(hub)
     rt.on_nats(relay.on_connected)
-    audit = AuditLog(sessions, clock, hub, announce=relay.announce)
+    audit = AuditLog(sessionmaker, clock, hub, announce=relay.announce)
     key = CheckpointKey(settings.secret())
     audit.checkpoint_key = key
-    checkpoints = ChainCheckpoints(sessions, key, clock)
+    checkpoints = ChainCheckpoints(sessionmaker, key, clock)
     interval = settings.audit_checkpoint_interval_seconds
     rt.add_task(lambda stop: checkpoints.run(stop, interval))
     if settings.audit_retention_days:
         directory = Path(settings.audit_archive_dir or settings.data_dir / "audit-archive")
-        archiver = Archiver(sessions, key, clock, directory)
+        archiver = Archiver(sessionmaker, key, clock, directory)
         age = timedelta(days=settings.audit_retention_days)
         rt.add_task(lambda stop: archiver.run(stop, age, max(interval, 60.0)))
     outbox = Outbox(triage_sql.outbox, clock)
@@ -56,7 +56,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,
-        AuditServicer(audit, rt.stop_event, AuditActions(sessions, clock, outbox), checkpoints),
+        AuditServicer(audit, rt.stop_event, AuditActions(sessionmaker, clock, outbox), checkpoints),
         "deelrx.audit.v1.AuditService",
     )
     return rt

@@ -28,11 +28,11 @@ def position_of(item: EventRecord | AlertRecord) -> str:
 
 
 async def _events_after(
-    sessions: async_sessionmaker[AsyncSession], team_id: str, after: Cursor
+    sessionmaker: async_sessionmaker[AsyncSession], team_id: str, after: Cursor
 ) -> AsyncIterator[EventRecord]:
     position: Cursor | None = after
     while True:
-        async with reading(sessions) as s:
+        async with reading(sessionmaker) as s:
             rows = await sql.query_events(
                 s, team_id=team_id, actor_user_id=None, after=position, limit=BATCH, newest_first=False
             )
@@ -44,9 +44,9 @@ async def _events_after(
 
 
 async def replay_after(
-    sessions: async_sessionmaker[AsyncSession], team_id: str, members: Collection[str], after: Cursor
+    sessionmaker: async_sessionmaker[AsyncSession], team_id: str, members: Collection[str], after: Cursor
 ) -> AsyncIterator[EventRecord | AlertRecord]:
-    async with reading(sessions) as s:
+    async with reading(sessionmaker) as s:
         stored = await sql.query_alerts(
             s, team_id=team_id, member_user_ids=list(members), after=after, limit=MAX_ALERTS, newest_first=False
         )
@@ -56,7 +56,7 @@ async def replay_after(
         return (item.time, item.id)
 
     pending = list(alerts)
-    async for event in _events_after(sessions, team_id, after):
+    async for event in _events_after(sessionmaker, team_id, after):
         while pending and key(pending[0]) < key(event):
             yield pending.pop(0)
         yield event
