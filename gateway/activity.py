@@ -5,11 +5,12 @@ session, so several gateways cannot multiply the writes)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
 import structlog
+
+from deelrx_kit.periodic import run_every
 
 log = structlog.get_logger("deelrx.gateway.activity")
 
@@ -56,7 +57,5 @@ class ActivityReporter:
             log.warning("activity_report_failed", error=str(exc), sessions=len(batch))
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._flush_every)
-            await self.flush()
+        await run_every(self._flush_every, self.flush, stop, name="activity_flush", wait_first=True)
+        await self.flush()  # what was seen since the last round, before the process ends

@@ -11,6 +11,7 @@ import jwt
 from fastapi import Request
 
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit import redis_keys
 from deelrx_kit.errors import DomainError
 from gateway import csrf
 from gateway.clients import call
@@ -18,7 +19,6 @@ from gateway.context import request_context
 from gateway.early_limits import limit_anonymous_ip, limit_refresh
 from gateway.limit_keys import account_key
 from gateway.ratelimit import PLAN_LIMITS, Decision
-from gateway.revocation import REDIS_KEY
 from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
@@ -91,7 +91,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def deliver_cookies(request: Request, tokens: IssuedTokens) -> None:
+def queue_cookies(request: Request, tokens: IssuedTokens) -> None:
     """Queue the session, refresh and csrf cookies onto this request's response."""
     request.state.issued_cookies = tokens
 
@@ -108,7 +108,7 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
     tokens = IssuedTokens(
         response.tokens.access_token, response.tokens.refresh_token, response.tokens.expires_in, response.session
     )
-    deliver_cookies(request, tokens)
+    queue_cookies(request, tokens)
     # Minted by the sessions service over the internal channel a moment ago: read the claims
     # rather than verify them, so a JWKS refresh in flight cannot fail a good renewal.
     payload = jwt.decode(response.tokens.access_token, options={"verify_signature": False})
@@ -215,7 +215,7 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
 async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> Decision:
     """Count the request against its team's plan (or the user's starter rate). The count is
     kept per team whatever the plan, so a plan change applies to the next request."""
-    revoked_key = REDIS_KEY.format(ctx.session_id)
+    revoked_key = redis_keys.revoked_session(ctx.session_id)
     if ctx.team_id:
         plan = await gw.plans.plan_of(ctx.team_id)
         limit = PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"])

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deelrx_kit import redis_keys
 from deelrx_kit.errors import DomainError
 from gateway.problems import problem_response
 from gateway.state import Gateway
@@ -48,7 +49,6 @@ ANSWER_TTL_SECONDS = 24 * 3600
 # A request still running holds its key this long at most (a crashed replica frees it).
 IN_FLIGHT_TTL_SECONDS = 60
 MAX_KEY_LENGTH = 255
-REDIS_PREFIX = "deelrx:idem:"
 KEPT_HEADERS = ("content-type", "location")
 _MARK = "__deelrx_idempotent__"
 
@@ -129,7 +129,7 @@ class IdempotencyMiddleware:
         if disconnected:  # the client left, or the body limit answered 413 already
             return
         caller = await self.caller_of(scope, headers)
-        slot = REDIS_PREFIX + _digest(caller, route.path, key)
+        slot = redis_keys.IDEMPOTENCY_PREFIX + _digest(caller, route.path, key)
         fingerprint = _digest(scope["path"], body.decode("latin-1"))
         try:
             claimed = await self.redis.set(

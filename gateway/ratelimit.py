@@ -26,6 +26,7 @@ import structlog
 from prometheus_client import Counter
 from redis.exceptions import NoScriptError
 
+from deelrx_kit import redis_keys
 from gateway.local_window import LocalWindow, share_of
 from gateway.ratelimit_script import LUA
 from gateway.redis_breaker import RedisBreaker, RedisUnavailable
@@ -87,7 +88,7 @@ class RateLimiter:
         *,
         breaker: RedisBreaker | None = None,
         replicas: int = 1,
-        prefix: str = "deelrx:rl",
+        prefix: str = redis_keys.RATE_LIMIT_PREFIX,
         clock_ms: Callable[[], int] | None = None,
         on_exceeded: ExceededHook | None = None,
     ) -> None:

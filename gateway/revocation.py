@@ -18,12 +18,12 @@ import structlog
 from prometheus_client import Counter
 
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit import nats_bus, redis_keys
 from deelrx_kit.errors import DomainError
 from gateway.redis_breaker import RedisBreaker, RedisUnavailable
 
 log = structlog.get_logger("deelrx.gateway.revocation")
 
-REDIS_KEY = "deelrx:revoked:{}"
 # Sessions replicas send a heartbeat every 5 s; three missed ones make the feed stale.
 HEARTBEAT_STALE_AFTER_SECONDS = 15.0
 # A heartbeat sent longer ago than this (a backlog draining) proves nothing about now.
@@ -100,7 +100,7 @@ class RevocationSet:
         if self.feed_healthy:
             return False
         try:
-            return bool(await self._breaker.call(lambda: self._redis.exists(REDIS_KEY.format(session_id))))
+            return bool(await self._breaker.call(lambda: self._redis.exists(redis_keys.revoked_session(session_id))))
         except RedisUnavailable:
             # Neither feed nor Redis: the request cannot be decided. Refuse it as a temporary
             # failure (503, cookies kept), never as a revoked session (401, cookies cleared).
@@ -111,10 +111,8 @@ class RevocationSet:
             ) from None
 
     async def on_message(self, data: bytes) -> None:
-        try:
-            message = sessions_pb2.SessionRevoked.FromString(data)
-        except Exception:  # noqa: BLE001
-            log.warning("bad_revocation_message")
+        message = nats_bus.decode(data, sessions_pb2.SessionRevoked, subject=nats_bus.SESSIONS_REVOKED_SUBJECT)
+        if message is None:
             return
         if message.heartbeat_from:
             self.on_heartbeat(message.heartbeat_from, message.revoked_at.ToMicroseconds() / 1e6)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from deelrx.rbac.v1 import rbac_pb2
+from deelrx_kit import nats_bus
 
 log = structlog.get_logger("deelrx.gateway.roles")
 
@@ -72,10 +73,8 @@ class RoleCache:
                 del self._entries[key]
 
     def on_message(self, subject: str, data: bytes) -> None:
-        try:
-            notice = rbac_pb2.AuthorizationChanged.FromString(data)
-        except Exception:  # noqa: BLE001
-            log.warning("bad_rbac_change_message", subject=subject)
+        notice = nats_bus.decode(data, rbac_pb2.AuthorizationChanged, subject=subject)
+        if notice is None:
             return
         team_id = notice.team_id or subject.rsplit(".", 1)[-1]
         self.invalidate(team_id, notice.user_id)

@@ -14,7 +14,6 @@ left the set are dropped with it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,8 @@ from typing import Any
 
 import jwt
 import structlog
+
+from deelrx_kit.periodic import run_every
 
 log = structlog.get_logger("deelrx.gateway.tokens")
 
@@ -148,15 +149,13 @@ class TokenVerifier:
 
     async def run_refresh(self, interval_seconds: float, stop: asyncio.Event) -> None:
         """Reload the key set every `interval_seconds` until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await self.refresh_keys(force=True)
-            except Exception as exc:  # noqa: BLE001 - keep the keys we have; try again next time
-                log.warning("jwks_refresh_failed", error=str(exc))
+
+        def wait() -> float:
             # Until the first set arrives (sessions may start after us), try again soon.
-            wait = interval_seconds if self._document is not None else min(interval_seconds, STARTUP_RETRY_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+            return interval_seconds if self._document is not None else min(interval_seconds, STARTUP_RETRY_SECONDS)
+
+        # A failed refresh keeps the keys we have; the next round tries again.
+        await run_every(wait, lambda: self.refresh_keys(force=True), stop, name="jwks_refresh")
 
     async def _key_for(self, kid: str) -> Any:
         key = self._keys.get(kid)

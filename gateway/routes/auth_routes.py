@@ -13,7 +13,7 @@ from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
 from gateway import csrf, device_cookie
-from gateway.auth import IssuedTokens, apply_decision, authenticate, deliver_cookies, limit_anonymous
+from gateway.auth import IssuedTokens, apply_decision, authenticate, limit_anonymous, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_refresh
@@ -158,7 +158,7 @@ async def start_session(
     if delivery == "body":
         answer.update(_token_body(tokens))
     else:
-        deliver_cookies(request, tokens)
+        queue_cookies(request, tokens)
         device_cookie.remember(request, result.device_token)
     return answer
 
@@ -218,7 +218,7 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
         return {**_token_body(tokens), "session": session_json(renewed.session)}
     # Delivered even if the check below fails: the old refresh token is rotated already,
     # and the new csrf cookie is bound to this session, replacing whatever was planted.
-    deliver_cookies(request, tokens)
+    queue_cookies(request, tokens)
     if not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), renewed.session.id):
         raise DomainError("csrf_failed", "CSRF token does not belong to this session")
     return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}

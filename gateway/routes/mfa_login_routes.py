@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from deelrx.identity.v1 import identity_pb2
 from deelrx.sessions.v1 import sessions_pb2
-from gateway.auth import IssuedTokens, authenticate, deliver_cookies, limit_anonymous
+from gateway.auth import IssuedTokens, authenticate, limit_anonymous, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.presenters import session_json
@@ -65,5 +65,5 @@ async def reauthenticate(body: ReauthenticateBody, request: Request) -> dict[str
             "expires_in": tokens.expires_in,
             "session": session_json(renewed.session),
         }
-    deliver_cookies(request, tokens)
+    queue_cookies(request, tokens)
     return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}

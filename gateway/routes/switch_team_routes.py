@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from deelrx.identity.v1 import identity_pb2
 from deelrx.sessions.v1 import sessions_pb2
-from gateway.auth import IssuedTokens, deliver_cookies
+from gateway.auth import IssuedTokens, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.mfa_policy import check_team_switch
@@ -63,5 +63,5 @@ async def switch_team(body: SwitchTeamBody, request: Request) -> dict[str, Any]:
             }
         )
     else:
-        deliver_cookies(request, tokens)
+        queue_cookies(request, tokens)
     return answer

@@ -9,22 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import audit_partitions, keys
 from deelrx_kit.ids import new_id
 from deelrx_kit.secret_fields import SECRET_FIELD_NAMES
+from deelrx_kit.timestamps import to_timestamp
 
 # Detail keys that would carry a secret; refused outright so a slip fails loudly in tests.
 FORBIDDEN_DETAIL_KEYS = SECRET_FIELD_NAMES | {"otp", "totp_secret", "hash", "password_hash"}
-
-
-def timestamp(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def keyed_hash(secret: bytes, identifier: str, purpose: str = keys.IDENTIFIER_HASH) -> str:
@@ -56,7 +50,7 @@ def new_event(
     ctx = context or common_pb2.RequestContext()
     event = audit_pb2.AuditEvent(
         id=new_id("evt"),
-        time=timestamp(now),
+        time=to_timestamp(now),
         type=type,
         team_id=team_id,
         actor=audit_pb2.Actor(user_id=actor_user_id or ctx.user_id, ip=ctx.client_ip, user_agent=ctx.user_agent[:512]),

@@ -135,16 +135,16 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @asynccontextmanager
-async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, roll back on any error."""
-    async with sessions() as session, session.begin():
+    async with sessionmaker() as session, session.begin():
         yield session
 
 
 @asynccontextmanager
-async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def reading(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A read-only transaction: never takes SQLite's write lock; READ ONLY on PostgreSQL."""
-    async with sessions() as session:
+    async with sessionmaker() as session:
         await session.connection(execution_options={READ_ONLY_OPTION: True, "postgresql_readonly": True})
         yield session
 

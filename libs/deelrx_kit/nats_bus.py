@@ -6,10 +6,11 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import structlog
+from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -159,6 +160,26 @@ async def ensure_streams(
                 this_version_wants={k: v[0] for k, v in found.items()},
             )
     return drift
+
+
+M = TypeVar("M", bound=Message)
+
+
+def decode(msg: Msg | bytes, message_type: type[M], *, subject: str = "") -> M | None:
+    """The `message_type` carried by `msg` (a NATS message or its payload), or None, logged,
+    when it is not one: the caller drops it. From a durable consumer, returning then acks the
+    message, as no redelivery can make it readable (raise `PoisonMessage` to keep it instead)."""
+    if isinstance(msg, bytes):
+        data = msg
+    else:
+        data, subject = msg.data, subject or msg.subject
+    message: M = message_type()
+    try:
+        message.ParseFromString(data)
+    except DecodeError:
+        log.warning("message_undecodable", type=message_type.DESCRIPTOR.full_name, subject=subject, size=len(data))
+        return None
+    return message
 
 
 Handler = Callable[[Msg], Awaitable[None]]

@@ -68,14 +68,14 @@ class Outbox:
         """Wake the relay after a commit so events go out at once, not at the next poll."""
         self._wake.set()
 
-    async def pending(self, sessions: async_sessionmaker[AsyncSession]) -> int:
-        async with sessions() as session:
+    async def pending(self, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+        async with sessionmaker() as session:
             rows = await session.execute(select(self.table.c.seq))
             return len(rows.all())
 
     async def relay(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         js_provider: JetStreamProvider,
         stop: asyncio.Event,
         poll_seconds: float = 1.0,
@@ -86,7 +86,7 @@ class Outbox:
         while not stop.is_set():
             published = 0
             try:
-                published = await self._publish_batch(sessions, js_provider(), batch)
+                published = await self._publish_batch(sessionmaker, js_provider(), batch)
                 backoff = 0.1
             except Exception as exc:  # noqa: BLE001 - NATS or DB hiccup: keep the rows, retry
                 OUTBOX_FAILURES.inc()
@@ -103,7 +103,7 @@ class Outbox:
                 pass
 
     async def _publish_batch(
-        self, sessions: async_sessionmaker[AsyncSession], js: JetStreamContext | None, batch: int
+        self, sessionmaker: async_sessionmaker[AsyncSession], js: JetStreamContext | None, batch: int
     ) -> int:
         """Claim up to `batch` rows, publish them with asynchronous acknowledgements, delete
         the acknowledged ones. Claiming keeps replicas of a service off each other's rows:
@@ -112,9 +112,9 @@ class Outbox:
         outside any database transaction, so requests never wait for NATS)."""
         if js is None:
             raise ConnectionError("NATS not connected")
-        bind = sessions.kw.get("bind")
+        bind = sessionmaker.kw.get("bind")
         if bind is not None and bind.dialect.name == "postgresql":
-            async with sessions() as session, session.begin():
+            async with sessionmaker() as session, session.begin():
                 claimed = select(self.table).order_by(self.table.c.seq).limit(batch)
                 rows = (await session.execute(claimed.with_for_update(skip_locked=True))).all()
                 done = await self._publish(js, rows)
@@ -124,11 +124,11 @@ class Outbox:
         with _file_lease(bind) as held:
             if not held:
                 return 0  # another process on this database relays now
-            async with sessions() as session:
+            async with sessionmaker() as session:
                 rows = (await session.execute(select(self.table).order_by(self.table.c.seq).limit(batch))).all()
             done = await self._publish(js, rows)
             if done:
-                async with sessions() as session, session.begin():
+                async with sessionmaker() as session, session.begin():
                     await session.execute(delete(self.table).where(self.table.c.seq.in_(done)))
         return len(done)
 

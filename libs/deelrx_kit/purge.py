@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
+from deelrx_kit.periodic import run_every
 
 log = structlog.get_logger("deelrx.purge")
 
@@ -46,17 +47,19 @@ def _key_columns(table: Table) -> list[Any]:
     return list(table.primary_key.columns)
 
 
-async def _delete_batch(sessions: async_sessionmaker[AsyncSession], rule: PurgeRule, now: datetime, batch: int) -> int:
+async def _delete_batch(
+    sessionmaker: async_sessionmaker[AsyncSession], rule: PurgeRule, now: datetime, batch: int
+) -> int:
     cols = _key_columns(rule.table)
     chosen = select(*cols).where(rule.expired(now)).limit(batch)
     target = cols[0] if len(cols) == 1 else tuple_(*cols)
-    async with sessions() as session, session.begin():
+    async with sessionmaker() as session, session.begin():
         result = await session.execute(delete(rule.table).where(target.in_(chosen)))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def purge(
-    sessions: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession],
     rules: Sequence[PurgeRule],
     now: datetime,
     *,
@@ -65,23 +68,23 @@ async def purge(
     max_batches: int = DEFAULT_MAX_BATCHES,
 ) -> PurgeResult:
     """One purge round over `rules`, in order; skipped when another replica is purging."""
-    engine = sessions.kw["bind"]
+    engine = sessionmaker.kw["bind"]
     if engine.dialect.name != "postgresql":
-        return PurgeResult(True, await _purge_rules(sessions, rules, now, batch, max_batches))
+        return PurgeResult(True, await _purge_rules(sessionmaker, rules, now, batch, max_batches))
     async with engine.connect() as conn:
         got = (await conn.execute(text("SELECT pg_try_advisory_lock(hashtext(:n))"), {"n": lock_name})).scalar()
         await conn.commit()  # the lock belongs to the connection, not to this transaction
         if not got:
             return PurgeResult(False, {})
         try:
-            return PurgeResult(True, await _purge_rules(sessions, rules, now, batch, max_batches))
+            return PurgeResult(True, await _purge_rules(sessionmaker, rules, now, batch, max_batches))
         finally:
             await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:n))"), {"n": lock_name})
             await conn.commit()
 
 
 async def _purge_rules(
-    sessions: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession],
     rules: Sequence[PurgeRule],
     now: datetime,
     batch: int,
@@ -91,7 +94,7 @@ async def _purge_rules(
     for rule in rules:
         total = 0
         for _ in range(max_batches):
-            count = await _delete_batch(sessions, rule, now, batch)
+            count = await _delete_batch(sessionmaker, rule, now, batch)
             total += count
             if count < batch:
                 break
@@ -103,7 +106,7 @@ async def _purge_rules(
 
 
 async def purge_loop(
-    sessions: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession],
     rules: Sequence[PurgeRule],
     clock: Clock,
     stop: asyncio.Event,
@@ -112,12 +115,6 @@ async def purge_loop(
     every_seconds: float = 300.0,
 ) -> None:
     """Purge every `every_seconds` until `stop` is set; failures are retried next round."""
-    while not stop.is_set():
-        try:
-            await purge(sessions, rules, clock.now(), lock_name=lock_name)
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the loop
-            log.warning("purge_failed", error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every_seconds)
-        except TimeoutError:
-            pass
+    await run_every(
+        every_seconds, lambda: purge(sessionmaker, rules, clock.now(), lock_name=lock_name), stop, name="purge"
+    )

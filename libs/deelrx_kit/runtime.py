@@ -48,7 +48,7 @@ class ServiceRuntime:
         self.js = JetStreamProvider()
         self.nc: NATS | None = None
         self.engine: AsyncEngine | None = None
-        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.outbox: Outbox | None = None
         self.stop_event = asyncio.Event()
         self._tasks: list[Task] = []
@@ -62,14 +62,14 @@ class ServiceRuntime:
         url = self.settings.service_database_url(self.name)
         self._db_url, self._migrations = url, migrations_dir
         self.engine = db.create_engine(url, self.name)
-        self.sessions = db.session_factory(self.engine)
-        return self.sessions
+        self.sessionmaker = db.session_factory(self.engine)
+        return self.sessionmaker
 
     def use_outbox(self, outbox: Outbox) -> None:
-        assert self.sessions is not None, "use_database first"
+        assert self.sessionmaker is not None, "use_database first"
         self.outbox = outbox
-        sessions = self.sessions
-        self.add_task(lambda stop: outbox.relay(sessions, self.js, stop))
+        sessionmaker = self.sessionmaker
+        self.add_task(lambda stop: outbox.relay(sessionmaker, self.js, stop))
 
     def add_task(self, task: Task) -> None:
         """A background loop that runs until the stop event is set."""

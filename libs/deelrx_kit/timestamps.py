@@ -1,4 +1,4 @@
-"""protobuf Timestamps from callers, read safely.
+"""protobuf Timestamps: made from datetimes, and read safely from callers.
 
 `Timestamp.ToDatetime` raises ValueError/OverflowError for seconds outside years 1-9999 or
 nanos outside 0..999,999,999, which a servicer would answer as INTERNAL. Found by the gRPC
@@ -17,6 +17,13 @@ from deelrx_kit.errors import DomainError, Violation
 # 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, as protobuf's Timestamp documents.
 MIN_SECONDS = -62_135_596_800
 MAX_SECONDS = 253_402_300_799
+
+
+def to_timestamp(dt: datetime) -> Timestamp:
+    """The protobuf Timestamp of an aware datetime (every proto time field the suite fills)."""
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
 
 
 def in_range(ts: Timestamp) -> bool:

@@ -80,7 +80,7 @@ def _exactly_one(team_id: str, user_id: str) -> None:
 class AuditLog:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         hub: LiveHub,
         *,
@@ -90,7 +90,7 @@ class AuditLog:
         leases: LeaseStore,
         announce: LiveAnnouncer | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.hub = hub
         self.events = events
@@ -127,7 +127,7 @@ class AuditLog:
             unique.setdefault(e.id, e)
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                async with transaction(self.sessions) as s:
+                async with transaction(self.sessionmaker) as s:
                     now = self.clock.now()
                     if fence is not None:
                         held = await self.leases.hold(s, fence.partitions, fence.owner, now)
@@ -169,7 +169,7 @@ class AuditLog:
     async def record_alert(self, alert: AlertRecord) -> bool:
         """Store an alert once; False when it was already stored."""
         try:
-            async with transaction(self.sessions) as s:
+            async with transaction(self.sessionmaker) as s:
                 if await self.alerts.alert_exists(s, alert.id):
                     return False
                 await self.alerts.insert_alert(s, alert, self.clock.now())
@@ -206,7 +206,7 @@ class AuditLog:
                 if not allowed:
                     return Page([], "")
                 types = allowed
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             rows = await self.events.query_events(
                 s,
                 team_id=team_id or None,
@@ -232,7 +232,7 @@ class AuditLog:
         check_range(since, until)
         after: Cursor | None = None
         while True:
-            async with reading(self.sessions) as s:
+            async with reading(self.sessionmaker) as s:
                 rows = await self.events.query_events(
                     s,
                     team_id=team_id,
@@ -252,7 +252,7 @@ class AuditLog:
     async def verify_chain(self, *, team_id: str = "", user_id: str = "") -> ChainCheck:
         _exactly_one(team_id, user_id)
         key = team_chain(team_id) if team_id else user_chain(user_id)
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             head = await self.events.chain_head(s, key)
             base = await self.checkpoints.base_of(s, key)
             signed = await self.checkpoints.for_chain(s, key) if self.checkpoint_key is not None else []
@@ -265,7 +265,7 @@ class AuditLog:
         verifier = ChainVerifier(key, start_seq=start_seq, start_hash=start_hash, watch=frozenset(c.seq for c in later))
         after = start_seq
         while True:
-            async with reading(self.sessions) as s:
+            async with reading(self.sessionmaker) as s:
                 rows = await self.events.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
             for r in rows:
                 verifier.feed(r)
@@ -302,7 +302,7 @@ class AuditLog:
         size = page_limit(limit)
         after = decode_cursor(cursor)
         members = [m for m in member_user_ids if m]
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             rows = await self.alerts.query_alerts(
                 s, team_id=team_id, member_user_ids=members, after=after, limit=size + 1
             )

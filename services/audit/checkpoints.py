@@ -26,6 +26,7 @@ from deelrx_kit import keys
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.keys import derive_key
+from deelrx_kit.periodic import run_every
 from services.audit.domain.checkpoints import Checkpoint, signed_message
 from services.audit.domain.events import ChainVerifier
 from services.audit.ports import CheckpointStore, EventStore
@@ -68,14 +69,14 @@ class CheckpointKey:
 class ChainCheckpoints:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         key: CheckpointKey,
         clock: Clock,
         *,
         events: EventStore,
         checkpoints: CheckpointStore,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.key = key
         self.clock = clock
         self.events = events
@@ -83,7 +84,7 @@ class ChainCheckpoints:
 
     async def sign_head(self, chain_key: str) -> Checkpoint | None:
         """Verify what was appended since the last checkpoint, then sign the head."""
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             head = await self.events.chain_head(s, chain_key)
             previous = await self.checkpoints.for_chain(s, chain_key)
         if head is None:
@@ -100,7 +101,7 @@ class ChainCheckpoints:
         )
         after = verifier.start_seq
         while True:
-            async with reading(self.sessions) as s:
+            async with reading(self.sessionmaker) as s:
                 rows = await self.events.chain_events(s, chain_key, after_seq=after, up_to_seq=head_seq, limit=BATCH)
             for r in rows:
                 verifier.feed(r)
@@ -113,14 +114,14 @@ class ChainCheckpoints:
             return None
         cp = self.key.sign(chain_key, head_seq, head_hash, self.clock.now())
         try:
-            async with transaction(self.sessions) as s:
+            async with transaction(self.sessionmaker) as s:
                 await self.checkpoints.add(s, cp)
         except IntegrityError:
             return None  # another replica signed this head
         return cp
 
     async def sign_moved_chains(self, limit: int = 1000) -> int:
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             keys = await self.checkpoints.chains_moved_since_checkpoint(s, limit)
         signed = 0
         for key in keys:
@@ -129,15 +130,9 @@ class ChainCheckpoints:
         return signed
 
     async def run(self, stop: asyncio.Event, interval_seconds: float) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                signed = await self.sign_moved_chains()
-                if signed:
-                    log.info("audit_checkpoints_signed", chains=signed)
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                log.warning("audit_checkpoints_failed", error=str(exc))
+        async def sign() -> None:
+            signed = await self.sign_moved_chains()
+            if signed:
+                log.info("audit_checkpoints_signed", chains=signed)
+
+        await run_every(interval_seconds, sign, stop, name="audit_checkpoints", wait_first=True)

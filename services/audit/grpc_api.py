@@ -107,7 +107,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             replayed: set[str] = set()
             if resume is not None:
                 async for item in replay_after(
-                    self.audit.sessions, self.audit.events, self.audit.alerts, request.team_id, members, resume
+                    self.audit.sessionmaker, self.audit.events, self.audit.alerts, request.team_id, members, resume
                 ):
                     replayed.add(item.id)
                     yield _stream_item(item)

@@ -31,14 +31,14 @@ from services.audit.triage import AuditActions
 
 
 def audit_log(
-    sessions: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession],
     clock: Clock,
     hub: LiveHub | None = None,
     announce: LiveAnnouncer | None = None,
 ) -> AuditLog:
     """The audit log over the SQL stores."""
     return AuditLog(
-        sessions,
+        sessionmaker,
         clock,
         hub or LiveHub(),
         events=sql,
@@ -49,26 +49,28 @@ def audit_log(
     )
 
 
-def chain_checkpoints(sessions: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock) -> ChainCheckpoints:
-    return ChainCheckpoints(sessions, key, clock, events=sql, checkpoints=checkpoint_sql)
+def chain_checkpoints(
+    sessionmaker: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock
+) -> ChainCheckpoints:
+    return ChainCheckpoints(sessionmaker, key, clock, events=sql, checkpoints=checkpoint_sql)
 
 
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
     rt = ServiceRuntime("audit", settings, grpc_port=grpc_port)
-    sessions = rt.use_database(Path(__file__).parent / "migrations")
+    sessionmaker = rt.use_database(Path(__file__).parent / "migrations")
     clock = clock or SystemClock()
     hub = LiveHub()
     relay = LiveRelay(hub)
     rt.on_nats(relay.on_connected)
-    audit = audit_log(sessions, clock, hub, announce=relay.announce)
+    audit = audit_log(sessionmaker, clock, hub, announce=relay.announce)
     key = CheckpointKey(settings.secret())
     audit.checkpoint_key = key
-    checkpoints = chain_checkpoints(sessions, key, clock)
+    checkpoints = chain_checkpoints(sessionmaker, key, clock)
     interval = settings.audit_checkpoint_interval_seconds
     rt.add_task(lambda stop: checkpoints.run(stop, interval))
     if settings.audit_retention_days:
         directory = Path(settings.audit_archive_dir or settings.data_dir / "audit-archive")
-        archiver = Archiver(sessions, key, clock, directory)
+        archiver = Archiver(sessionmaker, key, clock, directory)
         age = timedelta(days=settings.audit_retention_days)
         rt.add_task(lambda stop: archiver.run(stop, age, max(interval, 60.0)))
     outbox = Outbox(triage_sql.outbox, clock)
@@ -85,7 +87,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         max_deliver=settings.nats_max_deliver,
     )
     partitions = StreamPartitions(
-        sessions,
+        sessionmaker,
         clock,
         consumers,
         leases=partition_sql,
@@ -93,10 +95,10 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         lease_seconds=settings.audit_partition_lease_seconds,
     )
     rt.add_task(partitions.run)
-    rt.add_task(MonthPartitions(sessions, clock, leases=partition_sql).run)
+    rt.add_task(MonthPartitions(sessionmaker, clock, leases=partition_sql).run)
     feed = AuditFeed(audit, clock)
     rt.add_consumer(stream="ALERTS", subject=ALERTS_SUBJECT, durable=ALERTS_DURABLE, handler=feed.on_alert)
-    actions = AuditActions(sessions, clock, outbox, alerts=sql, triage=triage_sql)
+    actions = AuditActions(sessionmaker, clock, outbox, alerts=sql, triage=triage_sql)
     rt.grpc.add(
         audit_pb2_grpc.add_AuditServiceServicer_to_server,
         AuditServicer(audit, rt.stop_event, actions, checkpoints),

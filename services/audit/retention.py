@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import dialect_insert, reading, transaction
+from deelrx_kit.periodic import run_every
 from services.audit.adapters import checkpoint_sql, sql
 from services.audit.checkpoints import CheckpointKey
 from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, canonical_document, time_text
@@ -45,16 +46,16 @@ def _fsync(path: Path) -> None:
 
 class Archiver:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock, directory: Path
+        self, sessionmaker: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock, directory: Path
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.key = key
         self.clock = clock
         self.directory = directory
 
     async def archive_chain(self, chain_key: str, before: datetime) -> Path | None:
         """Archive, then delete, the chain's events stored before `before` (a prefix of it)."""
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             base = await checkpoint_sql.base_of(s, chain_key)
             head = await sql.chain_head(s, chain_key)
             start_seq, start_hash = base if base is not None else (0, GENESIS_HASH)
@@ -79,7 +80,7 @@ class Archiver:
         with gzip.open(tmp, "wt", encoding="utf-8") as out:
             after = start_seq
             while after < cut:
-                async with reading(self.sessions) as s:
+                async with reading(self.sessionmaker) as s:
                     rows = await sql.chain_events(s, chain_key, after_seq=after, up_to_seq=cut, limit=BATCH)
                 if not rows:
                     break
@@ -98,7 +99,7 @@ class Archiver:
             out.write(json.dumps({"checkpoint": {**cp.__dict__, "signed_at": time_text(cp.signed_at)}}) + "\n")
         await asyncio.to_thread(_fsync, tmp)
         tmp.rename(path)  # the archive is on disk before anything is deleted
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             existing = {c.seq for c in await checkpoint_sql.for_chain(s, chain_key)}
             if cut not in existing:
                 await checkpoint_sql.add(s, cp)
@@ -115,7 +116,7 @@ class Archiver:
 
     async def archive_older_than(self, age: timedelta, limit: int = 1000) -> int:
         before = self.clock.now() - age
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             keys = list(
                 (
                     await s.execute(
@@ -130,13 +131,6 @@ class Archiver:
         return done
 
     async def run(self, stop: asyncio.Event, age: timedelta, interval_seconds: float) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.archive_older_than(age)
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                log.warning("audit_archive_failed", error=str(exc))
+        await run_every(
+            interval_seconds, lambda: self.archive_older_than(age), stop, name="audit_archive", wait_first=True
+        )

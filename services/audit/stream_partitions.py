@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 class StreamPartitions:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         consumers: PartitionConsumers,
         *,
@@ -39,7 +39,7 @@ class StreamPartitions:
         lease_seconds: float = 15.0,
         partitions: int = PARTITIONS,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.consumers = consumers
         self.leases = leases
@@ -63,12 +63,12 @@ class StreamPartitions:
         finally:
             await self.consumers.stop_all()
             with contextlib.suppress(Exception):
-                async with transaction(self.sessions) as s:
+                async with transaction(self.sessionmaker) as s:
                     await self.leases.release(s, range(self.partitions), self.replica_id)
 
     async def rebalance(self) -> None:
         now = self.clock.now()
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             await self.leases.heartbeat(s, self.replica_id, now)
             await self.leases.forget_replicas(s, now - 20 * self.lease)
             # Two lease lengths: a replica busy storing may renew late, and must not look dead.
@@ -83,14 +83,14 @@ class StreamPartitions:
         if todo.release:
             for p in todo.release:
                 await self.consumers.stop(p)
-            async with transaction(self.sessions) as s:
+            async with transaction(self.sessionmaker) as s:
                 await self.leases.release(s, todo.release, self.replica_id)
             log.info("partitions_released", partitions=sorted(todo.release))
         won: set[int] = set()
         for p in sorted(todo.renew) + list(todo.claim):
             # One short transaction each: a takeover waiting for the old holder's last append
             # does not hold up our renewals.
-            async with transaction(self.sessions) as s:
+            async with transaction(self.sessionmaker) as s:
                 at = self.clock.now()
                 if await self.leases.claim(s, p, self.replica_id, at, at + self.lease):
                     won.add(p)
@@ -106,13 +106,13 @@ class StreamPartitions:
 class MonthPartitions:
     """Creates the monthly partitions of the events table ahead of time (PostgreSQL)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, leases: LeaseStore) -> None:
-        self.sessions = sessions
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, *, leases: LeaseStore) -> None:
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.leases = leases
 
     async def ensure(self) -> list[str]:
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             created = await self.leases.ensure_month_partitions(s, months_around(self.clock.now()))
         if created:
             log.info("event_partitions_created", tables=created)

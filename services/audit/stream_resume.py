@@ -28,11 +28,11 @@ def position_of(item: EventRecord | AlertRecord) -> str:
 
 
 async def _events_after(
-    sessions: async_sessionmaker[AsyncSession], events: EventStore, team_id: str, after: Cursor
+    sessionmaker: async_sessionmaker[AsyncSession], events: EventStore, team_id: str, after: Cursor
 ) -> AsyncIterator[EventRecord]:
     position: Cursor | None = after
     while True:
-        async with reading(sessions) as s:
+        async with reading(sessionmaker) as s:
             rows = await events.query_events(
                 s, team_id=team_id, actor_user_id=None, after=position, limit=BATCH, newest_first=False
             )
@@ -44,14 +44,14 @@ async def _events_after(
 
 
 async def replay_after(
-    sessions: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession],
     events: EventStore,
     alerts: AlertStore,
     team_id: str,
     members: Collection[str],
     after: Cursor,
 ) -> AsyncIterator[EventRecord | AlertRecord]:
-    async with reading(sessions) as s:
+    async with reading(sessionmaker) as s:
         stored = await alerts.query_alerts(
             s, team_id=team_id, member_user_ids=list(members), after=after, limit=MAX_ALERTS, newest_first=False
         )
@@ -61,7 +61,7 @@ async def replay_after(
         return (item.time, item.id)
 
     pending = list(visible)
-    async for event in _events_after(sessions, events, team_id, after):
+    async for event in _events_after(sessionmaker, events, team_id, after):
         while pending and key(pending[0]) < key(event):
             yield pending.pop(0)
         yield event

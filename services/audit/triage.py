@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
-from deelrx_kit.audit_events import new_event, subject_for
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, validation_error
@@ -57,29 +57,26 @@ def with_state(alert: AlertRecord, state: AlertState | None) -> AlertRecord:
 class AuditActions:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         outbox: Outbox,
         *,
         alerts: AlertStore,
         triage: TriageStore,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.outbox = outbox
         self.alerts = alerts
         self.triage = triage
-
-    async def _stage(self, session: AsyncSession, type: str, context: common_pb2.RequestContext, **kw: Any) -> None:
-        event = new_event(type, source="audit", now=self.clock.now(), context=context, **kw)
-        await self.outbox.add(session, subject_for(event), event, event.id)
+        self.audit = AuditTrail(outbox, source="audit", clock=clock)
 
     # -- alerts ------------------------------------------------------------------------
     async def with_team_states(self, team_id: str, alerts: Sequence[AlertRecord]) -> list[AlertRecord]:
         """The alerts with the status this team gave them."""
         if not alerts:
             return []
-        async with reading(self.sessions) as s:
+        async with reading(self.sessionmaker) as s:
             states = await self.triage.states_for(s, team_id, [a.id for a in alerts])
         return [with_state(a, states.get(a.id)) for a in alerts]
 
@@ -101,7 +98,7 @@ class AuditActions:
             raise validation_error("/status", "status must be acknowledged or resolved")
         note = _clean_note(note)
         members = [m for m in member_user_ids if m]
-        async with transaction(self.sessions) as s:
+        async with transaction(self.sessionmaker) as s:
             stored = await self.alerts.get_alert(s, alert_id)
             view = view_for_team(stored, team_id, members) if stored is not None else None
             if view is None:
@@ -115,7 +112,7 @@ class AuditActions:
             details: dict[str, Any] = {"rule": view.rule, "status": status, "previous_status": before.status}
             if note:
                 details["note"] = note
-            await self._stage(
+            await self.audit.record(
                 s,
                 "security.alert_updated",
                 context,
@@ -143,8 +140,10 @@ class AuditActions:
             details["since"] = time_text(since)
         if until is not None:
             details["until"] = time_text(until)
-        async with transaction(self.sessions) as s:
-            await self._stage(s, "audit.exported", context, team_id=team_id, target=("team", team_id), details=details)
+        async with transaction(self.sessionmaker) as s:
+            await self.audit.record(
+                s, "audit.exported", context, team_id=team_id, target=("team", team_id), details=details
+            )
         self.outbox.notify()
 
     async def record_verification(
@@ -154,8 +153,8 @@ class AuditActions:
         if result.first_bad_event_id:
             details["first_bad_event_id"] = result.first_bad_event_id
         target = ("team", team_id) if team_id else ("user", user_id)
-        async with transaction(self.sessions) as s:
-            await self._stage(
+        async with transaction(self.sessionmaker) as s:
+            await self.audit.record(
                 s,
                 "audit.verified",
                 context,

@@ -6,7 +6,7 @@ events go through the kit outbox to JetStream, mails through `mail_outbox` to th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import audit_events, device_tokens
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
@@ -65,17 +66,18 @@ class IdentityApp:
         self,
         *,
         config: IdentityConfig,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         hasher: PasswordHasher,
         outbox: Outbox,
         mail_sent: Callable[[], None],
     ) -> None:
         self.config = config
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.clock = clock
         self.hasher = hasher
         self.outbox = outbox
+        self.audit = AuditTrail(outbox, source=SOURCE, clock=clock)
         self._mail_sent = mail_sent
         self.users = UserRepository()
         self.credentials = CredentialRepository()
@@ -96,33 +98,6 @@ class IdentityApp:
     def _subject_hash(self, email_normalized: str) -> str:
         return audit_events.keyed_hash(self.config.secret, email_normalized)
 
-    async def _event(
-        self,
-        session: AsyncSession,
-        type_: str,
-        context: common_pb2.RequestContext | None,
-        *,
-        outcome: str = "success",
-        team_id: str = "",
-        actor_user_id: str = "",
-        target: tuple[str, str] | None = None,
-        details: Mapping[str, Any] | None = None,
-        subject_hash: str = "",
-    ) -> None:
-        event = audit_events.new_event(
-            type_,
-            source=SOURCE,
-            now=self.clock.now(),
-            context=context,
-            team_id=team_id,
-            actor_user_id=actor_user_id,
-            target=target,
-            outcome=outcome,
-            details=details,
-            subject_hash=subject_hash,
-        )
-        await self.outbox.add(session, audit_events.subject_for(event), event, event.id)
-
     def _committed(self, *, events: bool = True, mails: bool = False) -> None:
         if events:
             self.outbox.notify()
@@ -140,7 +115,7 @@ class IdentityApp:
         password_hash = await self.hasher.hash(clean_password)
         now = self.clock.now()
         key = self._address_key(address.normalized)
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             existing = await self.users.by_email(session, address.normalized)
             if existing is not None:
                 if await self.mail_throttle.claim(session, "account_notice", key, RESEND_INTERVAL, now):
@@ -183,7 +158,7 @@ class IdentityApp:
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_TOKEN)
         now = self.clock.now()
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             clicked = await self.signups.by_token(session, token_hash)
             live = await self.signups.count_live(session, clicked.email_normalized, now) if clicked else 0
         if clicked is not None and live > 1:
@@ -193,7 +168,7 @@ class IdentityApp:
                     "/password", "Several sign-ups use this address: enter the password you chose when signing up."
                 )
         try:
-            async with transaction(self.sessions) as session:
+            async with transaction(self.sessionmaker) as session:
                 signup = await self.signups.by_token(session, token_hash)
                 if signup is None or signup.expires_at <= now:
                     raise DomainError("invalid_token", _INVALID_TOKEN)
@@ -207,8 +182,8 @@ class IdentityApp:
                 # Proving control of the mailbox clears the failures counted against the address.
                 await self.throttle.reset_account(session, self._address_key(signup.email_normalized), now)
                 target = ("user", user.id)
-                await self._event(session, "user.signed_up", context, actor_user_id=user.id, target=target)
-                await self._event(session, "user.email_verified", context, actor_user_id=user.id, target=target)
+                await self.audit.record(session, "user.signed_up", context, actor_user_id=user.id, target=target)
+                await self.audit.record(session, "user.email_verified", context, actor_user_id=user.id, target=target)
         except IntegrityError as exc:
             # Two links of one address used at once: the unique email lets only one account exist.
             raise DomainError("invalid_token", _INVALID_TOKEN) from exc
@@ -224,7 +199,7 @@ class IdentityApp:
             return  # docs/api.md: 202 always; a malformed address cannot have a pending sign-up
         now = self.clock.now()
         sent = False
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             if await self.users.email_taken(session, address.normalized):
                 return
             signup = await self.signups.latest_live(session, address.normalized, now)
@@ -263,7 +238,7 @@ class IdentityApp:
         # guesses can never get past the limits.
         locked: Lockout | None = None
         mailed = False
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             credentials = await self.credentials.by_email(session, email_normalized)
             if device is None and not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
@@ -286,7 +261,7 @@ class IdentityApp:
         candidate = passwords.plausible_login_password(password)
         if credentials is None:
             reason = await self._check_pending_signup(email_normalized, candidate)
-            async with transaction(self.sessions) as session:
+            async with transaction(self.sessionmaker) as session:
                 await self._login_failed(session, ctx, None, email_normalized, reason)
             self._committed()
             if reason == "email_not_verified":
@@ -298,7 +273,7 @@ class IdentityApp:
         else:
             ok = await self.hasher.verify(credentials.password_hash, candidate)
         if not ok:
-            async with transaction(self.sessions) as session:
+            async with transaction(self.sessionmaker) as session:
                 await self._login_failed(session, ctx, credentials, email_normalized, "bad_password")
             self._committed()
             raise DomainError("invalid_credentials", _INVALID_CREDENTIALS)
@@ -308,7 +283,7 @@ class IdentityApp:
         auth_time = self.clock.now()
         mfa_token = ""
         team: Team | None = None
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             if new_hash is not None:
                 await self.credentials.replace_hash(
                     session, credentials.user_id, credentials.password_hash, new_hash, auth_time
@@ -319,7 +294,7 @@ class IdentityApp:
                 # The failure counted above stands until the second factor is right, so a
                 # known password does not buy unlimited code guesses.
                 mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery, client)
-                await self._event(
+                await self.audit.record(
                     session,
                     "auth.password_verified",
                     ctx,
@@ -332,7 +307,7 @@ class IdentityApp:
                 await self.throttle.reset_account(session, key, auth_time)
                 await self.throttle.forgive_client(session, key, client, auth_time)
                 team = await self.teams.get(session, user.last_active_team_id) if user.last_active_team_id else None
-                await self._event(
+                await self.audit.record(
                     session,
                     "auth.login_succeeded",
                     ctx,
@@ -370,7 +345,7 @@ class IdentityApp:
 
     async def _check_pending_signup(self, email_normalized: str, candidate: str | None) -> str:
         """One argon2 verification either way, so unknown and pending addresses take alike."""
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             signup = await self.signups.latest_live(session, email_normalized, self.clock.now())
         if signup is None or candidate is None:
             await self.hasher.verify_dummy(candidate or "")
@@ -392,13 +367,13 @@ class IdentityApp:
             who: dict[str, Any] = {"actor_user_id": credentials.user_id, "target": ("user", credentials.user_id)}
         else:
             who = {"subject_hash": self._subject_hash(email_normalized)}
-        await self._event(
+        await self.audit.record(
             session, "auth.login_failed", context, outcome="failure", details={"reason": reason, **details}, **who
         )
 
     # -- users and teams ---------------------------------------------------------------
     async def get_user(self, user_id: str) -> User:
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             user = await self.users.get(session, user_id) if user_id else None
         if user is None:
             raise not_found("User not found")
@@ -407,7 +382,7 @@ class IdentityApp:
     async def set_active_team(self, user_id: str, team_id: str) -> Team | None:
         """Remember the team the next login starts in. Membership is rbac's; callers check it."""
         now = self.clock.now()
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             team = None
             if team_id:
                 team = await self.teams.get(session, team_id)
@@ -421,7 +396,7 @@ class IdentityApp:
         if len(team_ids) > MAX_TEAM_IDS:
             raise validation_error("/team_ids", f"Ask for at most {MAX_TEAM_IDS} teams at once.")
         wanted = [i for i in team_ids if has_prefix(i, "tm")]
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             return await self.teams.many(session, wanted)
 
     async def create_team(
@@ -438,12 +413,12 @@ class IdentityApp:
             created_at=now,
             settings=TeamSettings(),
         )
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             if await self.users.get(session, owner_user_id) is None:
                 raise not_found("User not found")
             await self.teams.add(session, team, created_by=owner_user_id)
             await self.users.set_first_active_team(session, owner_user_id, team.id, now)
-            await self._event(
+            await self.audit.record(
                 session,
                 "team.created",
                 context,

@@ -46,7 +46,7 @@ class AttemptGuard:
         now = core.clock.now()
         who = _client(ctx, client)
         locked: lockout.Lockout | None = None
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             if not is_device(who) and not await core.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
             elif not await core.throttle.reserve_client(
@@ -56,7 +56,7 @@ class AttemptGuard:
                     await core.throttle.release_account(session, key, now)
                 locked = lockout.client_lockout(await core.throttle.client_locked_until(session, key, who), now)
             if locked is not None:
-                await core._event(
+                await core.audit.record(
                     session,
                     "auth.login_failed",
                     ctx,
@@ -74,8 +74,8 @@ class AttemptGuard:
     ) -> None:
         """The reserved failure stands; record it."""
         core = self.core
-        async with transaction(core.sessions) as session:
-            await core._event(
+        async with transaction(core.sessionmaker) as session:
+            await core.audit.record(
                 session,
                 event or "auth.login_failed",
                 ctx,

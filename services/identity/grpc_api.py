@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
-from deelrx_kit.audit_events import timestamp
+from deelrx_kit.timestamps import to_timestamp
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
 from services.identity.domain.team_rules import Invitation
@@ -27,7 +27,7 @@ def user_pb(user: User) -> identity_pb2.User:
         email_verified=user.email_verified,
         mfa_enabled=user.mfa_enabled,
         last_active_team_id=user.last_active_team_id or "",
-        created_at=timestamp(user.created_at),
+        created_at=to_timestamp(user.created_at),
     )
 
 
@@ -37,7 +37,7 @@ def team_pb(team: Team) -> identity_pb2.Team:
         name=team.name,
         plan=team.plan,
         billing_email=team.billing_email,
-        created_at=timestamp(team.created_at),
+        created_at=to_timestamp(team.created_at),
         settings=identity_pb2.TeamSettings(
             session_idle_timeout_minutes=team.settings.session_idle_timeout_minutes,
             session_absolute_timeout_hours=team.settings.session_absolute_timeout_hours,
@@ -52,9 +52,9 @@ def invitation_pb(invitation: Invitation) -> identity_pb2.Invitation:
         team_id=invitation.team_id,
         email=invitation.email,
         role=invitation.role,
-        expires_at=timestamp(invitation.expires_at),
+        expires_at=to_timestamp(invitation.expires_at),
         invited_by=invitation.invited_by,
-        created_at=timestamp(invitation.created_at),
+        created_at=to_timestamp(invitation.created_at),
     )
 
 
@@ -103,7 +103,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             mfa_required=result.mfa_required,
             mfa_token=result.mfa_token,
             amr=result.amr,
-            auth_time=timestamp(result.auth_time),
+            auth_time=to_timestamp(result.auth_time),
             device_token=result.device_token,
         )
         if result.active_team is not None:
@@ -148,7 +148,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         response = identity_pb2.VerifyMfaResponse(
             user=user_pb(auth.user),
             amr=auth.amr,
-            auth_time=timestamp(auth.auth_time),
+            auth_time=to_timestamp(auth.auth_time),
             token_delivery=delivery,
             device_token=auth.device_token,
         )
@@ -162,7 +162,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         amr, auth_time = await self._mfa().reauthenticate(
             request.user_id, request.password, request.code, request.context
         )
-        return identity_pb2.ReauthenticateResponse(amr=amr, auth_time=timestamp(auth_time))
+        return identity_pb2.ReauthenticateResponse(amr=amr, auth_time=to_timestamp(auth_time))
 
     async def NotifyNewDevice(
         self, request: identity_pb2.NotifyNewDeviceRequest, context: Any

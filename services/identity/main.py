@@ -31,11 +31,11 @@ def bootstrap(
 ) -> ServiceRuntime:
     clock = clock or SystemClock()
     rt = ServiceRuntime("identity", settings, grpc_port=grpc_port)
-    sessions = rt.use_database(Path(__file__).parent / "migrations")
+    sessionmaker = rt.use_database(Path(__file__).parent / "migrations")
     outbox = Outbox(outbox_table, clock)
     rt.use_outbox(outbox)
     keyring = settings.keyring()
-    relay = MailRelay(sessions, mailer or mailer_from_settings(settings), clock, keyring=keyring)
+    relay = MailRelay(sessionmaker, mailer or mailer_from_settings(settings), clock, keyring=keyring)
     rt.add_task(relay.run)
     hasher = Argon2Hasher.from_settings(settings)
     app = IdentityApp(
@@ -44,7 +44,7 @@ def bootstrap(
             email_token_ttl=timedelta(hours=settings.email_token_ttl_hours),
             secret=settings.secret(),
         ),
-        sessions=sessions,
+        sessionmaker=sessionmaker,
         clock=clock,
         hasher=hasher,
         outbox=outbox,
@@ -57,7 +57,7 @@ def bootstrap(
         code_hasher=hasher,
         challenge_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
     )
-    rt.add_task(lambda stop: run_purges(sessions, clock, stop))
+    rt.add_task(lambda stop: run_purges(sessionmaker, clock, stop))
     rt.grpc.add(
         identity_pb2_grpc.add_IdentityServiceServicer_to_server,
         IdentityServicer(app),

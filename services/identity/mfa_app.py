@@ -85,7 +85,7 @@ class MfaUseCases:
             raise DomainError("unavailable", "Two-factor authentication cannot be checked right now.") from None
 
     async def _state(self, user_id: str) -> tuple[TotpState, User]:
-        async with reading(self.core.sessions) as session:
+        async with reading(self.core.sessionmaker) as session:
             state = await self.totp.state(session, user_id) if user_id else None
             user = await self.core.users.get(session, user_id) if state else None
         if state is None or user is None:
@@ -118,7 +118,7 @@ class MfaUseCases:
         """A current, unused code of an enabled TOTP (the step is consumed atomically)."""
         step = self._step_for(state, code) if state.enabled else None
         if step is not None:
-            async with transaction(self.core.sessions) as session:
+            async with transaction(self.core.sessionmaker) as session:
                 accepted = await self.totp.accept_step(session, state.user_id, step)
             if accepted:
                 return
@@ -129,7 +129,7 @@ class MfaUseCases:
 
     # -- status and enrollment -------------------------------------------------------------
     async def status(self, user_id: str) -> MfaStatus:
-        async with reading(self.core.sessions) as session:
+        async with reading(self.core.sessionmaker) as session:
             state = await self.totp.state(session, user_id) if user_id else None
             if state is None:
                 raise DomainError("not_found", "User not found")
@@ -143,7 +143,7 @@ class MfaUseCases:
             raise conflict("Two-factor authentication is already enabled; disable it first.")
         secret = totp.new_secret()
         sealed = self.keyring.seal(secret.encode(), self._aad(user_id))
-        async with transaction(self.core.sessions) as session:
+        async with transaction(self.core.sessionmaker) as session:
             if not await self.totp.set_pending(session, user_id, sealed, self.core.clock.now()):
                 raise conflict("Two-factor authentication is already enabled; disable it first.")
         uri = totp.provisioning_uri(secret, user.email)
@@ -161,11 +161,11 @@ class MfaUseCases:
             raise DomainError("invalid_mfa_code", _WRONG_CODE)
         codes, rows = await self._new_code_rows()
         now = self.core.clock.now()
-        async with transaction(self.core.sessions) as session:
+        async with transaction(self.core.sessionmaker) as session:
             if not await self.totp.enable(session, user_id, state.secret_sealed, step, now):
                 raise conflict("Two-factor authentication is already enabled.")  # a concurrent confirm won
             await self.codes.replace_set(session, user_id, rows, now)
-            await self.core._event(session, "mfa.enabled", ctx, actor_user_id=user_id, target=("user", user_id))
+            await self.core.audit.record(session, "mfa.enabled", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.totp_changed(
                 user.email, user.name, self.core.config.public_url, now, ctx.user_agent, ctx.client_ip, enabled=True
             )
@@ -182,12 +182,12 @@ class MfaUseCases:
         await self._check_password(state, password, ctx)
         await self._check_totp(state, code, ctx)
         now = self.core.clock.now()
-        async with transaction(self.core.sessions) as session:
+        async with transaction(self.core.sessionmaker) as session:
             if not await self.totp.disable(session, user_id, now):
                 raise conflict("Two-factor authentication is not enabled.")
             await self.codes.forget_user(session, user_id)
             await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await self.core._event(session, "mfa.disabled", ctx, actor_user_id=user_id, target=("user", user_id))
+            await self.core.audit.record(session, "mfa.disabled", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.totp_changed(
                 user.email, user.name, self.core.config.public_url, now, ctx.user_agent, ctx.client_ip, enabled=False
             )
@@ -203,10 +203,10 @@ class MfaUseCases:
         await self._check_totp(state, code, ctx)
         codes, rows = await self._new_code_rows()
         now = self.core.clock.now()
-        async with transaction(self.core.sessions) as session:
+        async with transaction(self.core.sessionmaker) as session:
             await self.codes.replace_set(session, user_id, rows, now)
             await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await self.core._event(
+            await self.core.audit.record(
                 session, "mfa.recovery_codes_regenerated", ctx, actor_user_id=user_id, target=("user", user_id)
             )
             mail = security_mail.recovery_codes_regenerated(
@@ -245,7 +245,7 @@ class MfaUseCases:
         if token_hash is None:
             raise DomainError("invalid_mfa_code", _DEAD_CHALLENGE)
         now = core.clock.now()
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             challenge = await self.challenges.live(session, token_hash, MFA_MAX_FAILURES, now)
             # Counted as wrong until proven right, so concurrent guesses stay within the limit.
             if challenge is None or not await self.challenges.reserve_attempt(
@@ -270,7 +270,7 @@ class MfaUseCases:
 
         now = core.clock.now()
         remaining = 0
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             if step is not None:
                 accepted = await self.totp.accept_step(session, user.id, step)
             else:
@@ -282,7 +282,7 @@ class MfaUseCases:
                 amr = ["pwd", "otp"] if step is not None else ["pwd", "rec"]
                 if used_code_id is not None:
                     remaining = await self.codes.remaining(session, user.id)
-                    await core._event(
+                    await core.audit.record(
                         session,
                         "auth.recovery_code_used",
                         ctx,
@@ -295,10 +295,10 @@ class MfaUseCases:
                     )
                     await core.mails.stage(session, mail, now)
                 else:
-                    await core._event(
+                    await core.audit.record(
                         session, "auth.mfa_succeeded", ctx, actor_user_id=user.id, target=("user", user.id)
                     )
-                await core._event(
+                await core.audit.record(
                     session,
                     "auth.login_succeeded",
                     ctx,
@@ -332,7 +332,7 @@ class MfaUseCases:
         if normalized is None:
             return None
         selector = recovery_codes.selector(self._selector_key, normalized)
-        async with reading(self.core.sessions) as session:
+        async with reading(self.core.sessionmaker) as session:
             candidates = await self.codes.candidates(session, user_id, selector)
         for candidate in candidates[:1]:
             if await self.code_hasher.verify(candidate.code_hash, normalized):
@@ -353,9 +353,9 @@ class MfaUseCases:
             await self._check_totp(state, code, ctx)
             amr.append("otp")
         now = self.core.clock.now()
-        async with transaction(self.core.sessions) as session:
+        async with transaction(self.core.sessionmaker) as session:
             await self.core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await self.core._event(
+            await self.core.audit.record(
                 session,
                 "auth.reauthenticated",
                 ctx,

@@ -58,10 +58,10 @@ class PasswordUseCases:
         now = core.clock.now()
         key = core._address_key(address.normalized)
         sent = False
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             user = await core.users.by_email(session, address.normalized)
             if user is None:
-                await core._event(
+                await core.audit.record(
                     session,
                     "password.reset_requested",
                     ctx,
@@ -75,7 +75,7 @@ class PasswordUseCases:
                     user.email, user.name, core.config.public_url, token, now, ctx.user_agent, ctx.client_ip
                 )
                 await core.mails.stage(session, mail, now)
-                await core._event(
+                await core.audit.record(
                     session, "password.reset_requested", ctx, actor_user_id=user.id, target=("user", user.id)
                 )
                 sent = True
@@ -87,7 +87,7 @@ class PasswordUseCases:
         token_hash = tokens.presented_hash(token)
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_RESET)
-        async with reading(core.sessions) as session:
+        async with reading(core.sessionmaker) as session:
             user_id = await self.resets.user_for(session, token_hash, core.clock.now())
             user = await core.users.get(session, user_id) if user_id else None
         if user is None:
@@ -96,7 +96,7 @@ class PasswordUseCases:
         clean = passwords.check_password(new_password, user.email.lower())
         new_hash = await core.hasher.hash(clean)
         now = core.clock.now()
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             if await self.resets.claim(session, token_hash, now) != user.id:
                 raise DomainError("invalid_token", _INVALID_RESET)  # used, replaced or expired meanwhile
             await self.passwords.set_password(session, user.id, new_hash, now)
@@ -107,7 +107,7 @@ class PasswordUseCases:
             key = core._address_key(state.email_normalized)
             await core.throttle.reset_account(session, key, now)
             await self.throttle.clear_clients(session, key, now)
-            await core._event(session, "password.reset", ctx, actor_user_id=user.id, target=("user", user.id))
+            await core.audit.record(session, "password.reset", ctx, actor_user_id=user.id, target=("user", user.id))
             mail = security_mail.password_changed(
                 user.email, user.name, core.config.public_url, now, ctx.user_agent, ctx.client_ip, reset=True
             )
@@ -122,7 +122,7 @@ class PasswordUseCases:
         """Needs the current password (counted toward the lockout like a login)."""
         core = self.core
         ctx = context or common_pb2.RequestContext()
-        async with reading(core.sessions) as session:
+        async with reading(core.sessionmaker) as session:
             state = await self.private.state(session, user_id) if user_id else None
             user = await core.users.get(session, user_id) if state else None
         if state is None or user is None:
@@ -136,13 +136,13 @@ class PasswordUseCases:
         clean = passwords.check_password(new_password, state.email_normalized)
         new_hash = await core.hasher.hash(clean)
         now = core.clock.now()
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             if not await core.credentials.replace_hash(session, user_id, state.password_hash, new_hash, now):
                 raise DomainError("conflict", "The password changed meanwhile; try again.")
             await self.passwords.set_password(session, user_id, new_hash, now)
             await self.resets.forget_user(session, user_id)
             await core.attempts.forgive_in(session, state.email_normalized, ctx, now)
-            await core._event(session, "password.changed", ctx, actor_user_id=user_id, target=("user", user_id))
+            await core.audit.record(session, "password.changed", ctx, actor_user_id=user_id, target=("user", user_id))
             mail = security_mail.password_changed(
                 user.email, user.name, core.config.public_url, now, ctx.user_agent, ctx.client_ip, reset=False
             )
@@ -156,7 +156,7 @@ class PasswordUseCases:
         core = self.core
         ctx = context or common_pb2.RequestContext()
         now = core.clock.now()
-        async with transaction(core.sessions) as session:
+        async with transaction(core.sessionmaker) as session:
             user = await core.users.get(session, user_id) if user_id else None
             if user is None:
                 raise DomainError("not_found", "User not found")

@@ -81,5 +81,5 @@ async def keep_newest_signups(session: AsyncSession, email_normalized: str) -> N
     )
 
 
-async def run_purges(sessions: async_sessionmaker[AsyncSession], clock: Clock, stop: asyncio.Event) -> None:
-    await purge_loop(sessions, RULES, clock, stop, lock_name=LOCK_NAME, every_seconds=PURGE_INTERVAL_SECONDS)
+async def run_purges(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, stop: asyncio.Event) -> None:
+    await purge_loop(sessionmaker, RULES, clock, stop, lock_name=LOCK_NAME, every_seconds=PURGE_INTERVAL_SECONDS)

@@ -20,10 +20,10 @@ def _aad(user_id: str) -> bytes:
     return f"totp:{user_id}".encode()  # as services/identity/mfa_app.py binds it
 
 
-async def reseal_totp_secrets(sessions, keyring: Keyring) -> int:  # type: ignore[no-untyped-def]
+async def reseal_totp_secrets(sessionmaker, keyring: Keyring) -> int:  # type: ignore[no-untyped-def]
     repo = TotpRepository()
     changed = 0
-    async with transaction(sessions) as session:
+    async with transaction(sessionmaker) as session:
         for row in await repo.sealed_secrets(session):
             blob = bytes(row.totp_secret_encrypted)
             if keyring.needs_reseal(blob):

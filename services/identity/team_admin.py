@@ -75,12 +75,12 @@ class TeamAdmin:
         if mfa_required is not None:
             values["mfa_required"] = mfa_required
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             team = await self._locked_team(session, team_id)
             if values:
                 await self.teams.update(session, team_id, now, **values)
                 await self._team_changed(session, team_id, team.plan)
-                await self.app._event(
+                await self.app.audit.record(
                     session,
                     "team.updated",
                     context,
@@ -100,11 +100,11 @@ class TeamAdmin:
         if billing_email is not None:
             values["billing_email"] = parse_email(billing_email, "/billing_email").display if billing_email else ""
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             before = await self._locked_team(session, team_id)
             await self.teams.update(session, team_id, now, **values)
             await self._team_changed(session, team_id, plan)
-            await self.app._event(
+            await self.app.audit.record(
                 session,
                 "billing.plan_changed",
                 context,
@@ -136,7 +136,7 @@ class TeamAdmin:
             created_at=now,
             expires_at=now + team_rules.INVITATION_TTL,
         )
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             team = await self._locked_team(session, team_id)
             inviter = await self.app.users.get(session, inviter_id) if inviter_id else None
             replaced = await self.invitations.revoke_pending_for(session, team_id, address.normalized, now)
@@ -150,7 +150,7 @@ class TeamAdmin:
                 token,
             )
             await self.app.mails.stage(session, outgoing, now)
-            await self.app._event(
+            await self.app.audit.record(
                 session,
                 "member.invited",
                 context,
@@ -167,7 +167,7 @@ class TeamAdmin:
             raise validation_error("/limit", f"limit must be between 1 and {MAX_PAGE}")
         if cursor and not has_prefix(cursor, "inv"):
             raise validation_error("/cursor", "invalid cursor")
-        async with reading(self.app.sessions) as session:
+        async with reading(self.app.sessionmaker) as session:
             found = await self.invitations.pending(session, team_id, self.app.clock.now(), cursor, size + 1)
         page = found[:size]
         return page, (page[-1].id if len(found) > size else "")
@@ -178,10 +178,10 @@ class TeamAdmin:
         if not has_prefix(invitation_id, "inv"):
             raise not_found("Invitation not found")
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             if not await self.invitations.revoke(session, team_id, invitation_id, now):
                 raise not_found("Invitation not found")
-            await self.app._event(
+            await self.app.audit.record(
                 session, "invitation.revoked", context, team_id=team_id, target=("invitation", invitation_id)
             )
         self.app._committed()
@@ -196,7 +196,7 @@ class TeamAdmin:
         if token_hash is None:
             raise DomainError("invalid_token", _INVALID_INVITATION)
         now = self.app.clock.now()
-        async with transaction(self.app.sessions) as session:
+        async with transaction(self.app.sessionmaker) as session:
             invitation = await self.invitations.by_token(session, token_hash)
             if invitation is None:
                 raise DomainError("invalid_token", _INVALID_INVITATION)
@@ -212,7 +212,7 @@ class TeamAdmin:
             if not await self.invitations.claim(session, invitation.id, user_id, now):
                 # Another accept won the race; if it was this user, finish like a retry.
                 raise DomainError("invalid_token", _INVALID_INVITATION)
-            await self.app._event(
+            await self.app.audit.record(
                 session,
                 "invitation.accepted",
                 context,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx.rbac.v1 import rbac_pb2
-from deelrx_kit import audit_events
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, conflict, forbidden, not_found, validation_error
@@ -86,14 +86,15 @@ def _view(binding: RoleBinding, roles: dict[str, frozenset[str]]) -> MembershipV
 class Rbac:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         store: RbacStore,
         outbox: Outbox,
         clock: Clock,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.store = store
         self.outbox = outbox
+        self.audit = AuditTrail(outbox, source=SOURCE, clock=clock)
         self.clock = clock
         self.cache = TeamCache(self._load_team)
         # Core NATS connection for announcing a change before answering (the outbox also
@@ -101,11 +102,11 @@ class Rbac:
         self.nc: Any = None
 
     async def _load_team(self, team_id: str) -> TeamAuthorization:
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             return await self.store.load_team(session, team_id)
 
     async def stored_revisions(self) -> dict[str, int]:
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             return await self.store.all_revisions(session)
 
     async def resync(self, *, preload: bool = False) -> None:
@@ -177,7 +178,7 @@ class Rbac:
 
     async def list_memberships(self, user_id: str) -> list[MembershipView]:
         require_key(user_id, "/user_id")
-        async with reading(self.sessions) as session:
+        async with reading(self.sessionmaker) as session:
             bindings = await self.store.memberships_of_user(session, user_id)
             overrides = await self.store.overrides_for(session, {b.team_id for b in bindings})
         return [_view(b, effective_roles(overrides.get(b.team_id, {}))) for b in bindings]
@@ -203,7 +204,7 @@ class Rbac:
     # -- changes --------------------------------------------------------------------------
     @asynccontextmanager
     async def _team_change(self, team_id: str) -> AsyncIterator[_TeamChange]:
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessionmaker) as session:
             await self.store.lock_team(session, team_id)
             change = _TeamChange(session, await self.store.load_team(session, team_id))
             yield change
@@ -215,7 +216,7 @@ class Rbac:
                 await self.outbox.add(session, RBAC_CHANGED_PREFIX + team_id, notice, new_id("evt"))
                 for event in change.events:
                     event.details.update({"revision": change.revision})
-                    await self.outbox.add(session, audit_events.subject_for(event), event, event.id)
+                    await self.audit.stage(session, event)
         if change.revision:
             self.outbox.notify()
             await self._announce(team_id, change.revision, change.user_id)
@@ -235,25 +236,6 @@ class Rbac:
             await self.nc.flush(timeout=1)
         except Exception as exc:  # noqa: BLE001 - the outbox relay delivers it
             log.warning("rbac_announce_failed", team_id=team_id, error=str(exc))
-
-    def _event(
-        self,
-        type: str,
-        context: common_pb2.RequestContext | None,
-        team_id: str,
-        user_id: str,
-        details: dict[str, Any],
-        target_type: str = "user",
-    ) -> audit_pb2.AuditEvent:
-        return audit_events.new_event(
-            type,
-            source=SOURCE,
-            now=self.clock.now(),
-            context=context,
-            team_id=team_id,
-            target=(target_type, user_id),
-            details=details,
-        )
 
     @staticmethod
     def _actor_role(
@@ -318,8 +300,12 @@ class Rbac:
                 await self.store.add_membership(session, binding)
                 change.user_id = user_id
                 change.events.append(
-                    self._event(
-                        "member.joined", context, team_id, user_id, {"role": role, "operation_id": operation_id}
+                    self.audit.build(
+                        "member.joined",
+                        context,
+                        team_id=team_id,
+                        target=("user", user_id),
+                        details={"role": role, "operation_id": operation_id},
                     )
                 )
         return _view(binding, state.roles), created, change.current
@@ -347,8 +333,12 @@ class Rbac:
             await self.store.set_role(change.session, team_id, user_id, role)
             change.user_id = user_id
             change.events.append(
-                self._event(
-                    "member.role_changed", context, team_id, user_id, {"from_role": current.role, "to_role": role}
+                self.audit.build(
+                    "member.role_changed",
+                    context,
+                    team_id=team_id,
+                    target=("user", user_id),
+                    details={"from_role": current.role, "to_role": role},
                 )
             )
             updated = RoleBinding(team_id, user_id, role, current.joined_at)
@@ -370,8 +360,12 @@ class Rbac:
             change.user_id = user_id
             dropped = len(state.assignments.get(user_id, frozenset()))
             change.events.append(
-                self._event(
-                    "member.removed", context, team_id, user_id, {"role": current.role, "unassigned_customers": dropped}
+                self.audit.build(
+                    "member.removed",
+                    context,
+                    team_id=team_id,
+                    target=("user", user_id),
+                    details={"role": current.role, "unassigned_customers": dropped},
                 )
             )
         return change.current
@@ -392,7 +386,11 @@ class Rbac:
             await self.store.set_role(change.session, team_id, from_user_id, "manager")
             for user_id, old, new in ((to_user_id, to_role, "owner"), (from_user_id, from_role, "manager")):
                 details = {"from_role": old, "to_role": new, "reason": "ownership_transferred"}
-                change.events.append(self._event("member.role_changed", context, team_id, user_id, details))
+                change.events.append(
+                    self.audit.build(
+                        "member.role_changed", context, team_id=team_id, target=("user", user_id), details=details
+                    )
+                )
         return change.current
 
     async def set_role_permissions(
@@ -408,18 +406,17 @@ class Rbac:
             before = state.roles[role]
             await self.store.replace_role_permissions(change.session, team_id, role, wanted, self.clock.now())
             change.events.append(
-                self._event(
+                self.audit.build(
                     "roles.updated",
                     context,
-                    team_id,
-                    role,
-                    {
+                    team_id=team_id,
+                    target=("role", role),
+                    details={
                         "role": role,
                         "permissions": ordered(wanted),
                         "added": ordered(wanted - before),
                         "removed": ordered(before - wanted),
                     },
-                    target_type="role",
                 )
             )
         return ordered(wanted), change.current
@@ -462,13 +459,12 @@ class Rbac:
                 await self.store.unassign(change.session, team_id, customer_id, user_id)
             change.user_id = user_id
             change.events.append(
-                self._event(
+                self.audit.build(
                     "customer.assigned" if assigned else "customer.unassigned",
                     context,
-                    team_id,
-                    customer_id,
-                    {"user_id": user_id},
-                    target_type="customer",
+                    team_id=team_id,
+                    target=("customer", customer_id),
+                    details={"user_id": user_id},
                 )
             )
         return change.current

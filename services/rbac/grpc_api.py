@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
-from deelrx_kit.audit_events import timestamp
+from deelrx_kit.timestamps import to_timestamp
 from services.rbac.app import CheckQuery, MembershipView, Rbac
 
 
@@ -15,7 +15,7 @@ def _membership(view: MembershipView) -> rbac_pb2.Membership:
         team_id=b.team_id,
         user_id=b.user_id,
         role=b.role,
-        joined_at=timestamp(b.joined_at),
+        joined_at=to_timestamp(b.joined_at),
         permissions=view.permissions,
     )
 

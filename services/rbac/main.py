@@ -23,10 +23,10 @@ log = structlog.get_logger(__name__)
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
     clock = clock or SystemClock()
     rt = ServiceRuntime(NAME, settings, grpc_port=grpc_port)
-    sessions = rt.use_database(Path(__file__).parent / "migrations")
+    sessionmaker = rt.use_database(Path(__file__).parent / "migrations")
     outbox = Outbox(sql.outbox, clock)
     rt.use_outbox(outbox)
-    rbac = Rbac(sessions, sql.RbacStore(), outbox, clock)
+    rbac = Rbac(sessionmaker, sql.RbacStore(), outbox, clock)
     # Loaded at start, then kept current by change events; after a reconnection, by comparing
     # the stored revisions (messages sent meanwhile were missed).
     listener = ChangeListener(rbac.cache, lambda: rbac.resync(preload=True))

@@ -8,19 +8,20 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.common.v1 import common_pb2
-from deelrx_kit import audit_events
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
 from deelrx_kit.ids import new_id
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.periodic import run_every
 from deelrx_kit.settings import Settings
 from services.sessions.domain import access_token, refresh_tokens
 from services.sessions.domain.devices import parse_device
@@ -54,6 +55,24 @@ def _user_agent(ctx: common_pb2.RequestContext) -> str:
     return ctx.user_agent[:512]
 
 
+class _SessionAudit(TypedDict):
+    team_id: str
+    actor_user_id: str
+    target: tuple[str, str]
+    session_id: str
+
+
+def _about(ctx: common_pb2.RequestContext | None, session_id: str, user_id: str, team_id: str) -> _SessionAudit:
+    """Who and what a session's audit event is about: its team is the session's team, never a
+    token in it; its actor the caller, else the session's owner."""
+    actor = ctx.user_id if ctx is not None and ctx.user_id else user_id
+    return _SessionAudit(team_id=team_id, actor_user_id=actor, target=("session", session_id), session_id=session_id)
+
+
+def _about_session(ctx: common_pb2.RequestContext | None, session: SessionRecord) -> _SessionAudit:
+    return _about(ctx, session.id, session.user_id, session.team_id)
+
+
 @dataclass(frozen=True)
 class IssuedSession:
     session: SessionRecord
@@ -79,6 +98,7 @@ class SessionUseCases:
         self.keys = keys
         self.revocations = revocations
         self.outbox = outbox
+        self.audit = AuditTrail(outbox, source=SOURCE, clock=clock)
         self.clock = clock
         self.grace = refresh_tokens.grace_interval(settings.refresh_grace_seconds)
         self.successors = Sealer(settings.secret(), "refresh-successor")
@@ -95,43 +115,6 @@ class SessionUseCases:
             policy_idle_minutes=idle_minutes,
             policy_absolute_hours=absolute_hours,
         )
-
-    async def _event(
-        self,
-        tx: AsyncSession,
-        type: str,
-        ctx: common_pb2.RequestContext | None,
-        session: SessionRecord,
-        details: dict[str, Any] | None = None,
-        outcome: str = "success",
-    ) -> None:
-        await self._event_for(tx, type, ctx, session.id, session.user_id, session.team_id, details, outcome)
-
-    async def _event_for(
-        self,
-        tx: AsyncSession,
-        type: str,
-        ctx: common_pb2.RequestContext | None,
-        session_id: str,
-        user_id: str,
-        team_id: str,
-        details: dict[str, Any] | None = None,
-        outcome: str = "success",
-    ) -> None:
-        """Stage an audit event in `tx`; its team is the session's team, never a token in it."""
-        event = audit_events.new_event(
-            type,
-            source=SOURCE,
-            now=self.clock.now(),
-            context=ctx,
-            team_id=team_id,
-            actor_user_id=(ctx.user_id if ctx and ctx.user_id else user_id),
-            target=("session", session_id),
-            outcome=outcome,
-            details=details,
-            session_id=session_id,
-        )
-        await self.outbox.add(tx, audit_events.subject_for(event), event, event.id)
 
     def _access(self, session: SessionRecord, signer: tuple[str, Ed25519PrivateKey], refresh: str) -> TokenPair:
         now = self.clock.now()
@@ -228,9 +211,11 @@ class SessionUseCases:
         if not revoked:
             return []
         for sid, team_id in revoked:
-            await self._event_for(tx, "session.revoked", ctx, sid, user_id, team_id, {"reason": reason})
+            await self.audit.record(
+                tx, "session.revoked", ctx, **_about(ctx, sid, user_id, team_id), details={"reason": reason}
+            )
             if reason == "logout":
-                await self._event_for(tx, "auth.logout", ctx, sid, user_id, team_id)
+                await self.audit.record(tx, "auth.logout", ctx, **_about(ctx, sid, user_id, team_id))
         ids = tuple(sid for sid, _ in revoked)
         await self.revocations.stage(tx, RevocationNotice(ids, user_id, now, reason))
         return list(ids)
@@ -286,21 +271,21 @@ class SessionUseCases:
             await self.store.insert_session(tx, session)
             refresh = await self._issue_refresh(tx, session, 0)
             new_device = await self.store.record_device(tx, user_id, device, now)
-            await self._event(
+            await self.audit.record(
                 tx,
                 "session.created",
                 ctx,
-                session,
-                {"device": device.label, "new_device": new_device, "amr": list(amr)},
+                **_about_session(ctx, session),
+                details={"device": device.label, "new_device": new_device, "amr": list(amr)},
             )
             if new_device:
                 # The user never signed in from this browser/OS/device type before.
-                await self._event(
+                await self.audit.record(
                     tx,
                     "session.new_device",
                     ctx,
-                    session,
-                    {"device": device.label, "browser": device.browser, "os": device.os, "type": device.type},
+                    **_about_session(ctx, session),
+                    details={"device": device.label, "browser": device.browser, "os": device.os, "type": device.type},
                 )
         self.outbox.notify()
         log.info("session_created", session_id=session.id, new_device=new_device)
@@ -339,7 +324,7 @@ class SessionUseCases:
                     if verdict is Presentation.ROTATE:
                         raise DomainError("unavailable", "Concurrent refresh; try again")
                 else:
-                    await self._event(tx, "session.refreshed", ctx, session)
+                    await self.audit.record(tx, "session.refreshed", ctx, **_about_session(ctx, session))
             if verdict is Presentation.RETURN_SUCCESSOR and row is not None and row.successor_sealed is not None:
                 try:
                     issued = self.successors.open(row.successor_sealed, aad=token_hash.encode()).decode()
@@ -351,12 +336,12 @@ class SessionUseCases:
                     # raced against its owner. Recorded with where it came from, so the
                     # detector (and the user's activity) can tell.
                     replayer = await asyncio.to_thread(parse_device, _user_agent(ctx))
-                    await self._event(
+                    await self.audit.record(
                         tx,
                         "session.refresh_replayed_in_grace",
                         ctx,
-                        session,
-                        {
+                        **_about_session(ctx, session),
+                        details={
                             "device": replayer.label,
                             "ip": ctx.client_ip,
                             "session_device": session.device_label,
@@ -366,13 +351,13 @@ class SessionUseCases:
                     )
             if verdict is Presentation.REUSE:
                 reused = session
-                await self._event(
+                await self.audit.record(
                     tx,
                     "session.refresh_reuse_detected",
                     ctx,
-                    session,
-                    {"generation": row.generation if row else None},
-                    "failure",
+                    **_about_session(ctx, session),
+                    details={"generation": row.generation if row else None},
+                    outcome="failure",
                 )
                 await self._revoke_in(tx, [session.id], session.user_id, "refresh_token_reuse", ctx)
             elif issued is not None:
@@ -525,13 +510,8 @@ class SessionUseCases:
 
 
 async def maintenance_loop(keys: KeyRing, use_cases: SessionUseCases, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await keys.maintain()
-            await use_cases.maintain()
-        except Exception as exc:  # noqa: BLE001 - a DB hiccup must not end the loop
-            log.warning("maintenance_failed", error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE_INTERVAL_SECONDS)
-        except TimeoutError:
-            pass
+    async def maintain() -> None:
+        await keys.maintain()
+        await use_cases.maintain()
+
+    await run_every(MAINTENANCE_INTERVAL_SECONDS, maintain, stop, name="maintenance")

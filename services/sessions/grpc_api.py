@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from deelrx_kit import timestamps
-from deelrx_kit.audit_events import timestamp
+from deelrx_kit.timestamps import to_timestamp
 from services.sessions.app import IssuedSession, SessionUseCases
 from services.sessions.domain.records import SessionRecord, TokenPair
 from services.sessions.key_ring import KeyRing
@@ -29,12 +29,12 @@ def session_message(s: SessionRecord) -> sessions_pb2.Session:
         team_id=s.team_id,
         device=sessions_pb2.Device(browser=s.device_browser, os=s.device_os, type=s.device_type, label=s.device_label),
         ip=s.ip,
-        created_at=timestamp(s.created_at),
-        last_seen_at=timestamp(s.last_seen_at),
-        expires_at=timestamp(s.expires_at),
-        idle_expires_at=timestamp(s.idle_expires_at),
+        created_at=to_timestamp(s.created_at),
+        last_seen_at=to_timestamp(s.last_seen_at),
+        expires_at=to_timestamp(s.expires_at),
+        idle_expires_at=to_timestamp(s.idle_expires_at),
         amr=list(s.amr),
-        auth_time=timestamp(s.auth_time),
+        auth_time=to_timestamp(s.auth_time),
         scope=s.scope,
         revoked=s.revoked,
     )
@@ -45,7 +45,7 @@ def _tokens(t: TokenPair) -> sessions_pb2.TokenPair:
         access_token=t.access_token,
         refresh_token=t.refresh_token,
         expires_in=t.expires_in,
-        access_expires_at=timestamp(t.access_expires_at),
+        access_expires_at=to_timestamp(t.access_expires_at),
     )
 
 

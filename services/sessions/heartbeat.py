@@ -14,6 +14,7 @@ from deelrx_kit.clock import Clock
 from deelrx_kit.db import transaction
 from deelrx_kit.ids import ulid
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.periodic import run_every
 from services.sessions.adapters.revocations import RedisNatsRevocations
 
 log = structlog.get_logger(__name__)
@@ -32,14 +33,11 @@ async def heartbeat_loop(
     replica: str | None = None,
 ) -> None:
     replica = replica or f"rep_{ulid()}"
-    while not stop.is_set():
-        try:
-            async with transaction(db) as tx:
-                await revocations.stage_heartbeat(tx, replica, clock.now())
-            outbox.notify()
-        except Exception as exc:  # noqa: BLE001 - the gateways see the gap and fall back
-            log.warning("revocation_heartbeat_failed", error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every_seconds)
-        except TimeoutError:
-            pass
+
+    async def beat() -> None:
+        async with transaction(db) as tx:
+            await revocations.stage_heartbeat(tx, replica, clock.now())
+        outbox.notify()
+
+    # A failed beat is logged and skipped: the gateways see the gap and fall back.
+    await run_every(every_seconds, beat, stop, name="revocation_heartbeat")

@@ -9,11 +9,11 @@ redelivery or the caller's own revocation changes nothing.
 from __future__ import annotations
 
 import structlog
-from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
+from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import type_filter
 from services.sessions.app import SessionUseCases
 
@@ -28,10 +28,8 @@ class MemberRemovals:
         self.use_cases = use_cases
 
     async def on_event(self, msg: Msg) -> None:
-        try:
-            event = audit_pb2.AuditEvent.FromString(msg.data)
-        except DecodeError:
-            log.warning("member_removed_undecodable")
+        event = nats_bus.decode(msg, audit_pb2.AuditEvent)
+        if event is None:
             return
         if event.type != "member.removed" or not event.team_id or event.target.type != "user" or not event.target.id:
             return

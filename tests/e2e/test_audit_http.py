@@ -26,9 +26,10 @@ from sqlalchemy import text
 from deelrx.audit.v1 import audit_pb2
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
 from deelrx_kit import db, nats_bus
-from deelrx_kit.audit_events import new_event, subject_for, timestamp
+from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
+from deelrx_kit.timestamps import to_timestamp
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, new_email, sign_up_and_verify
 
@@ -79,7 +80,7 @@ def alert(
 ) -> audit_pb2.Alert:  # type: ignore[assignment]
     a = audit_pb2.Alert(
         id=new_id("alr"),
-        time=timestamp(datetime.now(UTC)),
+        time=to_timestamp(datetime.now(UTC)),
         rule=rule,
         severity="high",
         team_id=team_id,

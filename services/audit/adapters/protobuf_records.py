@@ -29,12 +29,6 @@ def to_datetime(ts: Timestamp, default: datetime) -> datetime:
     return timestamps.to_datetime_or(ts, default)
 
 
-def timestamp(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
 def _value(v: Value) -> Any:
     kind = v.WhichOneof("kind")
     if kind == "string_value":
@@ -102,7 +96,7 @@ def decode_event(data: bytes, msg_id: str, received_at: datetime | None = None) 
 def event_message(e: EventRecord) -> audit_pb2.AuditEvent:
     return audit_pb2.AuditEvent(
         id=e.id,
-        time=timestamp(e.time),
+        time=timestamps.to_timestamp(e.time),
         type=e.type,
         team_id=e.team_id,
         actor=audit_pb2.Actor(user_id=e.actor_user_id, ip=e.actor_ip, user_agent=e.actor_user_agent),
@@ -134,7 +128,7 @@ def alert_record(a: audit_pb2.Alert, received_at: datetime) -> AlertRecord:
 def alert_message(a: AlertRecord) -> audit_pb2.Alert:
     message = audit_pb2.Alert(
         id=a.id,
-        time=timestamp(a.time),
+        time=timestamps.to_timestamp(a.time),
         rule=a.rule,
         severity=a.severity,
         team_id=a.team_id,
@@ -147,5 +141,5 @@ def alert_message(a: AlertRecord) -> audit_pb2.Alert:
         status_changed_by=a.status_changed_by,
     )
     if a.status_changed_at is not None:
-        message.status_changed_at.CopyFrom(timestamp(a.status_changed_at))
+        message.status_changed_at.CopyFrom(timestamps.to_timestamp(a.status_changed_at))
     return message

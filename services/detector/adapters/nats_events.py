@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus, timestamps
-from deelrx_kit.audit_events import new_event, subject_for, timestamp
+from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.clock import Clock
 from services.detector.app import Detector
 from services.detector.domain.rules import (
@@ -78,12 +78,12 @@ def observation(ev: audit_pb2.AuditEvent, received_at: datetime) -> Observation:
     )
 
 
-def alert_message(alert: RaisedAlert) -> audit_pb2.Alert:
+def security_alert(alert: RaisedAlert) -> audit_pb2.Alert:
     evidence = Struct()
     evidence.update(alert.evidence)
     return audit_pb2.Alert(
         id=alert.id,
-        time=timestamp(alert.time),
+        time=timestamps.to_timestamp(alert.time),
         rule=alert.rule,
         severity=alert.severity,
         team_id=alert.team_id,
@@ -122,7 +122,7 @@ class JetStreamAlertSink:
 
     async def publish(self, alert: RaisedAlert) -> None:
         event = alert_raised_event(alert, self.clock)
-        await self._publish(nats_bus.ALERTS_SUBJECT, alert_message(alert).SerializeToString(), alert.id)
+        await self._publish(nats_bus.ALERTS_SUBJECT, security_alert(alert).SerializeToString(), alert.id)
         await self._publish(subject_for(event), event.SerializeToString(), event.id)
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:

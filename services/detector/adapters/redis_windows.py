@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from deelrx_kit import redis_keys
 from services.detector.domain.rules import Observation
 from services.detector.ports import Added, Claim
 
@@ -64,7 +65,9 @@ def _text(value: Any) -> str:
 
 
 class RedisWindowStore:
-    def __init__(self, redis: Redis, *, prefix: str = "deelrx:detector:", stop: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, redis: Redis, *, prefix: str = redis_keys.DETECTOR_PREFIX, stop: asyncio.Event | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.stop = stop or asyncio.Event()

@@ -33,14 +33,14 @@ def retry_delay(attempts: int) -> timedelta:
 class MailRelay:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessionmaker: async_sessionmaker[AsyncSession],
         mailer: Mailer,
         clock: Clock,
         poll_seconds: float = 1.0,
         batch: int = 20,
         keyring: Keyring | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.sessionmaker = sessionmaker
         self.mailer = mailer
         self.clock = clock
         self.poll_seconds = poll_seconds
@@ -68,11 +68,11 @@ class MailRelay:
 
     async def deliver_due(self) -> int:
         now = self.clock.now()
-        async with self.sessions() as session:
+        async with self.sessionmaker() as session:
             rows = await self.outbox.due(session, now, self.batch)
         sent = 0
         for row in rows:
-            async with self.sessions() as session, session.begin():
+            async with self.sessionmaker() as session, session.begin():
                 if not await self.outbox.lease(session, row.id, row.next_attempt_at, now + LEASE):
                     continue
             try:
@@ -81,10 +81,10 @@ class MailRelay:
             except Exception as exc:  # noqa: BLE001 - any delivery failure is retried
                 retry_at = self.clock.now() + retry_delay(row.attempts)
                 log.warning("mail_delivery_failed", mail_id=row.id, attempts=row.attempts + 1, error=str(exc))
-                async with self.sessions() as session, session.begin():
+                async with self.sessionmaker() as session, session.begin():
                     await self.outbox.failed(session, row.id, retry_at, f"{type(exc).__name__}: {exc}")
                 continue
-            async with self.sessions() as session, session.begin():
+            async with self.sessionmaker() as session, session.begin():
                 await self.outbox.delivered(session, row.id)
             sent += 1
         return sent

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from deelrx.rbac.v1 import rbac_pb2
+from deelrx_kit import nats_bus
 from deelrx_kit.nats_bus import RBAC_CHANGED_PREFIX
 from services.rbac.team_cache import TeamCache
 
@@ -26,10 +26,8 @@ class ChangeListener:
         self._subscription: Subscription | None = None
 
     async def _on_message(self, msg: Msg) -> None:
-        try:
-            notice = rbac_pb2.AuthorizationChanged.FromString(msg.data)
-        except DecodeError:
-            log.warning("rbac_change_undecodable", subject=msg.subject)
+        notice = nats_bus.decode(msg, rbac_pb2.AuthorizationChanged)
+        if notice is None:
             return
         team_id = notice.team_id or msg.subject.removeprefix(RBAC_CHANGED_PREFIX)
         self.cache.changed(team_id, notice.revision)

@@ -1,5 +1,6 @@
 """The revocation feed: `sessions.revoked` on NATS (through the outbox, so never lost) and
-`deelrx:revoked:<sid>` keys in Redis, which gateways ask when their NATS feed is down."""
+`deelrx:revoked:<sid>` keys in Redis (named in `deelrx_kit.redis_keys`), which gateways ask when their NATS
+feed is down."""
 
 from __future__ import annotations
 
@@ -12,21 +13,17 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx.sessions.v1 import sessions_pb2
-from deelrx_kit.audit_events import timestamp
+from deelrx_kit import redis_keys
 from deelrx_kit.ids import new_id
 from deelrx_kit.nats_bus import SESSIONS_REVOKED_SUBJECT
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.timestamps import to_timestamp
 from services.sessions.domain.records import RevocationNotice
 
 log = structlog.get_logger(__name__)
 
-REDIS_KEY_PREFIX = "deelrx:revoked:"
 # How much longer than an access token a revocation key lives (clock skew, in-flight requests).
 REDIS_TTL_MARGIN_SECONDS = 60
-
-
-def redis_key(session_id: str) -> str:
-    return REDIS_KEY_PREFIX + session_id
 
 
 class RedisNatsRevocations:
@@ -41,7 +38,7 @@ class RedisNatsRevocations:
         message = sessions_pb2.SessionRevoked(
             session_ids=list(notice.session_ids),
             user_id=notice.user_id,
-            revoked_at=timestamp(notice.revoked_at),
+            revoked_at=to_timestamp(notice.revoked_at),
             reason=notice.reason,
         )
         await self.outbox.add(tx, SESSIONS_REVOKED_SUBJECT, message, new_id("evt"))
@@ -49,7 +46,7 @@ class RedisNatsRevocations:
     async def stage_heartbeat(self, tx: AsyncSession, replica: str, now: datetime) -> None:
         """A heartbeat through the same outbox: gateways that receive it know every revocation
         staged before it was published (and call the feed stale when heartbeats stop)."""
-        message = sessions_pb2.SessionRevoked(revoked_at=timestamp(now), reason="heartbeat", heartbeat_from=replica)
+        message = sessions_pb2.SessionRevoked(revoked_at=to_timestamp(now), reason="heartbeat", heartbeat_from=replica)
         await self.outbox.add(tx, SESSIONS_REVOKED_SUBJECT, message, new_id("evt"))
 
     async def announce(self, session_ids: Sequence[str]) -> None:
@@ -59,7 +56,7 @@ class RedisNatsRevocations:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sid in session_ids:
-                    pipe.set(redis_key(sid), "1", ex=self.ttl_seconds)
+                    pipe.set(redis_keys.revoked_session(sid), "1", ex=self.ttl_seconds)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             # SQL and the outbox already hold the revocation; only the fallback path lags.

@@ -15,11 +15,12 @@ from nats.js import JetStreamContext
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx_kit import nats_bus
-from deelrx_kit.audit_events import new_event, subject_for, timestamp
+from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.grpc_errors import decode
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from deelrx_kit.settings import Settings
+from deelrx_kit.timestamps import to_timestamp
 from services.audit.main import bootstrap
 
 T = TypeVar("T")
@@ -57,7 +58,9 @@ async def publish_alert(js: JetStreamContext, alert: audit_pb2.Alert, msg_id: st
 
 
 def alert(rule: str = "brute_force", **kw: Any) -> audit_pb2.Alert:
-    a = audit_pb2.Alert(id=new_id("alr"), time=timestamp(datetime.now(UTC)), rule=rule, severity="high", status="open")
+    a = audit_pb2.Alert(
+        id=new_id("alr"), time=to_timestamp(datetime.now(UTC)), rule=rule, severity="high", status="open"
+    )
     evidence = kw.pop("evidence", None)
     for k, v in kw.items():
         if isinstance(v, list):

@@ -49,7 +49,7 @@ async def test_a_batch_keeps_each_chains_order_and_skips_what_is_stored(database
     for team in teams:
         check = await audit.verify_chain(team_id=team)
         assert check.ok and check.events_checked == 10
-        async with audit.sessions() as s:
+        async with audit.sessionmaker() as s:
             rows = await sql.chain_events(s, f"team:{team}", after_seq=0, up_to_seq=100, limit=100)
         assert [r.event.id for r in rows] == [e.id for e in evs if e.team_id == team]  # arrival order
     await close()

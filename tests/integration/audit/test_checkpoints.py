@@ -44,7 +44,7 @@ async def test_truncating_the_tail_is_detected(database_url: str) -> None:
     assert cp is not None and cp.seq == 30 and checkpoints.key.valid(cp)
     check = await audit.verify_chain(team_id=team)
     assert check.ok and check.checkpoints_checked == 1
-    async with transaction(audit.sessions) as s:  # cut the last five and move the head back
+    async with transaction(audit.sessionmaker) as s:  # cut the last five and move the head back
         rows = await sql.chain_events(s, key, after_seq=0, up_to_seq=30, limit=100)
         await s.execute(delete(sql.events).where(sql.events.c.chain_key == key, sql.events.c.seq > 25))
         await s.execute(
@@ -59,7 +59,7 @@ async def test_rewriting_the_tail_with_recomputed_hashes_is_detected(database_ur
     audit, checkpoints, key, ids = await _setup(database_url)
     team = key.removeprefix("team:")
     assert await checkpoints.sign_head(key) is not None
-    async with transaction(audit.sessions) as s:
+    async with transaction(audit.sessionmaker) as s:
         rows = await sql.chain_events(s, key, after_seq=0, up_to_seq=30, limit=100)
         prev = rows[26]
         rewritten = []
@@ -90,13 +90,13 @@ async def test_new_events_are_signed_only_over_a_verified_tail(database_url: str
     more = [event("team.updated", team_id=team) for _ in range(5)]
     await audit.record_events([event_record(e, datetime.now(UTC)) for e in more])
     assert await checkpoints.sign_moved_chains() == 1
-    async with transaction(audit.sessions) as s:
+    async with transaction(audit.sessionmaker) as s:
         assert [c.seq for c in await checkpoint_sql.for_chain(s, key)] == [30, 35]
         await s.execute(update(sql.events).where(sql.events.c.id == ids[3]).values(details='{"x":1}'))
     assert (await audit.verify_chain(team_id=team)).first_bad_event_id == ids[3]
     later = [event("team.updated", team_id=team)]
     await audit.record_events([event_record(e, datetime.now(UTC)) for e in later])
-    async with transaction(audit.sessions) as s:  # tamper after the last checkpoint
+    async with transaction(audit.sessionmaker) as s:  # tamper after the last checkpoint
         await s.execute(update(sql.events).where(sql.events.c.id == later[0].id).values(details='{"x":2}'))
     assert await checkpoints.sign_head(key) is None  # never signs over a bad tail
 
@@ -107,7 +107,7 @@ async def test_a_forged_checkpoint_is_refused(database_url: str) -> None:
     assert cp is not None
     other = CheckpointKey(b"another-secret")
     assert not other.valid(cp) and not checkpoints.key.valid(replace(cp, seq=29))
-    async with transaction(audit.sessions) as s:
+    async with transaction(audit.sessionmaker) as s:
         await s.execute(
             update(checkpoint_sql.checkpoints)
             .where(checkpoint_sql.checkpoints.c.chain_key == key)
@@ -126,21 +126,21 @@ async def test_archiving_keeps_the_chain_verifiable_across_the_cut(database_url:
 
     audit, checkpoints, key, ids = await _setup(database_url)
     team = key.removeprefix("team:")
-    archiver = Archiver(audit.sessions, checkpoints.key, SystemClock(), tmp_path / "archive")
+    archiver = Archiver(audit.sessionmaker, checkpoints.key, SystemClock(), tmp_path / "archive")
     cut_time = datetime.now(UTC) + timedelta(seconds=1)
     later = [event("team.updated", team_id=team) for _ in range(5)]
     path = await archiver.archive_chain(key, before=cut_time)  # all 30 stored before the cut
     assert path is not None and path.exists()
     lines = [json.loads(line) for line in gzip.open(path, "rt")]
     assert [x["id"] for x in lines[:-1]] == ids and lines[-1]["checkpoint"]["seq"] == 30
-    async with audit.sessions() as s:
+    async with audit.sessionmaker() as s:
         assert await sql.chain_events(s, key, after_seq=0, up_to_seq=100, limit=100) == []
     await audit.record_events([event_record(e, datetime.now(UTC)) for e in later])
     check = await audit.verify_chain(team_id=team)
     assert check.ok and check.events_checked == 5 and check.checkpoints_checked == 1
     assert await archiver.archive_chain(key, before=datetime.now(UTC) - timedelta(days=1)) is None  # nothing older
     # A base moved without a signed checkpoint (someone deleting more) is found.
-    async with transaction(audit.sessions) as s:
+    async with transaction(audit.sessionmaker) as s:
         await s.execute(update(checkpoint_sql.chain_bases).values(seq=32))
         await s.execute(delete(sql.events).where(sql.events.c.chain_key == key, sql.events.c.seq <= 32))
     broken = await audit.verify_chain(team_id=team)

@@ -110,7 +110,7 @@ async def test_concurrent_appenders_keep_one_linear_chain(database_url: str) -> 
     )
     assert sum(r is not None for r in results) == 30
 
-    async with logs[0].sessions() as s:
+    async with logs[0].sessionmaker() as s:
         rows = await sql.chain_events(s, f"team:{team}", after_seq=0, up_to_seq=10_000, limit=10_000)
     assert [r.seq for r in rows] == list(range(1, 31))
     assert len({r.event.id for r in rows}) == 30

@@ -115,7 +115,7 @@ async def test_two_replicas_share_the_partitions_and_hand_them_over_mid_stream(
             check = await reader.verify_chain(team_id=team)
             assert check.ok and check.events_checked == EVENTS // CHAINS + 1
         # Each chain holds exactly the events published for it, each once.
-        async with reader.sessions() as s:
+        async with reader.sessionmaker() as s:
             rows = await sql.chain_events(s, f"team:{teams[0]}", after_seq=0, up_to_seq=10_000, limit=10_000)
         published = [e.id for e in [*evs, *extra] if e.team_id == teams[0]]
         assert sorted(r.event.id for r in rows) == sorted(published)

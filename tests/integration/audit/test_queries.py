@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
-from deelrx_kit.audit_events import timestamp
 from deelrx_kit.ids import new_id
+from deelrx_kit.timestamps import to_timestamp
 
 from .conftest import AuditHarness, error_code, event, eventually, publish
 
@@ -42,7 +42,7 @@ async def test_pages_are_newest_first_and_ranges_half_open(audit: AuditHarness) 
     window = audit_pb2.QueryEventsRequest(
         team_id=team,
         range=common_pb2.TimeRange(
-            since=timestamp(T0 + timedelta(minutes=2)), until=timestamp(T0 + timedelta(minutes=5))
+            since=to_timestamp(T0 + timedelta(minutes=2)), until=to_timestamp(T0 + timedelta(minutes=5))
         ),
     )
     got = [e.id for e in (await audit.stub.QueryEvents(window)).events]

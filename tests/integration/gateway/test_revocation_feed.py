@@ -8,8 +8,8 @@ import time
 import redis.asyncio as aioredis
 
 from deelrx.sessions.v1 import sessions_pb2
-from deelrx_kit.audit_events import timestamp
 from deelrx_kit.errors import DomainError
+from deelrx_kit.timestamps import to_timestamp
 from deploy.local.infra import free_port
 from gateway.revocation import RevocationSet
 
@@ -30,7 +30,7 @@ def _heartbeat(replica: str, sent_at: float) -> bytes:
     from datetime import UTC, datetime
 
     message = sessions_pb2.SessionRevoked(
-        reason="heartbeat", heartbeat_from=replica, revoked_at=timestamp(datetime.fromtimestamp(sent_at, UTC))
+        reason="heartbeat", heartbeat_from=replica, revoked_at=to_timestamp(datetime.fromtimestamp(sent_at, UTC))
     )
     return message.SerializeToString()
 

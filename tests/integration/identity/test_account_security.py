@@ -359,7 +359,7 @@ async def test_mail_bodies_wait_in_the_outbox_sealed(tmp_path, database_url, nat
     try:
         stub = identity_pb2_grpc.IdentityServiceStub(chan)
         await call(stub.StartSignup, pb.StartSignupRequest(email="sealed@example.com", password=PASSWORD, name="S"))
-        async with rt.sessions() as session:
+        async with rt.sessionmaker() as session:
             row = (await session.execute(select(mail_outbox))).one()
         assert row.body_text.startswith("sealed:") and "verify-email" not in row.body_text
         opened = MailOutboxRepository(settings.keyring()).body_of(row)
@@ -379,11 +379,11 @@ async def test_expired_reset_tokens_and_mfa_challenges_are_purged(identity: Iden
     await identity.login("purge@example.com")
     await forgot(identity, "purge@example.com")
     await reset_token(identity, "purge@example.com", 3)
-    result = await purge(identity.rt.sessions, identity_purge.RULES, identity.clock.now(), lock_name="t-purge")
+    result = await purge(identity.rt.sessionmaker, identity_purge.RULES, identity.clock.now(), lock_name="t-purge")
     assert result.deleted["password_resets"] == 0 and result.deleted["mfa_challenges"] == 0
     identity.clock.advance(minutes=31)
-    result = await purge(identity.rt.sessions, identity_purge.RULES, identity.clock.now(), lock_name="t-purge")
+    result = await purge(identity.rt.sessionmaker, identity_purge.RULES, identity.clock.now(), lock_name="t-purge")
     assert result.deleted["password_resets"] == 1 and result.deleted["mfa_challenges"] == 1
-    async with identity.rt.sessions() as session:
+    async with identity.rt.sessionmaker() as session:
         assert (await session.execute(select(password_resets.c.user_id))).first() is None
         assert (await session.execute(select(mfa_challenges.c.user_id))).first() is None

@@ -100,7 +100,7 @@ async def test_mail_waits_in_the_outbox_while_smtp_is_down(
         # The first attempt fails (nothing listens yet) and the mail stays staged.
         pending = []
         for _ in range(50):
-            async with rt.sessions() as session:
+            async with rt.sessionmaker() as session:
                 pending = (await session.execute(select(mail_outbox.c.attempts, mail_outbox.c.last_error))).all()
             if pending and pending[0].attempts >= 1:
                 break

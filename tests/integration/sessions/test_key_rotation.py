@@ -53,11 +53,11 @@ async def rotating(
     await rt.start()
     chan = channel(f"127.0.0.1:{rt.grpc.port}")
     service = Harness(rt, sessions_pb2_grpc.SessionsServiceStub(chan), clock, settings)
-    assert rt.sessions is not None
+    assert rt.sessionmaker is not None
     schedule = RotationSchedule(timedelta(seconds=SIGN_FOR), timedelta(seconds=PUBLISH_AHEAD))
     # Two more replicas of the key ring on the same database, racing each other.
     replicas = [
-        KeyRing(rt.sessions, SqlSigningKeyStore(), Sealer(settings.secret(), "signing-key"), clock, TTL, schedule)
+        KeyRing(rt.sessionmaker, SqlSigningKeyStore(), Sealer(settings.secret(), "signing-key"), clock, TTL, schedule)
         for _ in range(2)
     ]
     # A gateway's verifier on the test clock that never refetches on an unknown kid: a token
@@ -123,8 +123,8 @@ async def test_replicas_rotating_together_publish_and_activate_one_key(rotating:
     await asyncio.gather(*(r.maintain() for r in ring))
     service.clock.advance(seconds=PUBLISH_AHEAD)
     await asyncio.gather(*(r.maintain() for r in ring))
-    assert service.rt.sessions is not None
-    async with reading(service.rt.sessions) as tx:
+    assert service.rt.sessionmaker is not None
+    async with reading(service.rt.sessionmaker) as tx:
         rows = (await tx.execute(signing_keys.select())).all()
     assert len(rows) == 2  # one successor published, not four
     assert sum(1 for r in rows if r.active_slot == 1) == 1 and sum(1 for r in rows if r.retired_at) == 1

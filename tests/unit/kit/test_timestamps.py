@@ -36,3 +36,10 @@ def test_out_of_range_is_a_validation_error(seconds: int, nanos: int) -> None:
 def test_the_whole_documented_range_converts(seconds: int) -> None:
     when = timestamps.to_datetime(Timestamp(seconds=seconds, nanos=999_999_999), "t")
     assert (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1) == seconds
+
+
+def test_to_timestamp_round_trips_an_aware_datetime() -> None:
+    when = datetime(2026, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+    ts = timestamps.to_timestamp(when)
+    assert (ts.seconds, ts.nanos) == (int(when.timestamp()), 250_000_000)
+    assert timestamps.to_datetime(ts, "t") == when
