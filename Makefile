@@ -35,9 +35,10 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.dev-installed test-tools
 	DEELRX_REQUIRE_NGINX=1 $(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
-## Only the long fuzzing and fault runs (tests/security, marker `slow`); CI runs them after `make test`.
+## Only the long fuzzing and fault runs (marker `slow`: tests/security, and the 10,000-event pipeline faults
+## in tests/integration); CI runs them after `make test`.
 test-slow: $(VENV)/.dev-installed test-tools
-	$(PYTEST) -m slow tests/security $(PYTEST_ARGS)
+	$(PYTEST) -m slow tests/security tests/integration $(PYTEST_ARGS)
 
 ## Only the fast unit tests (no servers).
 test-unit test-fast: $(VENV)/.dev-installed

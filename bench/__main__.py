@@ -199,7 +199,7 @@ def main() -> int:
                 replica.wait(15)
             suite.stop()
     # The audit pipeline on both databases (bench/pipeline.py).
-    pipeline_results = [r for database in ("sqlite", "postgres") for r in pipeline.run(database)]
+    pipeline_results = pipeline.run_pipeline_bench()
     report = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
         "database": "sqlite",
@@ -217,9 +217,7 @@ def main() -> int:
         )
     ratelimit_bench.print_table(limiters)
     print()
-    for r in pipeline_results:
-        figures = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "database"))
-        print(f"[{r['database']}] {r['name']}: {figures}")
+    pipeline.print_results(pipeline_results)
     print(f"\nwritten to {RESULTS}")
     from bench import authz
 

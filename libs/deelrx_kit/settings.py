@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # Retention: events stored longer ago than this are archived, then deleted (0 = keep all).
     audit_retention_days: int = Field(default=0, ge=0)
     audit_archive_dir: str = ""  # default: <data dir>/audit-archive
+    # Audit replicas share the AUDIT stream's partitions by leases of this length, renewed every
+    # third of it; a replica that dies without releasing its leases is taken over after it.
+    audit_partition_lease_seconds: float = Field(default=15.0, ge=1, le=600)
 
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.
