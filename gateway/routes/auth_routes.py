@@ -13,12 +13,11 @@ from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
 from gateway import csrf, device_cookie
-from gateway.auth import IssuedTokens, apply_decision, authenticate, limit_anonymous, queue_cookies
+from gateway.auth import ENROLLMENT_SCOPE, IssuedTokens, apply_decision, authenticate, limit_anonymous, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_refresh
 from gateway.exchange import exchange_of
-from gateway.mfa_policy import enrollment_required
 from gateway.presenters import session_json, user_json
 from gateway.schemas import (
     EmailBody,
@@ -126,21 +125,21 @@ async def start_session(
     result: identity_pb2.AuthenticateResponse | identity_pb2.VerifyMfaResponse,
     delivery: str,
 ) -> dict[str, Any]:
-    """Create the session after a complete login and deliver its tokens."""
-    team = result.active_team if result.HasField("active_team") else None
-    enrollment = enrollment_required(team, user)
+    """Create the session after a complete login and deliver its tokens. Its scope and
+    timeouts are identity's decision (`session_grant`), passed on as they are."""
+    grant = result.session_grant
     created = await call(
         gw.clients.sessions.CreateSession,
         sessions_pb2.CreateSessionRequest(
             context=request_context(request),
             user_id=user.id,
-            team_id=team.id if team else "",
+            team_id=result.active_team.id if result.HasField("active_team") else "",
             amr=amr,
             auth_time=result.auth_time,
-            scope="mfa_enrollment" if enrollment else "",
+            scope=grant.scope,
             policy=sessions_pb2.SessionPolicy(
-                idle_timeout_minutes=team.settings.session_idle_timeout_minutes if team else 0,
-                absolute_timeout_hours=team.settings.session_absolute_timeout_hours if team else 0,
+                idle_timeout_minutes=grant.idle_timeout_minutes,
+                absolute_timeout_hours=grant.absolute_timeout_hours,
             ),
         ),
     )
@@ -151,7 +150,7 @@ async def start_session(
         "session": session_json(created.session),
         "mfa_required": False,
     }
-    if enrollment:
+    if grant.scope == ENROLLMENT_SCOPE:
         answer["mfa_enrollment_required"] = True
     tokens = IssuedTokens(
         created.tokens.access_token, created.tokens.refresh_token, created.tokens.expires_in, created.session
