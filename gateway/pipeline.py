@@ -22,6 +22,7 @@ from gateway.client_ip import client_ip
 from gateway.early_limits import count_unlimited, limit_anonymous_ip, limit_early
 from gateway.exchange import Exchange
 from gateway.problems import problem_response
+from gateway.ratelimit import Decision
 from gateway.state import Gateway
 
 log = structlog.get_logger("deelrx.gateway")
@@ -57,9 +58,10 @@ class RequestPipeline:
         status = 0
         answered = False  # set once the pipeline itself answered (413): the app's answer is dropped
         received = 0
-        # An answer that started with no limit counted (an idempotent replay, a CORS preflight):
-        # counted after the fact, never inside `send`, and awaited before the request ends.
-        late_count: asyncio.Task[object] | None = None
+        # Error answers are counted before they start (app.py, early_limits.count_unlimited). One
+        # that started with no limit counted (a CORS preflight, a handler that applies none) is
+        # counted by a task: never a Redis call inside `send`, and awaited before the request ends.
+        late_count: asyncio.Task[Decision] | None = None
 
         async def finishing_send(message: Message) -> None:
             nonlocal status, late_count
