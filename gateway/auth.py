@@ -17,6 +17,7 @@ from gateway import csrf
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_anonymous_ip, limit_refresh
+from gateway.exchange import exchange_of
 from gateway.limit_keys import account_key
 from gateway.ratelimit import PLAN_LIMITS, Decision
 from gateway.state import Gateway, gateway_of
@@ -93,7 +94,7 @@ def _bearer(request: Request) -> str | None:
 
 def queue_cookies(request: Request, tokens: IssuedTokens) -> None:
     """Queue the session, refresh and csrf cookies onto this request's response."""
-    request.state.issued_cookies = tokens
+    exchange_of(request).deliver_cookies(tokens)
 
 
 def absolute_max_age(session: sessions_pb2.Session) -> int:
@@ -121,7 +122,7 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
 async def authenticate(
     request: Request, *, renew: bool = True, rate_limit: bool = True, method: str | None = None
 ) -> AuthContext:
-    """Resolve the caller or raise 401; records the result on `request.state.auth`.
+    """Resolve the caller or raise 401; records the caller on the request's exchange.
 
     `method` is the method the CSRF rules judge (forward auth passes the proxied request's)."""
     gw = gateway_of(request)
@@ -149,9 +150,9 @@ async def authenticate(
         revoked = await gw.revocations.is_revoked(ctx.session_id)
     if revoked:
         if ctx.via == "cookie":
-            request.state.clear_cookies = True
+            exchange_of(request).drop_cookies()
         raise DomainError("session_expired", "The session was revoked")
-    request.state.auth = ctx
+    exchange_of(request).auth = ctx
     if gw.activity is not None:
         gw.activity.seen(ctx.session_id)
     apply_decision(request, decision)
@@ -176,10 +177,9 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
     access = request.cookies.get(names.session)
     refresh = request.cookies.get(names.refresh)
     unsafe = method.upper() in csrf.UNSAFE_METHODS
+    proof = csrf.CookieCsrf(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf))
     if unsafe and (access or refresh):
-        # Cookie-authenticated unsafe request: the header must echo the csrf cookie.
-        if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):
-            raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
+        proof.check_echoed()
     claims: AccessClaims | None = None
     if access:
         try:
@@ -199,16 +199,16 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
             claims = await _renew(gw, request, refresh)
         except DomainError as exc:
             if exc.code in ("unauthenticated", "session_expired"):
-                request.state.clear_cookies = True
+                exchange_of(request).drop_cookies()
                 raise
             if claims is None:
                 raise
             # Sessions unreachable but the access token is still valid: serve the request.
     if claims is None:
         raise DomainError("unauthenticated")
-    if unsafe and not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), claims.session_id):
+    if unsafe:
         # A freshly renewed session keeps its id, so the cookie stays bound to it.
-        raise DomainError("csrf_failed", "CSRF token does not belong to this session")
+        proof.check_bound(gw.secret, claims.session_id)
     return AuthContext(claims, "cookie")
 
 
@@ -226,7 +226,7 @@ async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -
 def apply_decision(request: Request, decision: Decision | None) -> None:
     if decision is None:
         return
-    request.state.ratelimit = decision
+    exchange_of(request).ratelimit = decision
     if not decision.allowed:
         raise DomainError("rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after)
 

@@ -163,7 +163,9 @@ def bootstrap(settings: Settings) -> GatewayProcess:
     reporter = ExceededReporter()
 
     async def fetch_jwks() -> str:
-        reply = await call(clients.sessions.GetJwks, sessions_pb2.GetJwksRequest(), timeout=3)
+        reply: sessions_pb2.GetJwksResponse = await call(
+            clients.sessions.GetJwks, sessions_pb2.GetJwksRequest(), timeout=3
+        )
         return reply.jwks_json
 
     async def load_plan(team_id: str) -> str:
@@ -178,7 +180,7 @@ def bootstrap(settings: Settings) -> GatewayProcess:
 
     async def load_role(user_id: str, team_id: str) -> str | None:
         try:
-            reply = await call(
+            reply: rbac_pb2.GetMembershipResponse = await call(
                 clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)
             )
         except DomainError as exc:
@@ -238,7 +240,7 @@ async def serve(settings: Settings) -> None:
     )
     # We own signal handling so both servers stop together.
     for server in (public, admin):
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     loop = asyncio.get_running_loop()
 
     def shutdown() -> None:
