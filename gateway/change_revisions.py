@@ -27,6 +27,9 @@ log = structlog.get_logger("deelrx.gateway.revisions")
 
 REVISION_TTL_SECONDS = 3600
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Routes that take unsafe methods but change nothing: forward auth judging a proxied POST, and
+# the authorization question asked by POST.
+READ_ONLY_ROUTES = frozenset({"/v1/auth/verify/{original_path:path}", "/v1/authz/check"})
 
 
 def user_key(user_id: str) -> str:
@@ -78,7 +81,8 @@ class BumpRevisionsOnWrite:
             if message["type"] == "http.response.start" and message["status"] < 400:
                 exchange = find_exchange(HTTPConnection(scope))
                 auth = exchange.auth if exchange is not None else None
-                if auth is not None:
+                route = getattr(scope.get("route"), "path", None)
+                if auth is not None and route not in READ_ONLY_ROUTES:
                     tid = scope.get("path_params", {}).get("tid")
                     team_id = tid if isinstance(tid, str) else None
                     await bump(self.gw.redis, self.gw.limiter.breaker, auth.user_id, team_id)
