@@ -145,6 +145,19 @@ def grpc_loaders(clients: ServiceClients) -> Loaders:
     return Loaders(user, session, team, membership)
 
 
+_MISS = object()
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    part: str
+    lru: Lru[Any, _Entry[Any]]
+    key: Any
+    revisions: Revisions | None  # None: unknown, so neither read nor kept
+    load: Callable[[], Awaitable[Any]]
+    issued_at: int | None = None  # sessions: the caller's token `iat`
+
+
 class ProfileCache:
     def __init__(
         self,
@@ -167,58 +180,47 @@ class ProfileCache:
 
     # -- reading ----------------------------------------------------------------------------
     async def me(self, caller: Caller) -> dict[str, Any]:
-        """The /v1/auth/me body for this caller."""
-        urev = caller.revisions[:1] if caller.revisions is not None else None
-        trev = caller.revisions[1:] if caller.revisions is not None else None
-        user_task = self._cached("user", self.users, caller.user_id, urev, lambda: self._load.user(caller.user_id))
-        session_task = self._cached(
-            "session",
-            self.sessions,
-            caller.session_id,
-            urev,
-            lambda: self._load.session(caller.session_id),
-            issued_at=caller.token_issued_at,
-        )
-        if not caller.team_id:
-            user, session = await asyncio.gather(user_task, session_task)
+        """The /v1/auth/me body for this caller. A warm answer awaits nothing."""
+        revs = caller.revisions
+        urev, trev = (revs[:1], revs[1:]) if revs is not None else (None, None)
+        uid, sid, tid = caller.user_id, caller.session_id, caller.team_id
+        lookups: list[_Lookup] = [
+            _Lookup("user", self.users, uid, urev, lambda: self._load.user(uid)),
+            _Lookup("session", self.sessions, sid, urev, lambda: self._load.session(sid), caller.token_issued_at),
+        ]
+        if tid:
+            lookups.append(_Lookup("team", self.teams, tid, trev, lambda: self._load.team(tid)))
+            lookups.append(
+                _Lookup("membership", self.memberships, (uid, tid), revs, lambda: self._load.membership(uid, tid))
+            )
+        values = [self._peek(lookup) for lookup in lookups]
+        missing = [i for i, value in enumerate(values) if value is _MISS]
+        if missing:
+            loaded = await asyncio.gather(*(self._fill(lookups[i]) for i in missing))
+            for i, value in zip(missing, loaded, strict=True):
+                values[i] = value
+        user, session = values[0], values[1]
+        if not tid or values[3] is None or not values[2]:  # no team, or no longer a member
             return {"user": user, "session": session, "team": None, "permissions": []}
-        team_id = caller.team_id
-        team_task = self._cached("team", self.teams, team_id, trev, lambda: self._load.team(team_id))
-        membership_task = self._cached(
-            "membership",
-            self.memberships,
-            (caller.user_id, team_id),
-            caller.revisions,
-            lambda: self._load.membership(caller.user_id, team_id),
-        )
-        user, session, team, membership = await asyncio.gather(user_task, session_task, team_task, membership_task)
-        if membership is None or not team:
-            return {"user": user, "session": session, "team": None, "permissions": []}
-        role, permissions = membership
-        return {"user": user, "session": session, "team": {**team, "role": role}, "permissions": list(permissions)}
+        role, permissions = values[3]
+        return {"user": user, "session": session, "team": {**values[2], "role": role}, "permissions": list(permissions)}
 
-    async def _cached(
-        self,
-        part: str,
-        lru: Lru[Any, _Entry[Any]],
-        key: Any,
-        revisions: Revisions | None,
-        load: Callable[[], Awaitable[Any]],
-        *,
-        issued_at: int | None = None,
-    ) -> Any:
-        if revisions is None:
-            LOOKUPS.labels(part, "bypass").inc()
-            return await load()
-        hit = lru.get(key)
-        if hit is not None and self._usable(hit, revisions, issued_at):
-            LOOKUPS.labels(part, "hit").inc()
+    def _peek(self, lookup: _Lookup) -> Any:
+        if lookup.revisions is None:
+            LOOKUPS.labels(lookup.part, "bypass").inc()
+            return _MISS
+        hit = lookup.lru.get(lookup.key)
+        if hit is not None and self._usable(hit, lookup.revisions, lookup.issued_at):
+            LOOKUPS.labels(lookup.part, "hit").inc()
             return hit.value
-        LOOKUPS.labels(part, "miss").inc()
+        LOOKUPS.labels(lookup.part, "miss").inc()
+        return _MISS
+
+    async def _fill(self, lookup: _Lookup) -> Any:
         epoch, started, loaded_from = self._epoch, self._monotonic(), self._wall()
-        value = await load()
-        if epoch == self._epoch:
-            lru.put(key, _Entry(value, revisions, started, loaded_from))
+        value = await lookup.load()
+        if lookup.revisions is not None and epoch == self._epoch:
+            lookup.lru.put(lookup.key, _Entry(value, lookup.revisions, started, loaded_from))
         return value
 
     def _usable(self, entry: _Entry[Any], revisions: Revisions, issued_at: int | None) -> bool:
