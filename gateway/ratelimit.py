@@ -39,6 +39,11 @@ DECISIONS = Counter(
     ["mode", "outcome"],
 )
 
+ROUND_TRIPS = Counter(
+    "deelrx_rate_limit_redis_round_trips_total",
+    "Round trips to Redis made by the rate limiter (each carries the revocation check and change revisions)",
+)
+
 _COUNTED = {(m, o): DECISIONS.labels(m, o) for m in ("shared", "cached", "local") for o in ("allowed", "refused")}
 
 WINDOW_SECONDS = 60
@@ -182,6 +187,7 @@ class RateLimiter:
     ) -> tuple[list[Any], bool | None, tuple[str, ...] | None]:
         args = (limit, WINDOW_MS, BUCKET_MS, "" if self._clock_ms is None else self._clock_ms())
         self.redis_round_trips += 1
+        ROUND_TRIPS.inc()
         if revoked_key is None and not watch:
             try:
                 return await self._redis.evalsha(SCRIPT_SHA, 1, key, *args), None, None
@@ -198,6 +204,7 @@ class RateLimiter:
         raw = results[0]
         if isinstance(raw, NoScriptError):  # first call after a Redis restart: load it once
             self.redis_round_trips += 1
+            ROUND_TRIPS.inc()
             raw = await self._redis.eval(LUA, 1, key, *args)
         for result in (raw, *results[1:]):
             if isinstance(result, BaseException):

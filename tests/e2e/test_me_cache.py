@@ -69,6 +69,16 @@ def _gateway_calls(suite: RunningSuite) -> dict[str, float]:
     return calls
 
 
+def _admin_counter(suite: RunningSuite, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{suite.env['DEELRX_ADMIN_PORT']}/metrics").text
+    for family in text_string_to_metric_families(text):
+        if family.name == name:
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return 0.0
+
+
 def _me(client: httpx.Client, base: str | None = None) -> dict:
     r = client.get(f"{base}/v1/auth/me" if base else "/v1/auth/me")
     assert r.status_code == 200, r.text
@@ -167,3 +177,21 @@ def test_a_change_made_behind_the_gateway_arrives_with_its_notice(suite: Running
         while _me(member.client, base)["team"]["role"] != "manager":
             assert time.monotonic() < deadline, "the rbac.changed notice never reached the gateway"
             time.sleep(0.05)
+
+
+def test_verify_makes_one_redis_round_trip_and_no_grpc_call(suite: RunningSuite) -> None:
+    owner = account(suite)
+    team_id = create_team(owner)
+    switch(owner, team_id)
+    assert owner.client.get("/v1/auth/verify").status_code == 200  # warms the token, plan and role caches
+    trips = _admin_counter(suite, "deelrx_rate_limit_redis_round_trips")
+    before = _gateway_calls(suite)
+    statuses = [owner.client.get("/v1/auth/verify").status_code for _ in range(25)]
+    after = _gateway_calls(suite)
+    assert statuses == [200] * 25
+    # Rate limit, revocation key and change revisions: one pipeline per request.
+    assert _admin_counter(suite, "deelrx_rate_limit_redis_round_trips") - trips == 25
+    made = {m: n - before.get(m, 0) for m, n in after.items() if n != before.get(m, 0)}
+    # Periodic work only (JWKS refresh, activity batches; the plan cache's 30 s expiry at most once).
+    made.pop("GetJwks", None), made.pop("TouchSessions", None)
+    assert made in ({}, {"GetTeams": 1}), made
