@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -55,40 +54,33 @@ class ChangeFeed:
     # -- notices ----------------------------------------------------------------------------
     async def on_revoked(self, msg: Msg) -> None:
         await self.gw.revocations.on_message(msg.data)
-        try:
-            notice = sessions_pb2.SessionRevoked.FromString(msg.data)
-        except DecodeError:
+        notice = nats_bus.decode(msg, sessions_pb2.SessionRevoked)
+        if notice is None:
             self.gw.profiles.clear()
-            return
-        if notice.session_ids:
+        elif notice.session_ids:
             self.gw.profiles.sessions_ended(list(notice.session_ids))
 
     async def on_team_changed(self, msg: Msg) -> None:
         self.gw.plans.on_team_changed(msg.data)
-        try:
-            team_id = identity_pb2.TeamChanged.FromString(msg.data).team_id
-        except DecodeError:
-            team_id = ""
-        if team_id:
-            self.gw.profiles.team_changed(team_id)
+        notice = nats_bus.decode(msg, identity_pb2.TeamChanged)
+        if notice is not None and notice.team_id:
+            self.gw.profiles.team_changed(notice.team_id)
         else:
             self.gw.profiles.clear()
 
     async def on_rbac_changed(self, msg: Msg) -> None:
         if self.gw.roles is not None:
             self.gw.roles.on_message(msg.subject, msg.data)
-        try:
-            notice = rbac_pb2.AuthorizationChanged.FromString(msg.data)
-        except DecodeError:
+        notice = nats_bus.decode(msg, rbac_pb2.AuthorizationChanged)
+        if notice is None:
             self.gw.profiles.clear()
             return
         team_id = notice.team_id or msg.subject.removeprefix(nats_bus.RBAC_CHANGED_PREFIX)
         self.gw.profiles.membership_changed(team_id, notice.user_id)
 
     async def on_profile_event(self, msg: Msg) -> None:
-        try:
-            event = audit_pb2.AuditEvent.FromString(msg.data)
-        except DecodeError:
+        event = nats_bus.decode(msg, audit_pb2.AuditEvent)
+        if event is None:
             self.gw.profiles.clear()
             return
         for user_id in {event.actor.user_id, event.target.id if event.target.type == "user" else ""} - {""}:

@@ -19,6 +19,7 @@ import structlog
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deelrx_kit import redis_keys
 from deelrx_kit.redis_url import AnyRedis
 from gateway.exchange import find_exchange
 from gateway.redis_breaker import RedisBreaker, RedisUnavailable
@@ -33,11 +34,11 @@ READ_ONLY_ROUTES = frozenset({"/v1/auth/verify/{original_path:path}", "/v1/authz
 
 
 def user_key(user_id: str) -> str:
-    return f"deelrx:rev:{{u:{user_id}}}"
+    return f"{redis_keys.CHANGE_REVISION_PREFIX}{{u:{user_id}}}"
 
 
 def team_key(team_id: str) -> str:
-    return f"deelrx:rev:{{t:{team_id}}}"
+    return f"{redis_keys.CHANGE_REVISION_PREFIX}{{t:{team_id}}}"
 
 
 def keys_for(user_id: str, team_id: str | None) -> tuple[str, ...]:
