@@ -6,7 +6,7 @@ through the kit's NatsLink (plain subscriptions, made again with each new connec
 - `teams.changed` (identity's outbox, on settings and plan changes): the team's plan and /me team.
 - `rbac.changed.<team_id>` (rbac's outbox, and at once after the commit): the member's (or every
   member's) role and /me membership.
-- `audit.events.mfa.enabled`, `.mfa.disabled`, `.user.email_verified` (identity's audit events,
+- `audit.events.*.mfa.enabled`, `.mfa.disabled`, `.user.email_verified` (identity's audit events,
   published from its outbox over JetStream): the user's /me profile.
 
 Each replica also sees writes made through any replica at once, through the change revisions in
@@ -27,7 +27,7 @@ from deelrx.audit.v1 import audit_pb2
 from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
-from deelrx_kit import nats_bus
+from deelrx_kit import audit_partitions, nats_bus
 from deelrx_kit.nats_link import NatsLink
 from gateway.state import Gateway
 
@@ -46,7 +46,8 @@ class ChangeFeed:
         link.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, self.on_team_changed)
         link.subscribe(f"{nats_bus.RBAC_CHANGED_PREFIX}>", self.on_rbac_changed)
         for event_type in PROFILE_EVENT_TYPES:
-            link.subscribe(nats_bus.AUDIT_SUBJECT_PREFIX + event_type, self.on_profile_event)
+            # `audit.events.<partition>.<type>`: that type in every partition.
+            link.subscribe(audit_partitions.type_filter(event_type), self.on_profile_event)
         link.on_connected(self.connected)
         link.on_disconnected(self.disconnected)
         link.on_reconnected(self.reconnected)
