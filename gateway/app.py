@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from deelrx_kit.errors import DomainError, Violation
+from gateway.change_revisions import BumpRevisionsOnWrite
 from gateway.early_limits import count_unlimited
 from gateway.idempotency import IdempotencyMiddleware, document_in_openapi
 from gateway.pipeline import RequestPipeline
@@ -94,6 +95,8 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(role_routes.router)
     app.include_router(audit_routes.router)
     pages.install(app)
+    # Innermost: sees the route's answer and the caller it authenticated.
+    app.add_middleware(BumpRevisionsOnWrite, gateway=gw)
     if gw.settings.cors_origins.strip():
         origins = [o.strip() for o in gw.settings.cors_origins.split(",") if o.strip() and o.strip() != "*"]
         app.add_middleware(

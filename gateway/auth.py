@@ -4,7 +4,7 @@ token binding, the enrollment-only scope and the per-team rate limit."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import jwt
@@ -13,13 +13,14 @@ from fastapi import Request
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import redis_keys
 from deelrx_kit.errors import DomainError
-from gateway import csrf
+from deelrx_kit.plans import DEFAULT_PLAN, limit_of
+from gateway import change_revisions, csrf
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_anonymous_ip, limit_refresh
 from gateway.exchange import exchange_of
 from gateway.limit_keys import account_key
-from gateway.ratelimit import PLAN_LIMITS, Decision
+from gateway.ratelimit import Decision
 from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
@@ -55,6 +56,8 @@ def enrollment_allows(method: str, template: str | None) -> bool:
 class AuthContext:
     claims: AccessClaims
     via: Literal["bearer", "cookie"]
+    # The caller's change revisions, read with the rate limit (gateway/change_revisions.py).
+    revisions: tuple[str, ...] | None = None
 
     @property
     def user_id(self) -> str:
@@ -152,6 +155,8 @@ async def authenticate(
         if ctx.via == "cookie":
             exchange_of(request).drop_cookies()
         raise DomainError("session_expired", "The session was revoked")
+    if decision is not None and decision.watched is not None:
+        ctx = replace(ctx, revisions=decision.watched)
     exchange_of(request).auth = ctx
     if gw.activity is not None:
         gw.activity.seen(ctx.session_id)
@@ -216,11 +221,13 @@ async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -
     """Count the request against its team's plan (or the user's starter rate). The count is
     kept per team whatever the plan, so a plan change applies to the next request."""
     revoked_key = redis_keys.revoked_session(ctx.session_id)
+    watch = change_revisions.keys_for(ctx.user_id, ctx.team_id)
     if ctx.team_id:
         plan = await gw.plans.plan_of(ctx.team_id)
-        limit = PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"])
-        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit, revoked_key, scope="team")
-    return await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"], revoked_key, scope="user")
+        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit_of(plan), revoked_key, scope="team", watch=watch)
+    return await gw.limiter.hit(
+        f"user-{DEFAULT_PLAN}", ctx.user_id, limit_of(DEFAULT_PLAN), revoked_key, scope="user", watch=watch
+    )
 
 
 def apply_decision(request: Request, decision: Decision | None) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
 
 from deelrx.identity.v1 import identity_pb2
-from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
 from gateway import csrf, device_cookie
@@ -19,6 +17,7 @@ from gateway.context import request_context
 from gateway.early_limits import limit_refresh
 from gateway.exchange import exchange_of
 from gateway.presenters import session_json, user_json
+from gateway.profile_cache import Caller
 from gateway.schemas import (
     EmailBody,
     EmailVerified,
@@ -248,35 +247,6 @@ async def logout(request: Request) -> Response:
 @router.get("/me", response_model=MeOut, responses=PROBLEMS)
 async def me(request: Request) -> dict[str, Any]:
     ctx = await authenticate(request)
-    gw = gateway_of(request)
-    user_call = call(gw.clients.identity.GetUser, identity_pb2.GetUserRequest(user_id=ctx.user_id))
-    session_call = call(gw.clients.sessions.GetSession, sessions_pb2.GetSessionRequest(session_id=ctx.session_id))
-    team_call = _active_team(gw, ctx.user_id, ctx.team_id)
-    user, session, team = await asyncio.gather(user_call, session_call, team_call)
-    if session.session.revoked:
-        raise DomainError("session_expired", "The session was revoked")
-    return {
-        "user": user_json(user.user),
-        "session": session_json(session.session),
-        "team": team[0] if team else None,
-        "permissions": team[1] if team else [],
-    }
-
-
-async def _active_team(gw: Gateway, user_id: str, team_id: str | None) -> tuple[dict[str, Any], list[str]] | None:
-    if not team_id:
-        return None
-    try:
-        teams, membership = await asyncio.gather(
-            call(gw.clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id])),
-            call(gw.clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)),
-        )
-    except DomainError as exc:
-        if exc.code == "not_found":  # no longer a member: no active team
-            return None
-        raise
-    if not teams.teams:
-        return None
-    team = teams.teams[0]
-    m = membership.membership
-    return {"id": team.id, "name": team.name, "plan": team.plan, "role": m.role}, sorted(m.permissions)
+    # Answered from the gateway's caches while nothing changed (gateway/profile_cache.py).
+    caller = Caller(ctx.user_id, ctx.session_id, ctx.team_id, ctx.claims.iat, ctx.revisions)
+    return await gateway_of(request).profiles.me(caller)

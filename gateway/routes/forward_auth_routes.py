@@ -75,7 +75,7 @@ async def _verify(request: Request, permission: str | None, resource: str | None
     role = ""
     if ctx.team_id:
         assert gw.roles is not None
-        found = await gw.roles.role_of(ctx.user_id, ctx.team_id)
+        found = await gw.roles.role_of(ctx.user_id, ctx.team_id, ctx.revisions)
         if found is None:
             raise DomainError("forbidden", "Not a member of the active team")
         role = found

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     gateway_replicas: int = Field(default=1, ge=1)
     # Deadline of one gateway call to Redis; past it the gateway stops asking until a probe answers.
     redis_timeout_ms: int = Field(default=500, ge=10, le=5000)
+    # Entries of each of the gateway's /v1/auth/me caches (user profiles, session summaries,
+    # teams, memberships): least recently used ones go first.
+    me_cache_entries: int = Field(default=10_000, ge=1, le=1_000_000)
 
     # Live security stream (SSE): a comment line this often when idle; rights re-checked then.
     audit_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
