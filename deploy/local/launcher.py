@@ -88,17 +88,22 @@ class Suite:
         for index in range(self.settings.gateway_processes):
             self.start_gateway(index, stdout)
 
-    def start_gateway(self, index: int, stdout: int | None = None) -> subprocess.Popen[bytes]:
-        """Gateway process `index` (0 is "gateway"); more than one share the public port with
+    def gateway_env(self, index: int) -> dict[str, str]:
+        """Environment of gateway process `index`: more than one share the public port with
         SO_REUSEPORT, each with its own admin port (admin port + index)."""
         env = self._process_env("gateway")
         if index > 0 or self.settings.gateway_processes > 1:
             env["DEELRX_HTTP_REUSE_PORT"] = "1"
             env["DEELRX_GATEWAY_REPLICAS"] = str(max(index + 1, self.settings.gateway_processes))
         env["DEELRX_ADMIN_PORT"] = str(int(env.get("DEELRX_ADMIN_PORT", self.settings.admin_port)) + index)
-        name = "gateway" if index == 0 else f"gateway-{index + 1}"
-        proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=stdout, stderr=stdout)
-        self.services[name] = proc
+        return env
+
+    def start_gateway(self, index: int, stdout: int | None = None) -> subprocess.Popen[bytes]:
+        """Gateway process `index` ("gateway" for 0, "gateway-<index + 1>" after)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], env=self.gateway_env(index), stdout=stdout, stderr=stdout
+        )
+        self.services["gateway" if index == 0 else f"gateway-{index + 1}"] = proc
         return proc
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
