@@ -1,5 +1,6 @@
 """Start the peer servers of bench/peers/ in `.venv-bench`, each under uvicorn with the same
-worker count, loop (asyncio) and HTTP parser (httptools) as the gateway."""
+number of processes, loop (asyncio) and HTTP parser (httptools) as the gateway, the processes
+sharing one port with SO_REUSEPORT as the gateway's do (bench/peers/serve.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import procs
 from deploy.local import infra
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ class Peer:
     log: Path
     tokens: Path
     port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     seeded: bool = field(default=False)
 
     @property
@@ -51,43 +51,41 @@ class Peer:
         self.seeded = True
 
     def start(self, workers: int, timeout: float = 120) -> None:
+        """`workers` processes of bench/peers/serve.py on one port (SO_REUSEPORT)."""
         self.port = infra.free_port()
         logged = self.log.stat().st_size if self.log.exists() else 0
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [
-                *(str(PYTHON), "-m", "uvicorn", f"{self.module}:app", "--host", "127.0.0.1", "--port", str(self.port)),
-                *("--workers", str(workers), "--loop", "asyncio", "--http", "httptools", "--no-access-log"),
-                *("--log-level", "info"),
-            ],
-            env=self.env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        # The port opens before the workers have imported the app: wait for each worker's line.
+        self.procs = [
+            subprocess.Popen(
+                [str(PYTHON), "-m", "bench.peers.serve", self.module, str(self.port)],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(workers)
+        ]
         deadline = time.monotonic() + timeout
         while self.log.read_bytes()[logged:].count(b"Application startup complete") < workers:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not start; see {self.log}")
             time.sleep(0.2)
-        infra.wait_for_port(self.port, proc=self.proc, timeout=timeout)
+        infra.wait_for_port(self.port, timeout=timeout)
 
     def pids(self) -> list[int]:
-        """The uvicorn process and, with several workers, its worker processes."""
-        if self.proc is None or self.proc.poll() is not None:
-            return []
-        return [self.proc.pid, *procs.children(self.proc.pid)]
+        return [p.pid for p in self.procs if p.poll() is None]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
             try:
-                self.proc.wait(15)
+                p.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+                p.kill()
+                p.wait()
+        self.procs = []
 
 
 def peer_redis_url(suite_url: str) -> str:

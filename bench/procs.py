@@ -18,10 +18,6 @@ def cpu_seconds_from_stat(stat: str, ticks: int = CLOCK_TICKS) -> float:
     return (int(rest[11]) + int(rest[12])) / ticks
 
 
-def ppid_from_stat(stat: str) -> int:
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
 def rss_kib_from_status(status: str) -> int:
     for line in status.splitlines():
         if line.startswith("VmRSS:"):
@@ -35,20 +31,3 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mib(pid: int) -> float:
     return round(rss_kib_from_status(Path(f"/proc/{pid}/status").read_text()) / 1024, 1)
-
-
-def children(pid: int) -> list[int]:
-    """Direct children (uvicorn's worker processes under its supervisor)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if ppid_from_stat((entry / "stat").read_text()) == pid:
-                    found.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return sorted(found)
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -288,7 +288,7 @@ def charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
         (results.get("pipeline") or {}).get("results", []),
     )
     if limiters or authz_rows or pipe:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 3.2))
+        fig, axes = plt.subplots(3, 1, figsize=(10, 8))
 
         def plain(v: float) -> dict[str, float]:
             return {"median": v, "min": v, "max": v}
@@ -300,11 +300,12 @@ def charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
         if authz_rows:
             bars(
                 axes[1],
-                [r["name"][:40] for r in authz_rows],
+                [r["name"][:34] for r in authz_rows],
                 [plain(r["checks_per_s"]) for r in authz_rows],
-                "Authorization",
+                "Authorization (log scale)",
                 "checks/s",
             )
+            axes[1].set_xscale("log")
         stored = [r for r in pipe if "events_per_second" in r]
         if stored:
             bars(

@@ -6,7 +6,7 @@ import pytest
 
 from bench import report
 from bench.machine import cpu_model, mem_total_gib
-from bench.procs import cpu_seconds_from_stat, ppid_from_stat, rss_kib_from_status
+from bench.procs import cpu_seconds_from_stat, rss_kib_from_status
 from bench.stats import (
     BEGIN_MARKER,
     END_MARKER,
@@ -166,7 +166,6 @@ def test_markdown_section_has_every_case_in_one_table() -> None:
 def test_proc_files_are_read_even_with_spaces_in_the_command_name() -> None:
     stat = "4242 (uvicorn (worker) 1) S 4200 4242 4200 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 1 1"
     assert cpu_seconds_from_stat(stat, ticks=100) == 3.0
-    assert ppid_from_stat(stat) == 4200
     assert rss_kib_from_status("Name:\tpython\nVmRSS:\t  81234 kB\nThreads:\t3\n") == 81234
     assert rss_kib_from_status("Name:\tzombie\n") == 0
 
