@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -91,6 +92,20 @@ class GatewayProcess:
         await self.gw.clients.close()
         await self.gw.limiter.breaker.close()
         await self.gw.redis.aclose()
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other gateway processes may bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto given explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listener says IPPROTO_TCP (with proto 0 a response written in parts waits for delayed ACKs).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 def bootstrap(settings: Settings) -> GatewayProcess:
@@ -202,8 +217,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, shutdown)
     log.info("gateway_listening", url=settings.public_url, port=settings.http_port, admin_port=settings.admin_port)
+    sockets = [reuse_port_socket(settings.http_host, settings.http_port)] if settings.http_reuse_port else None
     try:
-        await asyncio.gather(public.serve(), admin.serve())
+        await asyncio.gather(public.serve(sockets=sockets), admin.serve())
     finally:
         await process.stop()
 

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # SO_REUSEPORT on the public listener: several gateway processes serve one port and the kernel
+    # spreads connections between them (`make run` does this with DEELRX_GATEWAY_PROCESSES > 1).
+    http_reuse_port: bool = False
+    # How many gateway processes `make run` starts on the public port (deploy/local).
+    gateway_processes: int = Field(default=1, ge=1, le=64)
     admin_host: str = "127.0.0.1"
     admin_port: int = 9180
     jwt_audience: str = "deelrx"
