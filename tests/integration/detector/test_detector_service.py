@@ -19,6 +19,7 @@ from deelrx_kit.ids import new_id
 from deelrx_kit.settings import Settings
 from services.audit.main import bootstrap as audit_bootstrap
 from services.detector.main import bootstrap as detector_bootstrap
+from tests.integration.harness import eventually
 
 
 @pytest.fixture
@@ -111,11 +112,7 @@ async def test_failed_logins_raise_one_brute_force_alert(suite, nats_client) -> 
         resp = await audit.ListAlerts(audit_pb2.ListAlertsRequest(team_id=new_id("tm"), member_user_ids=[user]))
         return list(resp.alerts)
 
-    for _ in range(200):
-        seen = await listed()
-        if seen:
-            break
-        await asyncio.sleep(0.05)
+    seen = await eventually(listed)
     assert [a.id for a in seen] == [alert.id]
 
     rules = await detector.ListRules(detector_pb2.ListRulesRequest())
