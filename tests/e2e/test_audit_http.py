@@ -373,7 +373,7 @@ def test_my_security_activity_lists_only_my_security_events(suite: RunningSuite)
         assert any(e["type"] == "auth.login_succeeded" for e in events)
         assert all(e["actor"]["user_id"] in (me, None) for e in events)
         assert other not in json.dumps(events)
-        assert all(e["type"].split(".")[0] in ("auth", "session", "mfa", "password") for e in events)
+        assert all(e["type"].split(".")[0] in ("user", "auth", "session", "mfa", "password") for e in events)
         assert client.get("/v1/me/security-activity", headers=me_h, params={"limit": 0}).status_code == 422
 
 
