@@ -246,7 +246,9 @@ def gateway_replica(suite: RunningSuite, log_dir: Path, ready_timeout: float = 6
         infra.wait_for_port(port, proc=proc, timeout=60)
         infra.wait_for_port(admin, proc=proc, timeout=60)
         deadline = time.monotonic() + ready_timeout
-        while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+        # The admin port's /readyz answers like the public one, without spending the public
+        # per-IP budget that some tests set to a handful of requests.
+        while httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=5).status_code != 200:
             if proc.poll() is not None:
                 raise RuntimeError(f"the gateway replica exited with {proc.returncode}")
             if time.monotonic() > deadline:
