@@ -140,10 +140,10 @@ def wait_until(
     done: Callable[[T], bool] = bool,
     timeout: float = 20.0,
     what: str = "",
-    interval: float = 0.1,
+    interval: float = 0.5,
 ) -> T:
-    """`eventually` for synchronous tests (the end-to-end suites drive the product over HTTP;
-    a probe that is a rate-limited request asks for a longer `interval`)."""
+    """`eventually` for synchronous tests. They drive the product over HTTP, where polling counts
+    toward the caller's rate limit (100 a minute without a team): twice a second by default."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
