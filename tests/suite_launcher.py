@@ -32,7 +32,7 @@ from deelrx_kit import nats_bus
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
 from deploy.local.launcher import Suite, prepare
-from services.audit.adapters.nats_events import ALERTS_DURABLE, EVENTS_DURABLE
+from services.audit.adapters.nats_events import ALERTS_DURABLE
 from services.detector.adapters.nats_events import DURABLE as DETECTOR_DURABLE
 from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
 from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
@@ -123,9 +123,9 @@ def suite_env(
     return env, http_port, admin_port
 
 
-# The durable consumers of one suite: (stream, subject, name without the suite's prefix).
+# The durable consumers of one suite that take DEELRX_NATS_CONSUMER_PREFIX: (stream, subject,
+# name without the prefix). The audit service's per-partition consumers are named by partition.
 SUITE_CONSUMERS = (
-    ("AUDIT", f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", EVENTS_DURABLE),
     ("ALERTS", nats_bus.ALERTS_SUBJECT, ALERTS_DURABLE),
     ("AUDIT", f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", DETECTOR_DURABLE),
     ("AUDIT", REMOVALS_SUBJECT, REMOVALS_DURABLE),
