@@ -88,6 +88,7 @@ class ServiceRuntime:
         batch: int = 100,
     ) -> None:
         """A durable JetStream consumer, started once NATS is reachable, stopped with the process."""
+        durable = self.settings.nats_consumer_prefix + durable
 
         async def consume(stop: asyncio.Event) -> None:
             while self.js.js is None:  # services start before NATS is reachable

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     # how often a consumer tries a message before it goes to the dead-letter stream.
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     nats_max_deliver: int = Field(default=8, ge=2, le=100)
+    # Put before every durable consumer name, so two installations sharing one NATS account
+    # (or test suites sharing one server) do not take each other's messages. Empty in production.
+    nats_consumer_prefix: str = Field(default="", max_length=40, pattern=r"^[A-Za-z0-9_-]*$")
     nats_audit_max_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
 
     # How often the audit service signs the heads of chains that moved (Ed25519 checkpoints).

@@ -207,15 +207,22 @@ class IdentityApp:
             if signup is None:
                 return
             key = self._address_key(address.normalized)
-            if not await self.mail_throttle.claim(session, "verification", key, RESEND_INTERVAL, now):
-                return
-            token, token_hash = tokens.new_token()
-            # The old link of this sign-up stops working: only the newest token hash is stored.
-            await self.signups.rotate_token(session, signup.id, token_hash, now + self.config.email_token_ttl)
-            await self.mails.stage(session, self._verification_mail(signup.email, signup.name, token), now)
-            sent = True
-        if sent:
-            self._committed(events=False, mails=True)
+            if await self.mail_throttle.claim(session, "verification", key, RESEND_INTERVAL, now):
+                token, token_hash = tokens.new_token()
+                # The old link of this sign-up stops working: only the newest token hash is stored.
+                await self.signups.rotate_token(session, signup.id, token_hash, now + self.config.email_token_ttl)
+                await self.mails.stage(session, self._verification_mail(signup.email, signup.name, token), now)
+                sent = True
+            # No account exists yet: recorded under the keyed hash of the address, like the other
+            # requests about an address without an account.
+            await self.audit.record(
+                session,
+                "user.verification_resent",
+                context,
+                subject_hash=self._subject_hash(address.normalized),
+                details={"mailed": sent},
+            )
+        self._committed(mails=sent)
 
     # -- login -------------------------------------------------------------------------
     async def authenticate(

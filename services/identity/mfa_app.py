@@ -143,9 +143,15 @@ class MfaUseCases:
             raise conflict("Two-factor authentication is already enabled; disable it first.")
         secret = totp.new_secret()
         sealed = self.keyring.seal(secret.encode(), self._aad(user_id))
+        ctx = context or common_pb2.RequestContext()
         async with transaction(self.core.sessionmaker) as session:
             if not await self.totp.set_pending(session, user_id, sealed, self.core.clock.now()):
                 raise conflict("Two-factor authentication is already enabled; disable it first.")
+            # A new pending secret replaces the previous one: recorded, never the secret itself.
+            await self.core.audit.record(
+                session, "mfa.enrollment_started", ctx, actor_user_id=user_id, target=("user", user_id)
+            )
+        self.core._committed()
         uri = totp.provisioning_uri(secret, user.email)
         return EnrollmentStart(secret, uri, totp.qr_svg(uri))
 

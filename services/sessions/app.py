@@ -445,6 +445,7 @@ class SessionUseCases:
                 raise DomainError("session_expired")
             # The active team's policy applies (stricter of it and the defaults); the absolute
             # expiry only ever moves earlier.
+            previous_team = session.team_id
             session = session.but(
                 team_id=team_id, expires_at=expires_at, idle_timeout_seconds=int(lifetime.idle.total_seconds())
             )
@@ -452,6 +453,14 @@ class SessionUseCases:
             if not await self.store.save_live_session(tx, session):
                 raise DomainError("session_expired")
             refresh = await self._reissue_refresh(tx, session)
+            await self.audit.record(
+                tx,
+                "session.team_switched",
+                ctx,
+                **_about_session(ctx, session),
+                details={"from_team_id": previous_team},
+            )
+        self.outbox.notify()
         return IssuedSession(session, self._access(session, signer, refresh))
 
     async def mark_reauthenticated(

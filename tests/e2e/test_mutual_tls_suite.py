@@ -5,7 +5,6 @@ another CA, or with a valid certificate of a service the allow-list does not nam
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +16,11 @@ from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from deelrx_kit.dev_pki import CertificateAuthority
 from deelrx_kit.mtls import TlsFiles
-from deelrx_kit.settings import SERVICES, Settings
-from deploy.local import infra
-from deploy.local.launcher import Suite, prepare
+from deploy.local.launcher import Suite
 from tests.conftest import Infra
 from tests.e2e.conftest import Mailbox, RunningSuite
 from tests.e2e.flows import PASSWORD, new_email, sign_up_and_verify
+from tests.suite_launcher import launch_suite
 
 pytestmark = pytest.mark.e2e
 
@@ -31,60 +29,12 @@ pytestmark = pytest.mark.e2e
 def mtls_suite(
     infrastructure: Infra, smtp: tuple[Mailbox, int], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningSuite, Suite]]:
-    mailbox, smtp_port = smtp
     data_dir = tmp_path_factory.mktemp("suite-mtls")
-    http_port = infra.free_port()
-    env = {
-        "DEELRX_DATA_DIR": str(data_dir),
-        "DEELRX_NATS_URL": infrastructure.nats_url,
-        "DEELRX_REDIS_URL": infrastructure.redis_url,
-        "DEELRX_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "DEELRX_HTTP_PORT": str(http_port),
-        "DEELRX_ADMIN_PORT": str(infra.free_port()),
-        "DEELRX_PUBLIC_URL": f"http://127.0.0.1:{http_port}",
-        "DEELRX_SECRET_KEY": "e2e-secret-key-0123456789abcdef-0123456789",
-        "DEELRX_ARGON2_TIME_COST": "1",
-        "DEELRX_ARGON2_MEMORY_COST_KIB": "8192",
-        "DEELRX_ARGON2_PARALLELISM": "1",
-        "DEELRX_RATE_LIMIT_ANONYMOUS_PER_IP": "10000",
-        "DEELRX_DEV_MTLS": "1",
-    }
-    for name in SERVICES:
-        env[f"DEELRX_{name.upper()}_ADDR"] = f"127.0.0.1:{infra.free_port()}"
-        env[f"DEELRX_{name.upper()}_METRICS_PORT"] = str(infra.free_port())
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = Settings()
-        running = prepare(settings)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    assert running.tls, "DEELRX_DEV_MTLS=1 turns on the development CA"
-    running.env.update(env)
-    log = open(data_dir / "suite.log", "wb")
-    running.start_services(stdout=log.fileno())
-    try:
-        running.wait_healthy(timeout=90)
-        yield (
-            RunningSuite(
-                f"http://127.0.0.1:{http_port}",
-                mailbox,
-                infrastructure.nats_url,
-                infrastructure.redis_url,
-                settings,
-                "sqlite",
-                env,
-            ),
-            running,
-        )
-    except Exception:
-        log.flush()
-        print(Path(data_dir / "suite.log").read_text()[-20000:])
-        raise
-    finally:
-        running.stop()
-        log.close()
+    with launch_suite(
+        infrastructure, smtp, data_dir, "sqlite", extra_env={"DEELRX_DEV_MTLS": "1"}, timeout=90
+    ) as suite:
+        assert suite.launcher is not None and suite.launcher.tls, "DEELRX_DEV_MTLS=1 turns on the development CA"
+        yield suite, suite.launcher
 
 
 def _channel(address: str, service: str, ca: Path, cert: TlsFiles | None) -> grpc.Channel:

@@ -6,50 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 from sqlalchemy import text
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
+from deelrx_kit import nats_bus
+from deelrx_kit.audit_events import new_event
 from deelrx_kit.db import create_engine
 from deelrx_kit.grpc_server import channel
-from deploy.local import infra
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, REFRESH_COOKIE, new_email, sign_up_and_verify
 from tests.integration.gateway.redis_servers import RedisServer
-
-
-@dataclass
-class Replica:
-    url: str
-    admin: str
-    proc: subprocess.Popen
-
-
-@contextmanager
-def gateway_replica(suite: RunningSuite, log_dir: Path, **env: str) -> Iterator[Replica]:
-    """One more gateway process on the suite's services (and Redis, unless `env` says otherwise)."""
-    port, admin = infra.free_port(), infra.free_port()
-    full = {**os.environ, **suite.env, "DEELRX_HTTP_PORT": str(port), "DEELRX_ADMIN_PORT": str(admin), **env}
-    log = open(log_dir / f"gateway-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=full, stdout=log, stderr=log)
-    try:
-        infra.wait_for_port(port, proc=proc)
-        infra.wait_for_port(admin, proc=proc)
-        yield Replica(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", proc)
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+from tests.integration.harness import eventually
+from tests.suite_launcher import Replica, gateway_replica
 
 
 def team_member_token(suite: RunningSuite) -> tuple[str, str]:
@@ -124,23 +101,24 @@ def test_three_replicas_serve_a_starter_team_at_most_its_limit(suite: RunningSui
             assert r.json()["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
 
     async def exceeded_events() -> list[audit_pb2.AuditEvent]:
+        # Sentinel: the replicas are stopped, so everything they published is in the stream before
+        # this event; once the audit service stored it, a second ratelimit.exceeded would be there.
+        sentinel = new_event("team.updated", source="test", now=datetime.now(UTC), team_id=team_id)
+        nc = await nats.connect(suite.nats_url)
+        await nc.jetstream().publish(
+            nats_bus.AUDIT_SUBJECT_PREFIX + sentinel.type,
+            sentinel.SerializeToString(),
+            headers={"Nats-Msg-Id": sentinel.id},
+        )
+        await nc.close()
+        types = ["ratelimit.exceeded", "team.updated"]
         async with channel(suite.env["DEELRX_AUDIT_ADDR"]) as ch:
             stub = audit_pb2_grpc.AuditServiceStub(ch)
-            for _ in range(50):
-                reply = await stub.QueryEvents(
-                    audit_pb2.QueryEventsRequest(team_id=team_id, types=["ratelimit.exceeded"])
-                )
-                if reply.events:
-                    await asyncio.sleep(0.5)  # would a second one arrive?
-                    return list(
-                        (
-                            await stub.QueryEvents(
-                                audit_pb2.QueryEventsRequest(team_id=team_id, types=["ratelimit.exceeded"])
-                            )
-                        ).events
-                    )
-                await asyncio.sleep(0.1)
-            return []
+            request = audit_pb2.QueryEventsRequest(team_id=team_id, types=types)
+            reply = await eventually(
+                lambda: stub.QueryEvents(request), lambda r: sentinel.id in {e.id for e in r.events}, timeout=20
+            )
+        return [e for e in reply.events if e.type == "ratelimit.exceeded"]
 
     events = asyncio.run(exceeded_events())
     assert len(events) == 1, "one ratelimit.exceeded per team and window, not one per refusal"

@@ -5,17 +5,15 @@ the audit service's hash chain of what happened."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx_kit.grpc_server import channel
-from deploy.local import infra
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import (
     CSRF_COOKIE,
@@ -26,6 +24,7 @@ from tests.e2e.flows import (
     new_email,
     sign_up_and_verify,
 )
+from tests.suite_launcher import gateway_replica
 
 pytestmark = pytest.mark.e2e
 
@@ -98,23 +97,10 @@ def test_requests_without_a_team_are_limited_per_user_at_the_starter_rate(suite:
 
 
 @pytest.fixture
-def second_gateway(suite: RunningSuite, tmp_path) -> str:
-    """Another gateway replica on the same services, NATS and Redis."""
-    port = infra.free_port()
-    env = {**os.environ, **suite.env, "DEELRX_HTTP_PORT": str(port), "DEELRX_ADMIN_PORT": str(infra.free_port())}
-    log = open(tmp_path / "gateway2.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=log)
-    try:
-        infra.wait_for_port(port, proc=proc)
-        for _ in range(100):
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+def second_gateway(suite: RunningSuite, tmp_path: Path) -> Iterator[str]:
+    """Another gateway replica on the same services, NATS and Redis, serving (or the test errors)."""
+    with gateway_replica(suite, tmp_path) as replica:
+        yield replica.url
 
 
 def test_logout_on_one_replica_is_refused_on_another_at_once(suite: RunningSuite, second_gateway: str) -> None:

@@ -9,6 +9,19 @@ import uuid
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import db, nats_bus
 from deelrx_kit.outbox import JetStreamProvider, Outbox, outbox_table
+from tests.integration.harness import eventually
+
+
+class AskedProvider(JetStreamProvider):
+    """No NATS, and a count of how often the relay asked for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def __call__(self) -> None:  # type: ignore[override]
+        self.asked += 1
+        return None
 
 
 async def _setup(database_url: str) -> tuple[Outbox, object, object]:
@@ -44,17 +57,18 @@ async def test_two_relays_publish_every_row_exactly_once(database_url: str, nats
         asyncio.create_task(o.relay(sessions, provider, stop, poll_seconds=0.05, batch=50))  # type: ignore[arg-type]
         for o in (outbox, second)
     ]
-    for _ in range(200):
-        if await outbox.pending(sessions) == 0 and len(seen) >= 500:  # type: ignore[arg-type]
-            break
-        await asyncio.sleep(0.05)
-    await nats_client.flush()
-    await asyncio.sleep(0.2)
+    await eventually(lambda: outbox.pending(sessions), lambda n: n == 0)  # type: ignore[arg-type]
     stop.set()
     await asyncio.gather(*relays)
+    # Sentinel: the relays are done and published on this connection; a message sent after them
+    # on it arrives after every one of theirs, duplicates included.
+    await nats_client.publish(subject, b"", headers={"Nats-Msg-Id": "sentinel"})
+    await eventually(lambda: seen, lambda got: "sentinel" in got)
     await sub.unsubscribe()
     await engine.dispose()  # type: ignore[attr-defined]
-    assert len(seen) == 500 and len(set(seen)) == 500
+    relayed = seen[:-1]
+    assert seen[-1] == "sentinel"
+    assert len(relayed) == 500 and len(set(relayed)) == 500
 
 
 async def test_rows_stay_while_nats_is_unreachable(database_url: str) -> None:
@@ -63,8 +77,10 @@ async def test_rows_stay_while_nats_is_unreachable(database_url: str) -> None:
         event = audit_pb2.AuditEvent(id="evt_stays", type="relay.test")
         await outbox.add(s, "audit.events.relay", event, event.id)
     stop = asyncio.Event()
-    relay = asyncio.create_task(outbox.relay(sessions, JetStreamProvider(), stop, poll_seconds=0.05))  # type: ignore[arg-type]
-    await asyncio.sleep(0.5)
+    provider = AskedProvider()
+    relay = asyncio.create_task(outbox.relay(sessions, provider, stop, poll_seconds=0.05))  # type: ignore[arg-type]
+    # Sentinel: the relay asked for NATS a second time, so its first attempt is over.
+    await eventually(lambda: provider.asked, lambda n: n >= 2)
     stop.set()
     await relay
     assert await outbox.pending(sessions) == 1  # type: ignore[arg-type]

@@ -24,11 +24,11 @@ from deelrx_kit.clock import SystemClock
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from deelrx_kit.outbox import JetStreamProvider, Outbox, outbox_table
-from deelrx_kit.settings import Settings
 from deploy.local import infra
 from services.audit.adapters import sql
 from services.audit.main import audit_log, bootstrap
 from tests.integration.audit.conftest import event
+from tests.integration.harness import eventually, make_settings
 
 EVENTS = 3000
 MANY = 10_000
@@ -50,13 +50,7 @@ async def test_restarting_nats_mid_stream_loses_and_doubles_nothing(tmp_path: Pa
     port = infra.free_port()
     server = infra.start_nats(tmp_path / "nats", port=port)
     audit_url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=audit_url,
-        nats_url=server.url,
-        metrics_enabled=False,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-    )
+    settings = make_settings(tmp_path, audit_url, server.url)
     audit = bootstrap(settings, grpc_port=0)
     await audit.start()
     # The producer: a service's outbox with every event staged, and its relay.
@@ -91,7 +85,14 @@ async def test_restarting_nats_mid_stream_loses_and_doubles_nothing(tmp_path: Pa
             if await _stored(audit_url, teams) >= EVENTS and await outbox.pending(sessions) == 0:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # a duplicate would show up now
+        # Sentinel: one more event through the same outbox, relay and consumer, all in order;
+        # once it is stored, a duplicate of anything before it would be stored too.
+        sentinel_team = new_id("tm")
+        async with db.transaction(sessions) as s:
+            e = event("customer.updated", team_id=sentinel_team)
+            await outbox.add(s, nats_bus.AUDIT_SUBJECT_PREFIX + e.type, e, e.id)
+        outbox.notify()
+        await eventually(lambda: _stored(audit_url, [sentinel_team]), lambda n: n == 1, timeout=60)
         assert in_between < EVENTS
         assert await _stored(audit_url, teams) == EVENTS
         assert await outbox.pending(sessions) == 0

@@ -55,8 +55,8 @@ class Rig:
         if name in self.infra:
             proc = self.infra[name].process
         else:
-            assert self.suite.processes is not None
-            proc = self.suite.processes.services[name]
+            assert self.suite.launcher is not None
+            proc = self.suite.launcher.services[name]
         assert proc is not None and proc.poll() is None, f"{name} is not running"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -67,7 +67,7 @@ class Rig:
             start = {"nats": infra.start_nats, "redis": infra.start_redis, "postgres": infra.start_postgres}[name]
             self.infra[name] = start(self.base / name, port)
             return
-        processes = self.suite.processes
+        processes = self.suite.launcher
         assert processes is not None and self.suite.log_path is not None
         module = "gateway" if name == "gateway" else f"services.{name}"
         log = open(self.suite.log_path, "ab")
@@ -86,12 +86,10 @@ def rig(smtp: tuple[Mailbox, int], tmp_path_factory: pytest.TempPathFactory) -> 
         "postgres": infra.start_postgres(base / "postgres"),
     }
     own = Infra(procs["nats"].url, procs["redis"].url, procs["postgres"].url, base)
-    running = start_suite(own, smtp, base / "suite", "postgres")
     try:
-        suite = next(running)
-        yield Rig(suite, procs, base)
+        with start_suite(own, smtp, base / "suite", "postgres") as suite:
+            yield Rig(suite, procs, base)
     finally:
-        running.close()
         for p in reversed(list(procs.values())):
             p.stop()
 

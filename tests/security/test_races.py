@@ -32,9 +32,9 @@ def race_suite(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveSuite]:
     data_dir = tmp_path_factory.mktemp(f"races-{request.param}")
-    yield from start_suite(
-        infrastructure, smtp, data_dir, request.param, extra_env={"DEELRX_REFRESH_GRACE_SECONDS": "0"}
-    )
+    grace = {"DEELRX_REFRESH_GRACE_SECONDS": "0"}
+    with start_suite(infrastructure, smtp, data_dir, request.param, extra_env=grace) as running:
+        yield running
 
 
 def at_once(suite: LiveSuite, method: str, path: str, n: int = N, **kwargs) -> list[httpx.Response]:

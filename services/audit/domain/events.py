@@ -23,7 +23,7 @@ from deelrx_kit import audit_partitions
 GENESIS_HASH = "0" * 64
 
 # What a user sees as "their own security activity" (GET /v1/me/security-activity).
-SECURITY_TYPE_PREFIXES = ("auth.", "session.", "mfa.", "password.")
+SECURITY_TYPE_PREFIXES = ("auth.", "session.", "mfa.", "password.", "user.")
 
 
 def is_security_type(event_type: str) -> bool:

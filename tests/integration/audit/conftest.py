@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 import pytest
 from nats.js import JetStreamContext
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_events import new_event, subject_for
-from deelrx_kit.grpc_errors import decode
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
-from deelrx_kit.settings import Settings
 from deelrx_kit.timestamps import to_timestamp
 from services.audit.main import bootstrap
+from tests.integration.harness import eventually, make_settings
 
 T = TypeVar("T")
-
-
-def settings_for(tmp_path: Path, database_url: str, nats_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        nats_url=nats_url,
-        metrics_enabled=False,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-    )
 
 
 def event(
@@ -72,24 +59,6 @@ def alert(rule: str = "brute_force", **kw: Any) -> audit_pb2.Alert:
     return a
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 15.0) -> T:
-    """Poll until `done(value)`; the consumers are asynchronous."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if done(value) or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
-
-
-async def error_code(call: Awaitable[Any]) -> str:
-    try:
-        await call
-    except grpc.aio.AioRpcError as exc:
-        return decode(exc).code
-    raise AssertionError("call succeeded")
-
-
 @dataclass
 class AuditHarness:
     stub: audit_pb2_grpc.AuditServiceStub
@@ -106,7 +75,7 @@ class AuditHarness:
 
 @pytest.fixture
 async def audit(tmp_path: Path, database_url: str, nats_url: str, nats_client) -> AsyncIterator[AuditHarness]:
-    rt = bootstrap(settings_for(tmp_path, database_url, nats_url), grpc_port=0)
+    rt = bootstrap(make_settings(tmp_path, database_url, nats_url), grpc_port=0)
     await rt.start()
     js = nats_client.jetstream()
     await nats_bus.ensure_streams(js)

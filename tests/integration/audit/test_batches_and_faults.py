@@ -26,8 +26,9 @@ from services.audit.adapters.protobuf_records import event_record
 from services.audit.app import AuditLog
 from services.audit.domain.events import team_chain
 from services.audit.main import audit_log, bootstrap
+from tests.integration.harness import make_settings
 
-from .conftest import event, settings_for
+from .conftest import event
 
 MIGRATIONS = Path(__file__).parents[3] / "services" / "audit" / "migrations"
 
@@ -80,7 +81,7 @@ async def test_killing_the_audit_service_mid_stream_loses_and_doubles_nothing(
     await nats_bus.ensure_streams(js)
     teams = [new_id("tm") for _ in range(4)]
     evs = [event("customer.updated", team_id=teams[i % 4]) for i in range(2000)]
-    settings = settings_for(tmp_path, database_url, nats_url).model_copy(update={"audit_partition_lease_seconds": 2.0})
+    settings = make_settings(tmp_path, database_url, nats_url).model_copy(update={"audit_partition_lease_seconds": 2.0})
     first = bootstrap(settings, grpc_port=0)
     await first.start()
 
@@ -133,7 +134,7 @@ async def test_a_live_stream_sees_what_every_replica_stores(
 ) -> None:
     js = nats_client.jetstream()
     await nats_bus.ensure_streams(js)
-    settings = settings_for(tmp_path, database_url, nats_url).model_copy(update={"audit_partition_lease_seconds": 3.0})
+    settings = make_settings(tmp_path, database_url, nats_url).model_copy(update={"audit_partition_lease_seconds": 3.0})
     replicas = [bootstrap(settings, grpc_port=0) for _ in range(2)]
     for rt in replicas:
         await rt.start()

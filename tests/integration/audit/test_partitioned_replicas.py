@@ -24,8 +24,9 @@ from services.audit.adapters import partition_sql, sql
 from services.audit.adapters.protobuf_records import event_record
 from services.audit.app import LeaseLost, PartitionFence
 from services.audit.main import audit_log, bootstrap
+from tests.integration.harness import make_settings
 
-from .conftest import event, settings_for
+from .conftest import event
 
 MIGRATIONS = Path(__file__).parents[3] / "services" / "audit" / "migrations"
 EVENTS = 3000
@@ -70,7 +71,7 @@ async def test_two_replicas_share_the_partitions_and_hand_them_over_mid_stream(
     nc = await nats.connect(server.url)
     js = nc.jetstream()
     await nats_bus.ensure_streams(js)
-    settings = settings_for(tmp_path, database_url, server.url).model_copy(
+    settings = make_settings(tmp_path, database_url, server.url).model_copy(
         update={"audit_partition_lease_seconds": 5.0}
     )
     first = bootstrap(settings, grpc_port=0)

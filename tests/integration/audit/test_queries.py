@@ -8,8 +8,9 @@ from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx_kit.ids import new_id
 from deelrx_kit.timestamps import to_timestamp
+from tests.integration.harness import error_code, eventually
 
-from .conftest import AuditHarness, error_code, event, eventually, publish
+from .conftest import AuditHarness, event, publish
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

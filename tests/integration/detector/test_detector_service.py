@@ -16,21 +16,14 @@ from deelrx_kit import nats_bus
 from deelrx_kit.audit_events import new_event
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
-from deelrx_kit.settings import Settings
 from services.audit.main import bootstrap as audit_bootstrap
 from services.detector.main import bootstrap as detector_bootstrap
+from tests.integration.harness import eventually, make_settings
 
 
 @pytest.fixture
 async def suite(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -> AsyncIterator[tuple]:
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
-        nats_url=nats_url,
-        redis_url=redis_url,
-        metrics_enabled=False,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-    )
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}", nats_url, redis_url)
     detector = detector_bootstrap(settings, grpc_port=0)
     audit = audit_bootstrap(settings, grpc_port=0)
     await detector.start()
@@ -111,11 +104,7 @@ async def test_failed_logins_raise_one_brute_force_alert(suite, nats_client) -> 
         resp = await audit.ListAlerts(audit_pb2.ListAlertsRequest(team_id=new_id("tm"), member_user_ids=[user]))
         return list(resp.alerts)
 
-    for _ in range(200):
-        seen = await listed()
-        if seen:
-            break
-        await asyncio.sleep(0.05)
+    seen = await eventually(listed)
     assert [a.id for a in seen] == [alert.id]
 
     rules = await detector.ListRules(detector_pb2.ListRulesRequest())

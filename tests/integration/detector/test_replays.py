@@ -13,21 +13,15 @@ import pytest
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.ids import new_id
-from deelrx_kit.settings import Settings
 from services.detector.main import bootstrap
+from tests.integration.harness import make_settings
 
 from . import traces
 
 
 @pytest.fixture
 async def detector(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -> AsyncIterator[object]:
-    settings = Settings(
-        data_dir=tmp_path,
-        nats_url=nats_url,
-        redis_url=redis_url,
-        metrics_enabled=False,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-    )
+    settings = make_settings(tmp_path, nats_url=nats_url, redis_url=redis_url)
     rt = bootstrap(settings, grpc_port=0)
     await rt.start()
     await nats_bus.ensure_streams(nats_client.jetstream())

@@ -18,12 +18,12 @@ from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from deelrx_kit.clock import SystemClock
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
-from deelrx_kit.settings import Settings
 from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
 from services.detector.domain.rules import Observation, RaisedAlert, RuleSet
 from services.detector.responses import Responses, parse_responses
 from services.sessions.main import bootstrap
+from tests.integration.harness import make_settings
 
 
 class Collected:
@@ -42,15 +42,7 @@ class Collected:
 async def sessions(
     tmp_path: Path, nats_url: str, redis_url: str
 ) -> AsyncIterator[sessions_pb2_grpc.SessionsServiceStub]:
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}",
-        nats_url=nats_url,
-        redis_url=redis_url,
-        metrics_enabled=False,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-        public_url="https://auth.example.test",
-    )
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}", nats_url, redis_url)
     rt = bootstrap(settings, grpc_port=0)
     await rt.start()
     ch = channel(f"127.0.0.1:{rt.grpc.port}")

@@ -11,9 +11,9 @@ import pytest
 from fastapi import Request
 
 from deelrx_kit.errors import DomainError
-from deelrx_kit.settings import Settings
 from gateway.idempotency import idempotent
 from gateway.main import bootstrap
+from tests.integration.harness import make_settings
 
 
 class Things:
@@ -23,7 +23,7 @@ class Things:
 
 @pytest.fixture
 async def gateway(redis_url: str, tmp_path) -> AsyncIterator[tuple[object, Things]]:
-    settings = Settings(data_dir=tmp_path, redis_url=redis_url, secret_key="test-secret-0123456789abcdef-0123456789")
+    settings = make_settings(tmp_path, redis_url=redis_url)
     process = bootstrap(settings)
     things = Things()
 

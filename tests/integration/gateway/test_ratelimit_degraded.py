@@ -4,7 +4,6 @@ and back to shared limits by itself."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.redis_breaker import RedisBreaker
 from gateway.revocation import RevocationSet
 from tests.integration.gateway.redis_servers import RedisServer
+from tests.integration.harness import eventually
 
 TIMEOUT = 0.1
 
@@ -34,13 +34,6 @@ def _limiter(url: str, replicas: int = 2) -> RateLimiter:
     client = connect_redis(url)
     breaker = RedisBreaker(client.ping, timeout=TIMEOUT, probe_interval=0.1)
     return RateLimiter(client, breaker=breaker, replicas=replicas, prefix=f"t:{uuid.uuid4().hex}")
-
-
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_paused_redis_costs_one_deadline_then_local_limits_apply(server: RedisServer) -> None:
@@ -66,7 +59,7 @@ async def test_a_paused_redis_costs_one_deadline_then_local_limits_apply(server:
         assert limiter.status()["mode"] == "local"
     finally:
         server.resume()
-    await _until(lambda: not limiter.degraded)
+    await eventually(lambda: not limiter.degraded)
     assert (await limiter.hit("team-starter", "tm_2", 10)).mode == "shared"
     assert REGISTRY.get_sample_value("deelrx_gateway_redis_degraded") == 0
     await limiter.breaker.close()
@@ -81,7 +74,7 @@ async def test_a_stopped_redis_degrades_and_a_restarted_one_is_used_again(server
     assert [d.allowed for d in decisions] == [True] * 3 + [False] * 2
     assert decisions[-1].retry_after >= 1
     server.start()
-    await _until(lambda: not limiter.degraded)
+    await eventually(lambda: not limiter.degraded)
     assert (await limiter.hit("p", "s", 3)).mode == "shared"
     await limiter.breaker.close()
 

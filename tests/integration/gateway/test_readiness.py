@@ -8,9 +8,10 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deelrx_kit.settings import SERVICES, Settings
+from deelrx_kit.settings import SERVICES
 from deploy.local.infra import free_port
 from gateway.main import bootstrap
+from tests.integration.harness import make_settings
 
 
 class CountingHealth(health_pb2_grpc.HealthServicer):
@@ -30,11 +31,8 @@ async def test_readyz_fans_out_at_most_once_per_second(redis_url: str, tmp_path)
     port = free_port()
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    settings = Settings(
-        data_dir=tmp_path,
-        redis_url=redis_url,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-        **{f"{name}_addr": f"127.0.0.1:{port}" for name in SERVICES},
+    settings = make_settings(
+        tmp_path, redis_url=redis_url, **{f"{name}_addr": f"127.0.0.1:{port}" for name in SERVICES}
     )
     process = bootstrap(settings)
     try:

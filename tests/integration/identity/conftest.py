@@ -2,71 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx.identity.v1 import identity_pb2 as pb
 from deelrx.identity.v1 import identity_pb2_grpc
 from deelrx_kit.clock import FrozenClock
 from deelrx_kit.errors import DomainError
-from deelrx_kit.grpc_errors import decode
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.runtime import ServiceRuntime
 from deelrx_kit.settings import Settings
 from services.identity.main import bootstrap
+from tests.integration.harness import PUBLIC_URL, call, domain_error, eventually, make_settings
 
-PUBLIC_URL = "https://auth.example.test"
+__all__ = ["PUBLIC_URL", "call", "make_settings"]
+
 PASSWORD = "velvet-thunder-orchard-42"
 TOKEN_RE = re.compile(r"/verify-email\?token=([A-Za-z0-9_\-%]+)")
 
 
-def make_settings(tmp_path: Path, database_url: str, nats_url: str, redis_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": tmp_path,
-        "database_url": database_url,
-        "nats_url": nats_url,
-        "redis_url": redis_url,
-        "argon2_time_cost": 1,
-        "argon2_memory_cost_kib": 1024,
-        "argon2_parallelism": 1,
-        "metrics_enabled": False,
-        "secret_key": "test-secret-0123456789abcdef-0123456789",
-        "public_url": PUBLIC_URL,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 def ctx(ip: str = "198.51.100.7") -> common_pb2.RequestContext:
     return common_pb2.RequestContext(request_id="req-test", client_ip=ip, user_agent="pytest")
-
-
-async def call(method: Callable[[Any], Awaitable[Any]], request: Any) -> Any:
-    """Call an RPC; a failure comes back as the DomainError it carried."""
-    try:
-        return await method(request)
-    except grpc.aio.AioRpcError as exc:
-        raise decode(exc) from None
-
-
-async def failure(method: Callable[[Any], Awaitable[Any]], request: Any) -> DomainError:
-    try:
-        await call(method, request)
-    except DomainError as exc:
-        return exc
-    raise AssertionError("the call succeeded")
 
 
 @dataclass
@@ -79,13 +44,11 @@ class Identity:
 
     async def mails_to(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
         """Wait for at least `count` mails to `address` (the file mailer's .eml files)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = [m for m in self._read_mails() if str(m["To"]).lower() == address.lower()]
-            if len(found) >= count or loop.time() > deadline:
-                return found
-            await asyncio.sleep(0.05)
+        return await eventually(
+            lambda: [m for m in self._read_mails() if str(m["To"]).lower() == address.lower()],
+            lambda found: len(found) >= count,
+            timeout,
+        )
 
     def _read_mails(self) -> list[EmailMessage]:
         if not self.mail_dir.exists():
@@ -120,8 +83,8 @@ class Identity:
         )
 
     async def login_error(self, address: str, password: str, ip: str = "198.51.100.7") -> DomainError:
-        return await failure(
-            self.stub.Authenticate, pb.AuthenticateRequest(context=ctx(ip), email=address, password=password)
+        return await domain_error(
+            self.stub.Authenticate(pb.AuthenticateRequest(context=ctx(ip), email=address, password=password))
         )
 
 
@@ -157,35 +120,3 @@ async def identity(
     finally:
         await chan.close()
         await rt.stop()
-
-
-async def audit_events(
-    nats_client: Any, wanted: Callable[[audit_pb2.AuditEvent], bool], count: int, timeout: float = 10.0
-) -> list[audit_pb2.AuditEvent]:
-    """Read the AUDIT stream from the start until `count` events match `wanted`."""
-    js = nats_client.jetstream()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    found: list[audit_pb2.AuditEvent] = []
-    while loop.time() < deadline:
-        found = []
-        try:
-            sub = await js.subscribe("audit.events.>", ordered_consumer=True)
-        except Exception:
-            await asyncio.sleep(0.2)
-            continue
-        try:
-            while loop.time() < deadline:
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except Exception:
-                    break  # caught up with the stream
-                event = audit_pb2.AuditEvent.FromString(msg.data)
-                if wanted(event):
-                    found.append(event)
-        finally:
-            await sub.unsubscribe()
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.2)
-    return found

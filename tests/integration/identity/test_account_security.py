@@ -13,10 +13,11 @@ from sqlalchemy import inspect, select, text
 from deelrx.identity.v1 import identity_pb2 as pb
 from deelrx_kit.db import create_engine
 from deelrx_kit.errors import DomainError
-from services.identity.adapters.sql import users
+from services.identity.adapters.sql import mail_outbox, users
 from services.identity.domain import totp
+from tests.integration.harness import domain_error, eventually
 
-from .conftest import PASSWORD, Identity, call, ctx, failure
+from .conftest import PASSWORD, Identity, call, ctx
 
 NEW_PASSWORD = "quiet meadow lantern 1977"
 RESET_RE = re.compile(r"/reset-password\?token=([A-Za-z0-9_\-%]+)")
@@ -67,12 +68,14 @@ async def test_reset_link_expires_after_30_minutes_and_a_newer_one_replaces_it(i
     second = await reset_token(identity, "reset@example.com", 3)
     assert first != second
     assert (
-        await failure(identity.stub.ResetPassword, pb.ResetPasswordRequest(token=first, new_password=NEW_PASSWORD))
+        await domain_error(identity.stub.ResetPassword(pb.ResetPasswordRequest(token=first, new_password=NEW_PASSWORD)))
     ).code == "invalid_token"
 
     identity.clock.advance(minutes=30)
     assert (
-        await failure(identity.stub.ResetPassword, pb.ResetPasswordRequest(token=second, new_password=NEW_PASSWORD))
+        await domain_error(
+            identity.stub.ResetPassword(pb.ResetPasswordRequest(token=second, new_password=NEW_PASSWORD))
+        )
     ).code == "invalid_token"
     await identity.login("reset@example.com")  # the password is unchanged
 
@@ -100,7 +103,7 @@ async def test_reset_clears_every_lock_and_a_change_kills_the_reset_link(identit
         pb.ChangePasswordRequest(context=ctx(), user_id=user_id, current_password=NEW_PASSWORD, new_password=PASSWORD),
     )
     assert (
-        await failure(identity.stub.ResetPassword, pb.ResetPasswordRequest(token=token, new_password=NEW_PASSWORD))
+        await domain_error(identity.stub.ResetPassword(pb.ResetPasswordRequest(token=token, new_password=NEW_PASSWORD)))
     ).code == "invalid_token"
 
 
@@ -131,21 +134,23 @@ async def test_totp_window_edges_and_replay_with_a_frozen_clock(identity: Identi
     identity.clock.advance(seconds=30)  # now at step t+1
     # Two steps back and two ahead are outside the window.
     for step in (t - 1, t + 3):
-        error = await failure(
-            identity.stub.VerifyMfa,
-            pb.VerifyMfaRequest(
-                mfa_token=(await identity.login("window@example.com")).mfa_token, code=totp.code_at(secret, step)
-            ),
+        error = await domain_error(
+            identity.stub.VerifyMfa(
+                pb.VerifyMfaRequest(
+                    mfa_token=(await identity.login("window@example.com")).mfa_token, code=totp.code_at(secret, step)
+                )
+            )
         )
         assert error.code == "invalid_mfa_code"
     # One step ahead is accepted; then the current (earlier) step is a replay.
     ok = await mfa_login(identity, "window@example.com", code=totp.code_at(secret, t + 2))
     assert list(ok.amr) == ["pwd", "otp"]
-    error = await failure(
-        identity.stub.VerifyMfa,
-        pb.VerifyMfaRequest(
-            mfa_token=(await identity.login("window@example.com")).mfa_token, code=totp.code_at(secret, t + 1)
-        ),
+    error = await domain_error(
+        identity.stub.VerifyMfa(
+            pb.VerifyMfaRequest(
+                mfa_token=(await identity.login("window@example.com")).mfa_token, code=totp.code_at(secret, t + 1)
+            )
+        )
     )
     assert error.code == "invalid_mfa_code"
 
@@ -156,7 +161,7 @@ async def test_mfa_token_lives_five_minutes(identity: Identity) -> None:
     first = await identity.login("slow@example.com")
     identity.clock.advance(minutes=5, seconds=1)
     code = totp.code_at(secret, totp.time_step(identity.clock.now()))
-    error = await failure(identity.stub.VerifyMfa, pb.VerifyMfaRequest(mfa_token=first.mfa_token, code=code))
+    error = await domain_error(identity.stub.VerifyMfa(pb.VerifyMfaRequest(mfa_token=first.mfa_token, code=code)))
     assert error.code == "invalid_mfa_code"
 
 
@@ -170,9 +175,10 @@ async def test_wrong_codes_count_toward_the_lockout(identity: Identity) -> None:
         except DomainError as exc:
             outcomes.append(exc.code)
             continue
-        error = await failure(
-            identity.stub.VerifyMfa,
-            pb.VerifyMfaRequest(context=ctx(ATTACKER), mfa_token=first.mfa_token, code="000000"),
+        error = await domain_error(
+            identity.stub.VerifyMfa(
+                pb.VerifyMfaRequest(context=ctx(ATTACKER), mfa_token=first.mfa_token, code="000000")
+            )
         )
         outcomes.append(error.code)
     # Each round costs two failures (the unfinished password step and the wrong code).
@@ -216,9 +222,10 @@ async def test_regeneration_while_a_login_uses_an_old_code(identity: Identity) -
     # Either the login came first (its code was then replaced) or it was refused: never half.
     assert status.recovery_codes_remaining == 10
     assert isinstance(login_result, pb.VerifyMfaResponse) or login_result.code == "invalid_mfa_code"
-    error = await failure(
-        identity.stub.VerifyMfa,
-        pb.VerifyMfaRequest(mfa_token=(await identity.login("regen@example.com")).mfa_token, recovery_code=codes[1]),
+    error = await domain_error(
+        identity.stub.VerifyMfa(
+            pb.VerifyMfaRequest(mfa_token=(await identity.login("regen@example.com")).mfa_token, recovery_code=codes[1])
+        )
     )
     assert error.code == "invalid_mfa_code"
 
@@ -248,7 +255,13 @@ async def test_no_secret_is_stored_in_clear(identity: Identity) -> None:
     first = await identity.login("scan@example.com", NEW_PASSWORD)
     needles = [secret, token, verification, first.mfa_token, first.mfa_token.removeprefix("mfa_")]
     needles += [c for code in codes for c in (code, code.replace("-", ""))]
-    await identity.mails_to("scan@example.com", 6)  # delivered, so the mail outbox is empty again
+
+    async def staged_mails() -> int:
+        async with identity.rt.sessionmaker() as session:  # type: ignore[attr-defined]
+            return len((await session.execute(select(mail_outbox.c.id))).all())
+
+    # Every mail delivered: the outbox holds no link any more, only what the scan must judge.
+    await eventually(staged_mails, lambda n: n == 0)
 
     engine = create_engine(identity.settings.database_url, "identity")
     found: list[str] = []
@@ -314,11 +327,12 @@ async def test_a_known_device_is_not_locked_out_by_other_clients(identity: Ident
     # A token of another account, or a forged one, does not help.
     forged = device[:-4] + ("0000" if not device.endswith("0000") else "1111")
     for token in (other_device, forged, "d1.x.y.z", "garbage" * 50):
-        error = await failure(
-            identity.stub.Authenticate,
-            pb.AuthenticateRequest(
-                context=ctx("192.0.2.99"), email="owner@example.com", password=PASSWORD, device_token=token
-            ),
+        error = await domain_error(
+            identity.stub.Authenticate(
+                pb.AuthenticateRequest(
+                    context=ctx("192.0.2.99"), email="owner@example.com", password=PASSWORD, device_token=token
+                )
+            )
         )
         assert error.code == "account_locked"
     # The owner's device still gets in, from the attacker's address too (and, proving the
@@ -331,16 +345,18 @@ async def test_a_known_device_gets_only_its_own_ten_guesses(identity: Identity) 
     await identity.account("stolen@example.com")
     device = (await identity.login("stolen@example.com")).device_token
     for _ in range(10):
-        error = await failure(
-            identity.stub.Authenticate,
-            pb.AuthenticateRequest(
-                context=ctx(), email="stolen@example.com", password="guess-guess-guess", device_token=device
-            ),
+        error = await domain_error(
+            identity.stub.Authenticate(
+                pb.AuthenticateRequest(
+                    context=ctx(), email="stolen@example.com", password="guess-guess-guess", device_token=device
+                )
+            )
         )
         assert error.code == "invalid_credentials"
-    error = await failure(
-        identity.stub.Authenticate,
-        pb.AuthenticateRequest(context=ctx(), email="stolen@example.com", password=PASSWORD, device_token=device),
+    error = await domain_error(
+        identity.stub.Authenticate(
+            pb.AuthenticateRequest(context=ctx(), email="stolen@example.com", password=PASSWORD, device_token=device)
+        )
     )
     assert error.code == "account_locked"
     await identity.login("stolen@example.com", ip="192.0.2.50")  # other clients are unaffected

@@ -11,14 +11,15 @@ from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.db import create_engine
 from deelrx_kit.errors import DomainError
 from services.identity.adapters.sql import users
+from tests.integration.harness import AuditTap
 
-from .conftest import PASSWORD, Identity, audit_events, make_settings, start_identity
+from .conftest import PASSWORD, Identity, make_settings, start_identity
 
 ATTACKER = "203.0.113.66"
 OTHER = "192.0.2.10"
 
 
-async def test_wrong_password_and_unknown_email_answer_alike(identity: Identity, nats_client) -> None:
+async def test_wrong_password_and_unknown_email_answer_alike(identity: Identity, audit_tap: AuditTap) -> None:
     # The AUDIT stream is shared by the whole test session: pick out this test's events by
     # the known user id and the keyed hash of this test's own unknown address.
     unknown_email = f"unknown-{uuid.uuid4().hex[:8]}@example.com"
@@ -30,10 +31,8 @@ async def test_wrong_password_and_unknown_email_answer_alike(identity: Identity,
         assert error.code == "invalid_credentials"
     assert wrong.message == unknown.message
 
-    events = await audit_events(
-        nats_client,
-        lambda e: e.type == "auth.login_failed" and (e.actor.user_id == user_id or e.subject_hash == unknown_hash),
-        2,
+    events = await audit_tap.wait(
+        lambda e: e.type == "auth.login_failed" and (e.actor.user_id == user_id or e.subject_hash == unknown_hash), 2
     )
     reasons = {e.details["reason"] for e in events}
     assert reasons == {"bad_password", "unknown_account"}

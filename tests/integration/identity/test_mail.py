@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 from collections.abc import Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -17,6 +17,7 @@ from deelrx.identity.v1 import identity_pb2_grpc
 from deelrx_kit.clock import FrozenClock
 from deploy.local.infra import free_port
 from services.identity.adapters.sql import mail_outbox
+from tests.integration.harness import eventually
 
 from .conftest import PASSWORD, call, ctx, make_settings, start_identity, token_of
 
@@ -32,11 +33,7 @@ class Inbox:
         return "250 OK"
 
     async def wait(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.messages) < count and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        return self.messages
+        return await eventually(lambda: self.messages, lambda got: len(got) >= count, timeout)
 
 
 @pytest.fixture
@@ -97,14 +94,13 @@ async def test_mail_waits_in_the_outbox_while_smtp_is_down(
     controller = None
     try:
         await call(stub.StartSignup, pb.StartSignupRequest(email="later@example.com", password=PASSWORD, name="L"))
+
         # The first attempt fails (nothing listens yet) and the mail stays staged.
-        pending = []
-        for _ in range(50):
+        async def staged() -> list[Any]:
             async with rt.sessionmaker() as session:
-                pending = (await session.execute(select(mail_outbox.c.attempts, mail_outbox.c.last_error))).all()
-            if pending and pending[0].attempts >= 1:
-                break
-            await asyncio.sleep(0.1)
+                return list((await session.execute(select(mail_outbox.c.attempts, mail_outbox.c.last_error))).all())
+
+        pending = await eventually(staged, lambda rows: bool(rows) and rows[0].attempts >= 1)
         assert len(pending) == 1 and pending[0].attempts >= 1 and pending[0].last_error
         controller, inbox = start_smtp(smtp_port)
         assert inbox.messages == []

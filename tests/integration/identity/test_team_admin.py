@@ -8,8 +8,9 @@ from urllib.parse import unquote
 
 from deelrx.common.v1 import common_pb2
 from deelrx.identity.v1 import identity_pb2 as pb
+from tests.integration.harness import domain_error
 
-from .conftest import PUBLIC_URL, Identity, call, ctx, failure
+from .conftest import PUBLIC_URL, Identity, call, ctx
 
 INVITE_RE = re.compile(r"/accept-invite\?token=([A-Za-z0-9_\-%]+)")
 
@@ -53,9 +54,9 @@ async def test_settings_within_bounds_and_billing(identity: Identity, nats_clien
     assert updated.team.settings.session_absolute_timeout_hours == 12 and updated.team.settings.mfa_required
     for field, value in (("session_idle_timeout_minutes", 31), ("session_absolute_timeout_hours", 0)):
         bad = pb.UpdateTeamRequest(team_id=team.id, **{field: value})
-        error = await failure(identity.stub.UpdateTeam, bad)
+        error = await domain_error(identity.stub.UpdateTeam(bad))
         assert error.code == "validation_error" and error.violations[0].pointer == f"/settings/{field}"
-    missing = await failure(identity.stub.UpdateTeam, pb.UpdateTeamRequest(team_id="tm_x", name="n"))
+    missing = await domain_error(identity.stub.UpdateTeam(pb.UpdateTeamRequest(team_id="tm_x", name="n")))
     assert missing.code == "not_found"
 
     billed = await call(
@@ -63,7 +64,7 @@ async def test_settings_within_bounds_and_billing(identity: Identity, nats_clien
         pb.UpdateBillingRequest(team_id=team.id, plan="professional", billing_email="Pay@Example.com"),
     )
     assert billed.team.plan == "professional" and billed.team.billing_email == "Pay@example.com"
-    bad_plan = await failure(identity.stub.UpdateBilling, pb.UpdateBillingRequest(team_id=team.id, plan="gold"))
+    bad_plan = await domain_error(identity.stub.UpdateBilling(pb.UpdateBillingRequest(team_id=team.id, plan="gold")))
     assert bad_plan.code == "validation_error"
     seen = set()
     for _ in range(2):
@@ -84,8 +85,8 @@ async def test_invitation_is_single_use_and_bound_to_the_address(identity: Ident
     assert [i.id for i in listed.invitations] == [invitation_id]
     assert listed.invitations[0].role == "manager" and listed.invitations[0].invited_by == owner
 
-    wrong_user = await failure(
-        identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=stranger, token=token)
+    wrong_user = await domain_error(
+        identity.stub.AcceptInvitation(pb.AcceptInvitationRequest(user_id=stranger, token=token))
     )
     assert wrong_user.code == "forbidden"
     accepted = await call(identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=invitee, token=token))
@@ -93,7 +94,9 @@ async def test_invitation_is_single_use_and_bound_to_the_address(identity: Ident
     # The same user again (a retry finishing the membership step) gets the same answer; others cannot.
     again = await call(identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=invitee, token=token))
     assert again.invitation_id == invitation_id
-    reused = await failure(identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=stranger, token=token))
+    reused = await domain_error(
+        identity.stub.AcceptInvitation(pb.AcceptInvitationRequest(user_id=stranger, token=token))
+    )
     assert reused.code == "invalid_token"
     assert not (await call(identity.stub.ListInvitations, pb.ListInvitationsRequest(team_id=team.id))).invitations
 
@@ -106,20 +109,24 @@ async def test_reinvite_replaces_revoke_and_expiry(identity: Identity) -> None:
     second_id, second = await _invite(identity, owner, team.id, "BOB@example.com", "manager")
     listed = await call(identity.stub.ListInvitations, pb.ListInvitationsRequest(team_id=team.id))
     assert [i.id for i in listed.invitations] == [second_id]
-    old = await failure(identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=invitee, token=first))
+    old = await domain_error(identity.stub.AcceptInvitation(pb.AcceptInvitationRequest(user_id=invitee, token=first)))
     assert old.code == "invalid_token"
 
     await call(identity.stub.RevokeInvitation, pb.RevokeInvitationRequest(team_id=team.id, invitation_id=second_id))
-    revoked = await failure(identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=invitee, token=second))
+    revoked = await domain_error(
+        identity.stub.AcceptInvitation(pb.AcceptInvitationRequest(user_id=invitee, token=second))
+    )
     assert revoked.code == "invalid_token"
-    gone = await failure(
-        identity.stub.RevokeInvitation, pb.RevokeInvitationRequest(team_id=team.id, invitation_id=first_id)
+    gone = await domain_error(
+        identity.stub.RevokeInvitation(pb.RevokeInvitationRequest(team_id=team.id, invitation_id=first_id))
     )
     assert gone.code == "not_found"
 
     _, third = await _invite(identity, owner, team.id, "bob@example.com")
     identity.clock.advance(days=7, seconds=1)
-    expired = await failure(identity.stub.AcceptInvitation, pb.AcceptInvitationRequest(user_id=invitee, token=third))
+    expired = await domain_error(
+        identity.stub.AcceptInvitation(pb.AcceptInvitationRequest(user_id=invitee, token=third))
+    )
     assert expired.code == "invalid_token"
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from deelrx.identity.v1 import identity_pb2 as pb
+from tests.integration.harness import domain_error
 
-from .conftest import Identity, call, ctx, failure
+from .conftest import Identity, call, ctx
 
 
 async def test_create_team_then_login_starts_in_it(identity: Identity) -> None:
@@ -33,13 +34,13 @@ async def test_create_team_then_login_starts_in_it(identity: Identity) -> None:
 
 async def test_team_and_user_errors(identity: Identity) -> None:
     user_id = await identity.account("solo@example.com")
-    assert (await failure(identity.stub.GetUser, pb.GetUserRequest(user_id="usr_missing"))).code == "not_found"
+    assert (await domain_error(identity.stub.GetUser(pb.GetUserRequest(user_id="usr_missing")))).code == "not_found"
     missing_team = pb.SetActiveTeamRequest(user_id=user_id, team_id="tm_01aaaaaaaaaaaaaaaaaaaaaaaa")
-    assert (await failure(identity.stub.SetActiveTeam, missing_team)).code == "not_found"
+    assert (await domain_error(identity.stub.SetActiveTeam(missing_team))).code == "not_found"
     bad_name = pb.CreateTeamRequest(owner_user_id=user_id, name="x" * 101)
-    assert (await failure(identity.stub.CreateTeam, bad_name)).code == "validation_error"
+    assert (await domain_error(identity.stub.CreateTeam(bad_name))).code == "validation_error"
     no_owner = pb.CreateTeamRequest(owner_user_id="usr_missing", name="Ghost Inc")
-    assert (await failure(identity.stub.CreateTeam, no_owner)).code == "not_found"
+    assert (await domain_error(identity.stub.CreateTeam(no_owner))).code == "not_found"
     # Bad input is a validation error, never INTERNAL.
     no_plan = pb.UpdateBillingRequest(team_id="tm_01aaaaaaaaaaaaaaaaaaaaaaaa")
-    assert (await failure(identity.stub.UpdateBilling, no_plan)).code == "validation_error"
+    assert (await domain_error(identity.stub.UpdateBilling(no_plan))).code == "validation_error"

@@ -10,15 +10,14 @@ from sqlalchemy.engine import make_url
 from deelrx_kit import db
 from deelrx_kit.db_roles import migration_role, role_statements, runtime_role
 from deelrx_kit.migrate import migrations_dir
-from tests.conftest import Infra, _create_database
 
 
 def _as(url: str, role: str) -> str:
     return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
 
 
-async def test_runtime_roles_reach_only_their_own_schema(infrastructure: Infra) -> None:
-    url = await _create_database(infrastructure.postgres_url)
+async def test_runtime_roles_reach_only_their_own_schema(postgres_url: str) -> None:
+    url = postgres_url
     database = make_url(url).database
     assert database
     suffix = database[-8:]  # role names are cluster-wide; keep each test run's own

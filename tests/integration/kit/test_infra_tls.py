@@ -5,7 +5,6 @@ where one is required, is refused."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import ssl
 import tempfile
@@ -27,6 +26,7 @@ from deelrx_kit.mtls import TlsFiles
 from deelrx_kit.settings import Settings
 from deploy.local import infra
 from services.sessions.main import bootstrap
+from tests.integration.harness import eventually
 
 
 @dataclass
@@ -182,11 +182,7 @@ async def test_a_service_starts_and_serves_with_tls_everywhere(tls_infra: TlsInf
     rt = bootstrap(settings, grpc_port=0)
     await rt.start()
     try:
-        for _ in range(100):
-            if rt.js.js is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert rt.js.js is not None, "the service reached NATS over TLS"
+        await eventually(lambda: rt.js.js is not None, what="the service reached NATS over TLS")
         client_settings = settings.model_copy(
             update={
                 "sessions_addr": f"127.0.0.1:{rt.grpc.port}",

@@ -9,8 +9,9 @@ from deelrx.rbac.v1 import rbac_pb2
 from deelrx_kit.ids import new_id
 from deelrx_sdk import AuthzClient, CheckItem
 from deploy.local.infra import free_port
+from tests.integration.harness import make_settings
 
-from .conftest import Running, ctx, make_settings, new_team, start
+from .conftest import Running, ctx, new_team, start
 
 
 async def test_decisions_are_cached_until_a_change_is_announced(rbac: Running, nats_url: str) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx_kit.ids import new_id
 from deelrx_kit.nats_bus import RBAC_CHANGED_PREFIX
+from tests.integration.harness import domain_error, eventually, make_settings
 
-from .conftest import Running, call_error, ctx, make_settings, new_team, start
+from .conftest import Running, ctx, new_team, start
 
 
 def _check(user: str, team: str, permission: str, resource: str = "", min_revision: int = 0) -> rbac_pb2.CheckRequest:
@@ -43,17 +44,17 @@ async def test_set_role_permissions_changes_checks_at_once(rbac: Running) -> Non
     owner_only = rbac_pb2.SetRolePermissionsRequest(
         context=ctx(u["owner"]), team_id=team_id, role="manager", permissions=["billing.manage"]
     )
-    assert (await call_error(rbac.stub.SetRolePermissions(owner_only))).code == "forbidden"
+    assert (await domain_error(rbac.stub.SetRolePermissions(owner_only))).code == "forbidden"
     unknown = rbac_pb2.SetRolePermissionsRequest(
         context=ctx(u["owner"]), team_id=team_id, role="staff", permissions=["reports.delete"]
     )
-    assert (await call_error(rbac.stub.SetRolePermissions(unknown))).code == "validation_error"
+    assert (await domain_error(rbac.stub.SetRolePermissions(unknown))).code == "validation_error"
     owner_role = rbac_pb2.SetRolePermissionsRequest(context=ctx(u["owner"]), team_id=team_id, role="owner")
-    assert (await call_error(rbac.stub.SetRolePermissions(owner_role))).code == "validation_error"
+    assert (await domain_error(rbac.stub.SetRolePermissions(owner_role))).code == "validation_error"
     by_staff = rbac_pb2.SetRolePermissionsRequest(
         context=ctx(u["clerk"]), team_id=team_id, role="staff", permissions=["audit.read"]
     )
-    assert (await call_error(rbac.stub.SetRolePermissions(by_staff))).code == "forbidden"
+    assert (await domain_error(rbac.stub.SetRolePermissions(by_staff))).code == "forbidden"
     # Refused changes did not move the revision.
     assert (await rbac.stub.Check(_check(u["clerk"], team_id, "reports.write"))).revision == after.revision
 
@@ -78,13 +79,13 @@ async def test_members_of_one_team_get_nothing_in_another(rbac: Running) -> None
         )
     )
     assert not looked.all and list(looked.resource_ids) == []
-    missing = await call_error(
+    missing = await domain_error(
         rbac.stub.GetMembership(rbac_pb2.GetMembershipRequest(user_id=a["owner"], team_id=team_b))
     )
     assert missing.code == "not_found"
     # An owner of A cannot act in B either.
     change = rbac_pb2.SetRolePermissionsRequest(context=ctx(a["owner"]), team_id=team_b, role="staff")
-    assert (await call_error(rbac.stub.SetRolePermissions(change))).code == "forbidden"
+    assert (await domain_error(rbac.stub.SetRolePermissions(change))).code == "forbidden"
 
 
 async def test_customer_assignments(rbac: Running) -> None:
@@ -123,14 +124,14 @@ async def test_customer_assignments(rbac: Running) -> None:
     stranger = rbac_pb2.AssignCustomerRequest(
         context=ctx(u["boss"]), team_id=team_id, customer_id="c_1", user_id=new_id("usr")
     )
-    assert (await call_error(rbac.stub.AssignCustomer(stranger))).code == "not_found"
+    assert (await domain_error(rbac.stub.AssignCustomer(stranger))).code == "not_found"
     by_staff = rbac_pb2.AssignCustomerRequest(
         context=ctx(u["clerk"]), team_id=team_id, customer_id="c_3", user_id=u["clerk"]
     )
-    assert (await call_error(rbac.stub.AssignCustomer(by_staff))).code == "forbidden"
-    bad = await call_error(rbac.stub.Check(_check(u["clerk"], team_id, "customers.read_assigned", "customer c_1")))
+    assert (await domain_error(rbac.stub.AssignCustomer(by_staff))).code == "forbidden"
+    bad = await domain_error(rbac.stub.Check(_check(u["clerk"], team_id, "customers.read_assigned", "customer c_1")))
     assert bad.code == "validation_error"
-    unknown = await call_error(rbac.stub.Check(_check(u["clerk"], team_id, "customers.delete")))
+    unknown = await domain_error(rbac.stub.Check(_check(u["clerk"], team_id, "customers.delete")))
     assert unknown.code == "validation_error"
 
     unassign = rbac_pb2.UnassignCustomerRequest(
@@ -219,10 +220,7 @@ async def test_replicas_sharing_a_database_follow_each_other(
             answers.append(await second.stub.Check(_check(u["clerk"], team_id, "audit.read")))
             return answers[-1].revision == 4
 
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await refreshed():
-            assert asyncio.get_running_loop().time() < deadline, "the second replica never saw the change"
-            await asyncio.sleep(0.05)
+        await eventually(refreshed, what="the second replica saw the change")
         assert (answers[-1].allowed, answers[-1].reason) == (False, "not a member")
 
         # Steady state: checks on either replica read memory only, no database.
@@ -246,7 +244,7 @@ async def test_batch_check_answers_up_to_100_in_order(rbac: Running) -> None:
     assert [r.allowed for r in reply.results] == [p == "reports.read" for p in permissions]
     assert {r.revision for r in reply.results} == {2}
     too_many = rbac_pb2.BatchCheckRequest(checks=[_check(u["clerk"], team_id, "reports.read")] * 101)
-    assert (await call_error(rbac.stub.BatchCheck(too_many))).code == "validation_error"
+    assert (await domain_error(rbac.stub.BatchCheck(too_many))).code == "validation_error"
 
 
 async def test_lookup_resources_pages_the_assigned_customers(rbac: Running) -> None:
@@ -285,7 +283,7 @@ async def test_lookup_resources_pages_the_assigned_customers(rbac: Running) -> N
     bad = rbac_pb2.LookupResourcesRequest(
         user_id=u["clerk"], team_id=team_id, permission="customers.read", resource_type="customer", page={"limit": 500}
     )
-    assert (await call_error(rbac.stub.LookupResources(bad))).code == "validation_error"
+    assert (await domain_error(rbac.stub.LookupResources(bad))).code == "validation_error"
 
 
 async def test_a_new_replica_loads_every_team_at_start(
@@ -298,10 +296,7 @@ async def test_a_new_replica_loads_every_team_at_start(
         try:
             await second.listening()
             cache = second.rt.rbac.cache  # type: ignore[attr-defined]
-            deadline = asyncio.get_running_loop().time() + 10
-            while cache.peek(team_id) is None:
-                assert asyncio.get_running_loop().time() < deadline, "the team was not preloaded"
-                await asyncio.sleep(0.05)
+            await eventually(lambda: cache.peek(team_id), lambda found: found is not None, what="the team preloaded")
             loads = cache.loads
             answer = await second.stub.Check(_check(u["clerk"], team_id, "reports.read"))
             assert answer.allowed and answer.revision == 2

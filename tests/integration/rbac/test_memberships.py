@@ -6,8 +6,9 @@ import asyncio
 
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx_kit.ids import new_id
+from tests.integration.harness import AuditTap, domain_error
 
-from .conftest import Running, audit_events_of, call_error, ctx, new_team
+from .conftest import Running, ctx, new_team
 
 
 def _add(team_id: str, user_id: str, role: str, op: str) -> rbac_pb2.AddMemberRequest:
@@ -28,11 +29,11 @@ async def test_add_member_is_idempotent_by_operation_id(rbac: Running) -> None:
     assert revision == 2  # owner joined, then this user: the replay changed nothing
 
     # A new operation for an existing member conflicts; a reused id for something else too.
-    assert (await call_error(rbac.stub.AddMember(_add(team_id, user, "staff", new_id("inv"))))).code == "conflict"
-    assert (await call_error(rbac.stub.AddMember(_add(team_id, new_id("usr"), "staff", op)))).code == "conflict"
+    assert (await domain_error(rbac.stub.AddMember(_add(team_id, user, "staff", new_id("inv"))))).code == "conflict"
+    assert (await domain_error(rbac.stub.AddMember(_add(team_id, new_id("usr"), "staff", op)))).code == "conflict"
 
 
-async def test_concurrent_add_member_with_one_operation_id_applies_once(rbac: Running, nats_client) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_add_member_with_one_operation_id_applies_once(rbac: Running, audit_tap: AuditTap) -> None:
     await rbac.listening()
     team_id, _ = await new_team(rbac.stub, owner="owner")
     user, op = new_id("usr"), new_id("tm")
@@ -42,8 +43,13 @@ async def test_concurrent_add_member_with_one_operation_id_applies_once(rbac: Ru
 
     members = (await rbac.stub.ListMembers(rbac_pb2.ListMembersRequest(team_id=team_id))).members
     assert [m.user_id for m in members].count(user) == 1
-    joined = await audit_events_of(nats_client, team_id, want=2)
-    assert sorted(e.type for e in joined) == ["member.joined", "member.joined"]
+    # Sentinel: one more member after the eight calls; once its event arrived (rbac's outbox
+    # relays in order), a second `member.joined` for `user` would have arrived too.
+    sentinel = new_id("usr")
+    await rbac.stub.AddMember(_add(team_id, sentinel, "staff", new_id("tm")))
+    await audit_tap.wait(lambda e: e.team_id == team_id and e.target.id == sentinel)
+    joined = [e for e in audit_tap.events if e.team_id == team_id]
+    assert sorted(e.type for e in joined) == ["member.joined"] * 3
     assert sum(e.target.id == user for e in joined) == 1
 
 
@@ -66,12 +72,12 @@ async def test_last_owner_is_protected(rbac: Running) -> None:
     owner, boss, clerk = u["owner"], u["boss"], u["clerk"]
 
     demote = rbac_pb2.ChangeRoleRequest(context=ctx(owner), team_id=team_id, user_id=owner, role="manager")
-    assert (await call_error(rbac.stub.ChangeRole(demote))).code == "conflict"
+    assert (await domain_error(rbac.stub.ChangeRole(demote))).code == "conflict"
     remove = rbac_pb2.RemoveMemberRequest(context=ctx(owner), team_id=team_id, user_id=owner)
-    assert (await call_error(rbac.stub.RemoveMember(remove))).code == "conflict"
+    assert (await domain_error(rbac.stub.RemoveMember(remove))).code == "conflict"
     # Without a context the declared actor role counts; the last owner is protected anyway.
     assert (
-        await call_error(
+        await domain_error(
             rbac.stub.ChangeRole(
                 rbac_pb2.ChangeRoleRequest(team_id=team_id, user_id=owner, role="staff", actor_role="owner")
             )
@@ -82,12 +88,12 @@ async def test_last_owner_is_protected(rbac: Running) -> None:
     grant = rbac_pb2.ChangeRoleRequest(
         context=ctx(boss), team_id=team_id, user_id=clerk, role="owner", actor_role="owner"
     )
-    assert (await call_error(rbac.stub.ChangeRole(grant))).code == "forbidden"
+    assert (await domain_error(rbac.stub.ChangeRole(grant))).code == "forbidden"
     take = rbac_pb2.RemoveMemberRequest(context=ctx(boss), team_id=team_id, user_id=owner)
-    assert (await call_error(rbac.stub.RemoveMember(take))).code == "forbidden"
+    assert (await domain_error(rbac.stub.RemoveMember(take))).code == "forbidden"
     # Staff lacks members.manage.
     by_staff = rbac_pb2.ChangeRoleRequest(context=ctx(clerk), team_id=team_id, user_id=boss, role="staff")
-    assert (await call_error(rbac.stub.ChangeRole(by_staff))).code == "forbidden"
+    assert (await domain_error(rbac.stub.ChangeRole(by_staff))).code == "forbidden"
 
     # With a second owner the first may step down.
     promoted = await rbac.stub.ChangeRole(
@@ -98,7 +104,7 @@ async def test_last_owner_is_protected(rbac: Running) -> None:
     stepped = await rbac.stub.ChangeRole(demote)
     assert stepped.membership.role == "manager"
     assert (
-        await call_error(
+        await domain_error(
             rbac.stub.ChangeRole(
                 rbac_pb2.ChangeRoleRequest(context=ctx(boss), team_id=team_id, user_id=boss, role="staff")
             )
@@ -118,7 +124,7 @@ async def test_concurrent_demotions_never_leave_a_team_without_owner(rbac: Runni
     assert [m.role for m in members].count("owner") == 1
 
 
-async def test_remove_member_and_transfer_ownership(rbac: Running, nats_client) -> None:  # type: ignore[no-untyped-def]
+async def test_remove_member_and_transfer_ownership(rbac: Running, audit_tap: AuditTap) -> None:
     await rbac.listening()
     team_id, u = await new_team(rbac.stub, owner="owner", boss="manager", clerk="staff")
 
@@ -126,11 +132,11 @@ async def test_remove_member_and_transfer_ownership(rbac: Running, nats_client) 
     transfer = rbac_pb2.TransferOwnershipRequest(
         context=ctx(u["owner"]), team_id=team_id, from_user_id=u["owner"], to_user_id=outsider
     )
-    assert (await call_error(rbac.stub.TransferOwnership(transfer))).code == "validation_error"
+    assert (await domain_error(rbac.stub.TransferOwnership(transfer))).code == "validation_error"
     not_owner = rbac_pb2.TransferOwnershipRequest(
         context=ctx(u["boss"]), team_id=team_id, from_user_id=u["boss"], to_user_id=u["clerk"]
     )
-    assert (await call_error(rbac.stub.TransferOwnership(not_owner))).code == "forbidden"
+    assert (await domain_error(rbac.stub.TransferOwnership(not_owner))).code == "forbidden"
 
     await rbac.stub.TransferOwnership(
         rbac_pb2.TransferOwnershipRequest(
@@ -145,11 +151,11 @@ async def test_remove_member_and_transfer_ownership(rbac: Running, nats_client) 
     await rbac.stub.RemoveMember(
         rbac_pb2.RemoveMemberRequest(context=ctx(u["clerk"]), team_id=team_id, user_id=u["boss"])
     )
-    missing = await call_error(
+    missing = await domain_error(
         rbac.stub.GetMembership(rbac_pb2.GetMembershipRequest(user_id=u["boss"], team_id=team_id))
     )
     assert missing.code == "not_found"
-    gone = await call_error(
+    gone = await domain_error(
         rbac.stub.RemoveMember(
             rbac_pb2.RemoveMemberRequest(context=ctx(u["clerk"]), team_id=team_id, user_id=u["boss"])
         )
@@ -160,7 +166,7 @@ async def test_remove_member_and_transfer_ownership(rbac: Running, nats_client) 
     assert [(m.team_id, m.role) for m in mine] == [(team_id, "owner")]
     assert "team.delete" in mine[0].permissions
 
-    events = await audit_events_of(nats_client, team_id, want=6)
+    events = await audit_tap.wait(lambda e: e.team_id == team_id, 6)
     types = sorted(e.type for e in events)
     assert types == ["member.joined"] * 3 + ["member.removed"] + ["member.role_changed"] * 2
     removed = next(e for e in events if e.type == "member.removed")
@@ -170,11 +176,11 @@ async def test_remove_member_and_transfer_ownership(rbac: Running, nats_client) 
 async def test_bad_input_is_a_validation_error(rbac: Running) -> None:
     team_id, u = await new_team(rbac.stub, owner="owner")
     bad_role = rbac_pb2.AddMemberRequest(team_id=team_id, user_id=new_id("usr"), role="admin", operation_id="op1")
-    assert (await call_error(rbac.stub.AddMember(bad_role))).code == "validation_error"
+    assert (await domain_error(rbac.stub.AddMember(bad_role))).code == "validation_error"
     no_op = rbac_pb2.AddMemberRequest(team_id=team_id, user_id=new_id("usr"), role="staff")
-    assert (await call_error(rbac.stub.AddMember(no_op))).code == "validation_error"
+    assert (await domain_error(rbac.stub.AddMember(no_op))).code == "validation_error"
     dotted = rbac_pb2.CheckRequest(user_id=u["owner"], team_id="tm.x", permission="reports.read")
-    assert (await call_error(rbac.stub.Check(dotted))).code == "validation_error"
+    assert (await domain_error(rbac.stub.Check(dotted))).code == "validation_error"
 
 
 async def test_a_removed_members_request_in_flight_cannot_write(rbac: Running) -> None:
@@ -187,13 +193,13 @@ async def test_a_removed_members_request_in_flight_cannot_write(rbac: Running) -
     assign = rbac_pb2.AssignCustomerRequest(
         context=ctx(u["boss"]), team_id=team_id, customer_id="c_1", user_id=u["clerk"]
     )
-    assert (await call_error(rbac.stub.AssignCustomer(assign))).code == "forbidden"
+    assert (await domain_error(rbac.stub.AssignCustomer(assign))).code == "forbidden"
     demote = rbac_pb2.ChangeRoleRequest(context=ctx(u["boss"]), team_id=team_id, user_id=u["clerk"], role="manager")
-    assert (await call_error(rbac.stub.ChangeRole(demote))).code == "forbidden"
+    assert (await domain_error(rbac.stub.ChangeRole(demote))).code == "forbidden"
     remove = rbac_pb2.RemoveMemberRequest(context=ctx(u["boss"]), team_id=team_id, user_id=u["clerk"])
-    assert (await call_error(rbac.stub.RemoveMember(remove))).code == "forbidden"
+    assert (await domain_error(rbac.stub.RemoveMember(remove))).code == "forbidden"
     roles = rbac_pb2.SetRolePermissionsRequest(context=ctx(u["boss"]), team_id=team_id, role="staff", permissions=[])
-    assert (await call_error(rbac.stub.SetRolePermissions(roles))).code == "forbidden"
+    assert (await domain_error(rbac.stub.SetRolePermissions(roles))).code == "forbidden"
     listed = await rbac.stub.ListAssignedCustomers(
         rbac_pb2.ListAssignedCustomersRequest(team_id=team_id, user_id=u["clerk"])
     )

@@ -1,23 +1,22 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
 
 from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
-from deelrx_kit import grpc_errors
 from deelrx_kit.clock import FrozenClock
-from deelrx_kit.errors import DomainError
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.runtime import ServiceRuntime
 from deelrx_kit.settings import Settings
 from services.sessions.main import bootstrap
+from tests.integration.harness import make_settings
+
+__all__ = ["make_settings"]
 
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 CHROME_MAC = (
@@ -62,27 +61,6 @@ class Harness:
 
     async def jwks(self) -> str:
         return (await self.stub.GetJwks(sessions_pb2.GetJwksRequest())).jwks_json
-
-
-async def fails(call: Awaitable[Any]) -> DomainError:
-    """The DomainError a call failed with (the test fails if it succeeded)."""
-    try:
-        await call
-    except grpc.aio.AioRpcError as exc:
-        return grpc_errors.decode(exc)
-    raise AssertionError("call succeeded")
-
-
-def make_settings(tmp_path: Path, database_url: str, nats_url: str, redis_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        nats_url=nats_url,
-        redis_url=redis_url,
-        metrics_enabled=False,
-        secret_key="test-secret-0123456789abcdef-0123456789",
-        public_url="https://auth.example.test",
-    )
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from services.sessions.domain.sealing import Sealer
 from services.sessions.domain.signing_keys import RotationSchedule
 from services.sessions.key_ring import KeyRing
 from services.sessions.main import bootstrap
-from tests.integration.sessions.conftest import Harness, make_settings
+from tests.integration.harness import make_settings
+from tests.integration.sessions.conftest import Harness
 
 SIGN_FOR = 3600
 PUBLISH_AHEAD = 600

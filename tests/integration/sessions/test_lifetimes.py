@@ -7,7 +7,8 @@ from datetime import timedelta
 from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from services.sessions.domain.access_token import verify
-from tests.integration.sessions.conftest import Harness, fails
+from tests.integration.harness import domain_error
+from tests.integration.sessions.conftest import Harness
 
 
 async def test_idle_timeout_ends_the_session(service: Harness) -> None:
@@ -20,7 +21,7 @@ async def test_idle_timeout_ends_the_session(service: Harness) -> None:
     service.clock.advance(minutes=9)  # 18 min after creation, 9 after the last activity
     token = (await service.refresh(token)).tokens.refresh_token
     service.clock.advance(minutes=10)
-    assert (await fails(service.refresh(token))).code == "session_expired"
+    assert (await domain_error(service.refresh(token))).code == "session_expired"
     got = (await service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id=created.session.id))).session
     assert got.revoked is False  # expired, not revoked: its times tell the caller
     listed = await service.stub.ListSessions(sessions_pb2.ListSessionsRequest(user_id="usr_alice"))
@@ -42,7 +43,7 @@ async def test_absolute_timeout_is_never_extended_by_activity(service: Harness) 
     assert refreshed.tokens.expires_in == 120
     assert refreshed.session.idle_expires_at.ToDatetime() == expires
     service.clock.advance(minutes=2)
-    assert (await fails(service.refresh(token))).code == "session_expired"
+    assert (await domain_error(service.refresh(token))).code == "session_expired"
 
 
 async def test_switch_team_and_step_up_never_extend(service: Harness) -> None:
@@ -95,7 +96,7 @@ async def test_switch_team_and_step_up_never_extend(service: Harness) -> None:
     # The newest refresh token works; the one replaced by the step-up is past its grace now.
     await service.refresh(stepped.tokens.refresh_token)
     service.clock.advance(seconds=31)
-    assert (await fails(service.refresh(back.tokens.refresh_token))).code == "session_expired"
+    assert (await domain_error(service.refresh(back.tokens.refresh_token))).code == "session_expired"
 
 
 async def test_switching_into_a_team_whose_limit_has_passed_ends_it(service: Harness) -> None:
@@ -104,7 +105,7 @@ async def test_switching_into_a_team_whose_limit_has_passed_ends_it(service: Har
     for _ in range(3):
         service.clock.advance(minutes=21)  # activity keeps it from idling out
         token = (await service.refresh(token)).tokens.refresh_token
-    error = await fails(
+    error = await domain_error(
         service.stub.SwitchTeam(
             sessions_pb2.SwitchTeamRequest(
                 session_id=created.session.id,
@@ -114,5 +115,7 @@ async def test_switching_into_a_team_whose_limit_has_passed_ends_it(service: Har
         )
     )
     assert error.code == "session_expired"
-    missing = await fails(service.stub.SwitchTeam(sessions_pb2.SwitchTeamRequest(session_id="ses_x", team_id="tm_b")))
+    missing = await domain_error(
+        service.stub.SwitchTeam(sessions_pb2.SwitchTeamRequest(session_id="ses_x", team_id="tm_b"))
+    )
     assert missing.code == "not_found"

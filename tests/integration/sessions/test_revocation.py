@@ -7,7 +7,8 @@ import redis.asyncio as redis
 from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.audit_partitions import type_filter
-from tests.integration.sessions.conftest import Harness, fails
+from tests.integration.harness import domain_error
+from tests.integration.sessions.conftest import Harness
 
 
 def _ctx(user_id: str = "usr_alice") -> common_pb2.RequestContext:
@@ -38,7 +39,7 @@ async def test_revoke_publishes_on_nats_and_sets_redis_key(service: Harness, nat
 
     recent = await service.stub.ListRecentRevocations(sessions_pb2.ListRecentRevocationsRequest())
     assert sid in recent.session_ids
-    assert (await fails(service.refresh(created.tokens.refresh_token))).code == "session_expired"
+    assert (await domain_error(service.refresh(created.tokens.refresh_token))).code == "session_expired"
     got = (await service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id=sid))).session
     assert got.revoked is True
     listed = await service.stub.ListSessions(sessions_pb2.ListSessionsRequest(user_id="usr_alice"))
@@ -59,13 +60,13 @@ async def test_revoke_publishes_on_nats_and_sets_redis_key(service: Harness, nat
 
 async def test_revoking_another_users_session_is_not_found(service: Harness) -> None:
     bobs = await service.create(user_id="usr_bob")
-    error = await fails(
+    error = await domain_error(
         service.stub.RevokeSession(
             sessions_pb2.RevokeSessionRequest(context=_ctx(), session_id=bobs.session.id, user_id="usr_alice")
         )
     )
     assert error.code == "not_found"
-    unknown = await fails(
+    unknown = await domain_error(
         service.stub.RevokeSession(
             sessions_pb2.RevokeSessionRequest(context=_ctx(), session_id="ses_nope", user_id="usr_alice")
         )
@@ -73,7 +74,7 @@ async def test_revoking_another_users_session_is_not_found(service: Harness) -> 
     assert unknown.code == "not_found"
     # Bob's session is untouched and still refreshes.
     await service.refresh(bobs.tokens.refresh_token)
-    missing = await fails(service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id="ses_nope")))
+    missing = await domain_error(service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id="ses_nope")))
     assert missing.code == "not_found"
 
 
@@ -103,7 +104,7 @@ async def test_revoke_sessions_by_team_and_except_one(service: Harness) -> None:
     assert answer.revoked == 2
     assert not (await service.stub.ListSessions(sessions_pb2.ListSessionsRequest(user_id="usr_alice"))).sessions
     for gone in (keep, other_a, in_b):
-        assert (await fails(service.refresh(gone.tokens.refresh_token))).code == "session_expired"
+        assert (await domain_error(service.refresh(gone.tokens.refresh_token))).code == "session_expired"
     await service.refresh(bobs.tokens.refresh_token)
     again = await service.stub.RevokeSessions(sessions_pb2.RevokeSessionsRequest(context=_ctx(), user_id="usr_alice"))
     assert again.revoked == 0

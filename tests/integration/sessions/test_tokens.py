@@ -11,7 +11,8 @@ from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from services.sessions.domain.access_token import verify
-from tests.integration.sessions.conftest import CHROME_MAC, FIREFOX_LINUX, Harness, fails
+from tests.integration.harness import AuditTap, domain_error, eventually
+from tests.integration.sessions.conftest import CHROME_MAC, FIREFOX_LINUX, Harness
 
 
 async def _verify(service: Harness, token: str) -> dict:
@@ -24,26 +25,20 @@ async def _verify(service: Harness, token: str) -> dict:
     )
 
 
-async def _audit_events(nats_client, session_id: str, types: set[str], timeout: float = 10.0) -> dict[str, list]:
-    """Collect audit events of `session_id` until every type in `types` arrived."""
-    found: dict[str, list] = {}
-    sub = nats_client._deelrx_audit_sub
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not types.issubset(found):
-        msg = await sub.next_msg(timeout=max(0.1, deadline - loop.time()))
-        event = audit_pb2.AuditEvent.FromString(msg.data)
-        if event.session_id == session_id:
-            found.setdefault(event.type, []).append(event)
-    return found
+async def _by_type(tap: AuditTap, session_id: str, types: set[str]) -> dict[str, list[audit_pb2.AuditEvent]]:
+    """The session's audit events by type, once every type in `types` arrived."""
+    events = await eventually(
+        lambda: [e for e in tap.events if e.session_id == session_id and e.type in types],
+        lambda found: types <= {e.type for e in found},
+        timeout=10,
+    )
+    by_type: dict[str, list[audit_pb2.AuditEvent]] = {}
+    for event in events:
+        by_type.setdefault(event.type, []).append(event)
+    return by_type
 
 
-async def _subscribe_audit(nats_client) -> None:
-    nats_client._deelrx_audit_sub = await nats_client.subscribe("audit.events.>")
-
-
-async def test_created_session_token_verifies_with_contract_claims(service: Harness, nats_client) -> None:
-    await _subscribe_audit(nats_client)
+async def test_created_session_token_verifies_with_contract_claims(service: Harness, audit_tap: AuditTap) -> None:
     created = await service.create(amr=("pwd", "otp"))
     claims = await _verify(service, created.tokens.access_token)
     s = created.session
@@ -70,7 +65,7 @@ async def test_created_session_token_verifies_with_contract_claims(service: Harn
     assert (await service.create(ua=CHROME_MAC)).new_device is True
     assert (await service.create(user_id="usr_bob")).new_device is True
 
-    events = await _audit_events(nats_client, s.id, {"session.created"})
+    events = await _by_type(audit_tap, s.id, {"session.created"})
     event = events["session.created"][0]
     assert event.team_id == "tm_a" and event.actor.user_id == "usr_alice" and event.source == "sessions"
     details = dict(event.details)
@@ -85,9 +80,9 @@ async def test_no_team_and_enrollment_scope(service: Harness) -> None:
     assert "tid" not in claims and claims["scp"] == "mfa_enrollment"
     refreshed = await service.refresh(created.tokens.refresh_token)
     assert (await _verify(service, refreshed.tokens.access_token))["scp"] == "mfa_enrollment"
-    assert (await fails(service.create(scope="admin"))).code == "validation_error"
-    assert (await fails(service.create(user_id=""))).code == "validation_error"
-    assert (await fails(service.create(idle=-1))).code == "validation_error"
+    assert (await domain_error(service.create(scope="admin"))).code == "validation_error"
+    assert (await domain_error(service.create(user_id=""))).code == "validation_error"
+    assert (await domain_error(service.create(idle=-1))).code == "validation_error"
 
 
 async def test_refresh_rotates_and_replay_in_grace_returns_same_successor(service: Harness) -> None:
@@ -109,26 +104,25 @@ async def test_refresh_rotates_and_replay_in_grace_returns_same_successor(servic
     r2 = (await service.refresh(r1)).tokens.refresh_token
     assert r2 not in (r0, r1)
     # r1's successor is in use now: presenting r0 again is reuse, even inside the grace.
-    assert (await fails(service.refresh(r0))).code == "session_expired"
-    assert (await fails(service.refresh(r2))).code == "session_expired"
+    assert (await domain_error(service.refresh(r0))).code == "session_expired"
+    assert (await domain_error(service.refresh(r2))).code == "session_expired"
     got = await service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id=created.session.id))
     assert got.session.revoked is True
 
 
-async def test_replay_after_grace_revokes_the_session(service: Harness, nats_client) -> None:
-    await _subscribe_audit(nats_client)
+async def test_replay_after_grace_revokes_the_session(service: Harness, nats_client, audit_tap: AuditTap) -> None:
     revoked_feed = await nats_client.subscribe("sessions.revoked")
     created = await service.create()
     sid = created.session.id
     r1 = (await service.refresh(created.tokens.refresh_token)).tokens.refresh_token
     service.clock.advance(seconds=11)
 
-    assert (await fails(service.refresh(created.tokens.refresh_token))).code == "session_expired"
-    assert (await fails(service.refresh(r1))).code == "session_expired"
+    assert (await domain_error(service.refresh(created.tokens.refresh_token))).code == "session_expired"
+    assert (await domain_error(service.refresh(r1))).code == "session_expired"
     got = await service.stub.GetSession(sessions_pb2.GetSessionRequest(session_id=sid))
     assert got.session.revoked is True
 
-    events = await _audit_events(nats_client, sid, {"session.refresh_reuse_detected", "session.revoked"})
+    events = await _by_type(audit_tap, sid, {"session.refresh_reuse_detected", "session.revoked"})
     assert events["session.refresh_reuse_detected"][0].outcome == "failure"
     assert dict(events["session.revoked"][0].details)["reason"] == "refresh_token_reuse"
     while True:
@@ -155,9 +149,9 @@ async def test_concurrent_refreshes_rotate_exactly_once(service: Harness) -> Non
 
 
 async def test_unknown_and_malformed_refresh_tokens(service: Harness) -> None:
-    assert (await fails(service.refresh(""))).code == "unauthenticated"
-    assert (await fails(service.refresh("garbage"))).code == "unauthenticated"
-    assert (await fails(service.refresh("rt_" + "A" * 43))).code == "unauthenticated"
+    assert (await domain_error(service.refresh(""))).code == "unauthenticated"
+    assert (await domain_error(service.refresh("garbage"))).code == "unauthenticated"
+    assert (await domain_error(service.refresh("rt_" + "A" * 43))).code == "unauthenticated"
 
 
 async def test_key_rotation_keeps_old_kid_published(service: Harness) -> None:
@@ -202,8 +196,9 @@ async def test_signing_keys_survive_a_restart(service: Harness) -> None:
         await other.stop()
 
 
-async def test_replay_inside_the_grace_interval_is_audited_with_device_and_ip(service: Harness, nats_client) -> None:
-    await _subscribe_audit(nats_client)
+async def test_replay_inside_the_grace_interval_is_audited_with_device_and_ip(
+    service: Harness, audit_tap: AuditTap
+) -> None:
     created = await service.create(ua=FIREFOX_LINUX, ip="203.0.113.7")
     sid, r0 = created.session.id, created.tokens.refresh_token
     first = await service.refresh(r0, ip="203.0.113.8")
@@ -214,7 +209,7 @@ async def test_replay_inside_the_grace_interval_is_audited_with_device_and_ip(se
         )
     )
     assert replay.tokens.refresh_token == first.tokens.refresh_token
-    events = await _audit_events(nats_client, sid, {"session.refresh_replayed_in_grace"})
+    events = await _by_type(audit_tap, sid, {"session.refresh_replayed_in_grace"})
     [event] = events["session.refresh_replayed_in_grace"]
     details = dict(event.details)
     assert details["ip"] == "198.51.100.66" and event.actor.ip == "198.51.100.66"
