@@ -96,6 +96,9 @@ class AccountHolds:
                 session,
                 "auth.account_locked",
                 context,
+                # Like the lockout's auth.login_failed, filed under the account concerned, so its
+                # owner sees it in their own security activity.
+                actor_user_id=user_id,
                 target=("user", user_id) if user_id else None,
                 subject_hash=subject_hash,
                 details={"reason": why, "alert_id": alert_id, "until": until.isoformat(), "scope": "hold"},
@@ -126,6 +129,7 @@ class AccountHolds:
                 session,
                 "auth.mfa_step_required",
                 context,
+                actor_user_id=user_id,
                 target=("user", user_id),
                 details={"reason": why, "alert_id": alert_id},
             )
