@@ -4,6 +4,7 @@ the audit service stores them where a team can list them."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from deelrx_kit.settings import Settings
 from services.audit.main import bootstrap as audit_bootstrap
+from services.detector.domain.rules import RULE_IDS
 from services.detector.main import bootstrap as detector_bootstrap
 
 
@@ -30,6 +32,8 @@ async def suite(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -> A
         redis_url=redis_url,
         metrics_enabled=False,
         secret_key="test-secret-0123456789abcdef-0123456789",
+        # Detection only: the responses (and the services they call) have their own tests.
+        detector_responses=json.dumps({rule: [] for rule in RULE_IDS}),
     )
     detector = detector_bootstrap(settings, grpc_port=0)
     audit = audit_bootstrap(settings, grpc_port=0)

@@ -5,6 +5,7 @@ new laptops are `new_device`), and the test asserts which alerts, not how many."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.ids import new_id
 from deelrx_kit.settings import Settings
+from services.detector.domain.rules import RULE_IDS
 from services.detector.main import bootstrap
 
 from . import traces
@@ -27,6 +29,8 @@ async def detector(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -
         redis_url=redis_url,
         metrics_enabled=False,
         secret_key="test-secret-0123456789abcdef-0123456789",
+        # Detection only: the responses (and the services they call) have their own tests.
+        detector_responses=json.dumps({rule: [] for rule in RULE_IDS}),
     )
     rt = bootstrap(settings, grpc_port=0)
     await rt.start()
