@@ -214,7 +214,11 @@ class Responses:
         assert self.rbac is not None
         teams: dict[str, None] = {}
         for user_id in self._accounts(alert):
-            found = await self.rbac.ListMemberships(rbac_pb2.ListMembershipsRequest(user_id=user_id), timeout=5)
+            try:
+                found = await self.rbac.ListMemberships(rbac_pb2.ListMembershipsRequest(user_id=user_id), timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                _ignore_not_found(exc)
+                continue
             teams.update(dict.fromkeys(m.team_id for m in found.memberships))
         return list(teams)[:MAX_TEAMS]
 
@@ -223,7 +227,11 @@ class Responses:
             return []
         done = []
         for team_id in await self._teams(alert):
-            members = await self.rbac.ListMembers(rbac_pb2.ListMembersRequest(team_id=team_id), timeout=5)
+            try:
+                members = await self.rbac.ListMembers(rbac_pb2.ListMembersRequest(team_id=team_id), timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                _ignore_not_found(exc)
+                continue
             owners = [m.user_id for m in members.members if m.role == "owner"]
             if not owners:
                 continue
