@@ -37,9 +37,10 @@ from deelrx.common.v1 import common_pb2
 from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
-from deelrx_kit.audit_events import new_event, timestamp
+from deelrx_kit.audit_events import new_event
 from deelrx_kit.clock import Clock
 from deelrx_kit.ids import derived_id
+from deelrx_kit.timestamps import to_timestamp
 from services.detector.domain.rules import RULE_IDS, RaisedAlert
 
 log = structlog.get_logger(__name__)
@@ -173,7 +174,7 @@ class Responses:
         request = identity_pb2.LockAccountRequest(
             context=self._context(alert),
             alert_id=alert.id,
-            until=timestamp(self.clock.now() + self.lock_for),
+            until=to_timestamp(self.clock.now() + self.lock_for),
             reason=f"security:{alert.rule}",
         )
         if kind == "user":
@@ -244,7 +245,7 @@ class Responses:
                         owner_user_ids=owners,
                         rule=alert.rule,
                         severity=alert.severity,
-                        alert_time=timestamp(alert.time),
+                        alert_time=to_timestamp(alert.time),
                     ),
                     timeout=5,
                 )

@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from deelrx.identity.v1 import identity_pb2 as pb
-from deelrx_kit.audit_events import keyed_hash, timestamp
+from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.db import create_engine
 from deelrx_kit.ids import new_id
+from deelrx_kit.timestamps import to_timestamp
 from services.identity.adapters.account_holds_sql import AccountHoldRepository
 from services.identity.domain import totp
 
@@ -25,7 +26,7 @@ CODE_RE = re.compile(r"^\s+(\d{6})$", re.MULTILINE)
 def _lock(identity: Identity, alert_id: str, minutes: int = 15, **account: str) -> pb.LockAccountRequest:
     until = identity.clock.now() + timedelta(minutes=minutes)
     return pb.LockAccountRequest(
-        context=ctx(), alert_id=alert_id, until=timestamp(until), reason="security:brute_force", **account
+        context=ctx(), alert_id=alert_id, until=to_timestamp(until), reason="security:brute_force", **account
     )
 
 
@@ -174,7 +175,7 @@ async def test_owners_get_one_notice_per_alert_without_secrets(identity: Identit
         owner_user_ids=[owner, new_id("usr")],  # an id identity does not know is skipped
         rule="brute_force",
         severity="high",
-        alert_time=timestamp(identity.clock.now()),
+        alert_time=to_timestamp(identity.clock.now()),
     )
     assert (await call(identity.stub.NotifyTeamOwners, request)).mailed == 1
     assert (await call(identity.stub.NotifyTeamOwners, request)).mailed == 0
