@@ -24,8 +24,8 @@ from deelrx_kit.settings import Settings
 from deploy.local import infra
 from services.audit.adapters import sql
 from services.audit.adapters.archive_s3 import S3Archive
+from services.audit.adapters.protobuf_records import event_record
 from services.audit.archive_sink import ArchiveFile, ArchiveStoreError, describe, sink_from_settings
-from services.audit.convert import event_record
 from services.audit.domain.checkpoints import Checkpoint
 from services.audit.retention import Archiver
 
