@@ -24,16 +24,27 @@ OPERATOR = "operator"
 CRM_SERVICE = "crm-service"
 ANY = "*"
 RBAC_QUESTIONS = frozenset({GATEWAY, CRM_SERVICE})
+# The detector's automatic responses to alerts (services/detector/responses.py).
+DETECTOR = "detector"
+GATEWAY_OR_DETECTOR = frozenset({GATEWAY, DETECTOR})
 
 # full gRPC service name -> {method name or "*": callers allowed}
 ALLOWED_CALLERS: dict[str, dict[str, frozenset[str]]] = {
-    "deelrx.identity.v1.IdentityService": {"*": frozenset({GATEWAY})},
+    "deelrx.identity.v1.IdentityService": {
+        "*": frozenset({GATEWAY}),
+        "LockAccount": frozenset({DETECTOR}),
+        "RequireMfa": frozenset({DETECTOR}),
+        "NotifyTeamOwners": frozenset({DETECTOR}),
+    },
     "deelrx.sessions.v1.SessionsService": {
         "*": frozenset({GATEWAY}),
         "RotateSigningKey": frozenset({OPERATOR}),
+        "RevokeSession": GATEWAY_OR_DETECTOR,
     },
     "deelrx.rbac.v1.RbacService": {
         "*": frozenset({GATEWAY}),
+        "ListMembers": GATEWAY_OR_DETECTOR,
+        "ListMemberships": GATEWAY_OR_DETECTOR,
         "Check": RBAC_QUESTIONS,
         "BatchCheck": RBAC_QUESTIONS,
         "LookupResources": RBAC_QUESTIONS,

@@ -152,12 +152,22 @@ class Settings(BaseSettings):
     # Audit replicas share the AUDIT stream's partitions by leases of this length, renewed every
     # third of it; a replica that dies without releasing its leases is taken over after it.
     audit_partition_lease_seconds: float = Field(default=15.0, ge=1, le=600)
+    # Or an S3-compatible bucket: s3://bucket/prefix (file:///path is a directory too).
+    audit_archive_url: str = ""
+    audit_archive_s3_endpoint_url: str = ""  # empty: AWS S3; else e.g. https://minio.internal:9000
+    audit_archive_s3_region: str = "us-east-1"
+    # Empty: boto3's own credential chain (AWS_* variables, instance or pod role).
+    audit_archive_s3_access_key_id: str = ""
+    audit_archive_s3_secret_access_key: SecretStr = SecretStr("")
 
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.
     detector_rules: str = ""
-    # Automatic responses per rule: JSON {"session_anomaly": ["revoke_session"]}; empty = none.
+    # Automatic responses per rule: JSON {"brute_force": ["lock_account"], "new_device": []}; the
+    # rules named replace their defaults (services/detector/responses.py DEFAULT_RESPONSES).
     detector_responses: str = ""
+    # How long `lock_account` holds an account: the 15 minutes of the per-client lockout.
+    detector_lock_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
 
     # Argon2id cost: OWASP's minimum (m=19 MiB, t=2, p=1), 50-140 ms per hash on the 2-core
     # reference machine (docs/security.md). Raising it rehashes each password at its next login.

@@ -21,6 +21,7 @@ from services.audit.adapters.nats_events import ALERTS_DURABLE, AuditFeed
 from services.audit.adapters.nats_live import LiveRelay
 from services.audit.adapters.nats_partitions import PartitionConsumers
 from services.audit.app import AuditLog
+from services.audit.archive_sink import sink_from_settings
 from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.grpc_api import AuditServicer
 from services.audit.live_hub import LiveHub
@@ -69,8 +70,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     interval = settings.audit_checkpoint_interval_seconds
     rt.add_task(lambda stop: checkpoints.run(stop, interval))
     if settings.audit_retention_days:
-        directory = Path(settings.audit_archive_dir or settings.data_dir / "audit-archive")
-        archiver = Archiver(sessionmaker, key, clock, directory)
+        archiver = Archiver(sessionmaker, key, clock, sink_from_settings(settings))
         age = timedelta(days=settings.audit_retention_days)
         rt.add_task(lambda stop: archiver.run(stop, age, max(interval, 60.0)))
     outbox = Outbox(triage_sql.outbox, clock)

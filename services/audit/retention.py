@@ -3,7 +3,9 @@ chain and cut, ending with a checkpoint signed at the cut), and only then delete
 then starts at that signed (seq, hash) base, so it stays verifiable across the cut, and the
 archive file itself can be checked against the same checkpoint.
 
-Directory archives only (DEELRX_AUDIT_ARCHIVE_DIR); an S3-compatible bucket is not built.
+The file is written to the sink's spool, then handed to an `ArchiveSink` (a directory or an
+S3-compatible bucket, services/audit/archive_sink.py), which stores it and reads it back;
+events are deleted only after that.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,8 @@ from deelrx_kit.clock import Clock
 from deelrx_kit.db import dialect_insert, reading, transaction
 from deelrx_kit.periodic import run_every
 from services.audit.adapters import checkpoint_sql, sql
+from services.audit.adapters.archive_dir import DirectoryArchive
+from services.audit.archive_sink import ArchiveSink, ArchiveStoreError, describe
 from services.audit.checkpoints import CheckpointKey
 from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, canonical_document, time_text
 
@@ -39,22 +42,22 @@ def _row(c: ChainedEvent) -> dict[str, Any]:
     return {**row, "prev_hash": c.prev_hash, "hash": c.hash}
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 class Archiver:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock, directory: Path
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        key: CheckpointKey,
+        clock: Clock,
+        sink: ArchiveSink | Path,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.key = key
         self.clock = clock
-        self.directory = directory
+        self.sink: ArchiveSink = DirectoryArchive(sink) if isinstance(sink, Path) else sink
 
-    async def archive_chain(self, chain_key: str, before: datetime) -> Path | None:
-        """Archive, then delete, the chain's events stored before `before` (a prefix of it)."""
+    async def archive_chain(self, chain_key: str, before: datetime) -> str | None:
+        """Archive, then delete, the chain's events stored before `before` (a prefix of it);
+        the archive's location (a path or an s3:// URL), or None when there was nothing to do."""
         async with reading(self.sessionmaker) as s:
             base = await checkpoint_sql.base_of(s, chain_key)
             head = await sql.chain_head(s, chain_key)
@@ -71,10 +74,9 @@ class Archiver:
         cut = (first_kept - 1) if first_kept is not None else head[0]
         if cut <= start_seq:
             return None
-        self.directory.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", chain_key)
-        path = self.directory / f"{name}-{start_seq + 1:010d}-{cut:010d}.ndjson.gz"
-        tmp = path.with_suffix(".tmp")
+        name = f"{name}-{start_seq + 1:010d}-{cut:010d}.ndjson.gz"
+        tmp = self.sink.spool / f"{name}.tmp"
         verifier = ChainVerifier(chain_key, start_seq=start_seq, start_hash=start_hash)
         last_hash = start_hash
         with gzip.open(tmp, "wt", encoding="utf-8") as out:
@@ -97,22 +99,27 @@ class Archiver:
                 return None
             cp = self.key.sign(chain_key, cut, last_hash, self.clock.now())
             out.write(json.dumps({"checkpoint": {**cp.__dict__, "signed_at": time_text(cp.signed_at)}}) + "\n")
-        await asyncio.to_thread(_fsync, tmp)
-        tmp.rename(path)  # the archive is on disk before anything is deleted
+        archive = await asyncio.to_thread(describe, name, tmp)
+        try:
+            location = await self.sink.store(archive)  # stored and read back before anything is deleted
+        except ArchiveStoreError as exc:
+            log.warning("audit_archive_not_stored", chain_key=chain_key, error=str(exc))
+            tmp.unlink(missing_ok=True)
+            return None
         async with transaction(self.sessionmaker) as s:
             existing = {c.seq for c in await checkpoint_sql.for_chain(s, chain_key)}
             if cut not in existing:
                 await checkpoint_sql.add(s, cp)
             await s.execute(delete(sql.events).where(sql.events.c.chain_key == chain_key, sql.events.c.seq <= cut))
             bases = checkpoint_sql.chain_bases
-            values = {"seq": cut, "hash": last_hash, "archived_at": self.clock.now(), "archive": str(path)[:500]}
+            values = {"seq": cut, "hash": last_hash, "archived_at": self.clock.now(), "archive": location[:500]}
             await s.execute(
                 dialect_insert(s, bases)
                 .values(chain_key=chain_key, **values)
                 .on_conflict_do_update(index_elements=["chain_key"], set_=values)
             )
-        log.info("audit_archived", chain_key=chain_key, up_to_seq=cut, file=str(path))
-        return path
+        log.info("audit_archived", chain_key=chain_key, up_to_seq=cut, archive=location)
+        return location
 
     async def archive_older_than(self, age: timedelta, limit: int = 1000) -> int:
         before = self.clock.now() - age

@@ -7,14 +7,17 @@ from where the durable consumer stopped. It has no database.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from redis.asyncio import Redis
 
 from deelrx.detector.v1 import detector_pb2_grpc
+from deelrx.identity.v1 import identity_pb2_grpc
+from deelrx.rbac.v1 import rbac_pb2_grpc
 from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit import nats_bus
 from deelrx_kit.clock import Clock, SystemClock
-from deelrx_kit.grpc_server import channel
+from deelrx_kit.grpc_client import service_channel
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.detector.adapters.nats_events import DURABLE, AuditEventFeed, JetStreamAlertSink
@@ -35,11 +38,20 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         specs = apply_overrides(DEFAULT_RULES, json.loads(settings.detector_rules))
     responses = None
     configured = parse_responses(settings.detector_responses)
-    if configured:
-        sessions_channel = channel(settings.sessions_addr)
-        stub = sessions_pb2_grpc.SessionsServiceStub(sessions_channel)
-        responses = Responses(configured, stub, sink.record, sink.clock)
-        rt.on_stop(sessions_channel.close)
+    if any(configured.values()):
+        # The services' own channels: mutual TLS (the detector's certificate) when configured.
+        channels = [service_channel(settings, name) for name in ("sessions", "identity", "rbac")]
+        responses = Responses(
+            configured,
+            sessions_pb2_grpc.SessionsServiceStub(channels[0]),
+            sink.record,
+            sink.clock,
+            identity=identity_pb2_grpc.IdentityServiceStub(channels[1]),
+            rbac=rbac_pb2_grpc.RbacServiceStub(channels[2]),
+            lock_for=timedelta(minutes=settings.detector_lock_minutes),
+        )
+        for ch in channels:
+            rt.on_stop(ch.close)
     detector = Detector(RuleSet(specs), store, sink, responses)
     rt.on_stop(redis.aclose)
     feed = AuditEventFeed(detector, sink)

@@ -43,6 +43,7 @@ from services.identity.ports import PasswordHasher
 from services.identity.purge import keep_newest_signups
 
 if TYPE_CHECKING:
+    from services.identity.account_holds import AccountHolds
     from services.identity.mfa_app import MfaUseCases
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,7 @@ class IdentityApp:
         self.attempts = AttemptGuard(self)
         self.passwords = PasswordUseCases(self)
         self.mfa: MfaUseCases | None = None
+        self.holds: AccountHolds | None = None  # automatic responses to alerts (account_holds.py)
 
     # -- helpers -----------------------------------------------------------------------
     def _address_key(self, email_normalized: str) -> str:
@@ -248,7 +250,13 @@ class IdentityApp:
         mailed = False
         async with transaction(self.sessionmaker) as session:
             credentials = await self.credentials.by_email(session, email_normalized)
-            if device is None and not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
+            held = None
+            if self.holds is not None and device is None:
+                known = credentials.user_id if credentials else None
+                held = await self.holds.locked_until(session, known, email_normalized, now)
+            if held is not None:
+                locked = lockout.hold_lockout(held, now)
+            elif device is None and not await self.throttle.reserve_account(session, key, lockout.ACCOUNT_LIMIT, now):
                 locked = lockout.account_lockout()
             elif not await self.throttle.reserve_client(
                 session, key, client, lockout.CLIENT_LIMIT, lockout.CLIENT_LOCK, now
@@ -290,6 +298,7 @@ class IdentityApp:
         new_hash = await self.hasher.hash(candidate) if self.hasher.needs_rehash(credentials.password_hash) else None
         auth_time = self.clock.now()
         mfa_token = ""
+        code_mailed = False
         team: Team | None = None
         async with transaction(self.sessionmaker) as session:
             if new_hash is not None:
@@ -298,17 +307,22 @@ class IdentityApp:
                 )
             user = await self.users.get(session, credentials.user_id)
             assert user is not None
-            if user.mfa_enabled and self.mfa is not None:
+            # A security response may demand a second factor at this login (account_holds.py).
+            demanded = self.holds is not None and await self.holds.mfa_required(session, user.id)
+            if (user.mfa_enabled or demanded) and self.mfa is not None:
                 # The failure counted above stands until the second factor is right, so a
                 # known password does not buy unlimited code guesses.
                 mfa_token = await self.mfa.start_challenge(session, user.id, auth_time, token_delivery, client)
+                if not user.mfa_enabled and self.holds is not None:
+                    await self.holds.mail_login_code(session, user, mfa_token, ctx, auth_time)
+                    code_mailed = True
                 await self.audit.record(
                     session,
                     "auth.password_verified",
                     ctx,
                     actor_user_id=user.id,
                     target=("user", user.id),
-                    details={"mfa_required": True},
+                    details={"mfa_required": True, "factor": "totp" if user.mfa_enabled else "email_code"},
                 )
             else:
                 # Account row before client row, as when reserving: no lock-order deadlock.
@@ -323,7 +337,7 @@ class IdentityApp:
                     target=("user", user.id),
                     details={"amr": ["pwd"], "mfa_required": False},
                 )
-        self._committed()
+        self._committed(mails=code_mailed)
         if mfa_token:
             return Authentication(
                 user=user, amr=["pwd"], auth_time=auth_time, active_team=None, mfa_required=True, mfa_token=mfa_token

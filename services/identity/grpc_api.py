@@ -11,7 +11,9 @@ from typing import Any
 import grpc
 
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
+from deelrx_kit import timestamps
 from deelrx_kit.timestamps import to_timestamp
+from services.identity.account_holds import AccountHolds
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
 from services.identity.domain.session_grant import grant_for
@@ -285,6 +287,41 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return identity_pb2.AcceptInvitationResponse(
             team_id=accepted.team_id, role=accepted.role, invitation_id=accepted.invitation_id
         )
+
+    # -- automatic responses to security alerts (services/identity/account_holds.py) -------
+    def _holds(self) -> AccountHolds:
+        assert self.app.holds is not None
+        return self.app.holds
+
+    async def LockAccount(
+        self, request: identity_pb2.LockAccountRequest, context: Any
+    ) -> identity_pb2.LockAccountResponse:
+        until = timestamps.to_datetime(request.until, "until")
+        applied = await self._holds().lock(
+            request.alert_id, request.user_id, request.subject_hash, until, request.reason, request.context
+        )
+        return identity_pb2.LockAccountResponse(applied=applied)
+
+    async def RequireMfa(
+        self, request: identity_pb2.RequireMfaRequest, context: Any
+    ) -> identity_pb2.RequireMfaResponse:
+        applied = await self._holds().require_mfa(request.alert_id, request.user_id, request.reason, request.context)
+        return identity_pb2.RequireMfaResponse(applied=applied)
+
+    async def NotifyTeamOwners(
+        self, request: identity_pb2.NotifyTeamOwnersRequest, context: Any
+    ) -> identity_pb2.NotifyTeamOwnersResponse:
+        raised_at = timestamps.to_datetime(request.alert_time, "alert_time")
+        mailed = await self._holds().notify_owners(
+            request.alert_id,
+            request.team_id,
+            list(request.owner_user_ids),
+            request.rule,
+            request.severity,
+            raised_at,
+            request.context,
+        )
+        return identity_pb2.NotifyTeamOwnersResponse(mailed=mailed)
 
 
 for _name in NOT_YET_IMPLEMENTED:

@@ -10,6 +10,7 @@ from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
+from services.identity.account_holds import AccountHolds
 from services.identity.adapters.argon2_hasher import Argon2Hasher
 from services.identity.adapters.mail_relay import MailRelay
 from services.identity.adapters.mailer import mailer_from_settings
@@ -57,6 +58,7 @@ def bootstrap(
         code_hasher=hasher,
         challenge_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
     )
+    app.holds = AccountHolds(app, code_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds))
     rt.add_task(lambda stop: run_purges(sessionmaker, clock, stop))
     rt.grpc.add(
         identity_pb2_grpc.add_IdentityServiceServicer_to_server,

@@ -265,11 +265,14 @@ class MfaUseCases:
 
         used_code_id: str | None = None
         step: int | None = None
+        mailed = False  # a code mailed because a security response demanded a second factor
         if recovery_code:
             used_code_id = await self._match_recovery_code(state.user_id, recovery_code)
         else:
             step = self._step_for(state, code) if state.enabled else None
-        if step is None and used_code_id is None:
+            if not state.enabled and core.holds is not None:
+                mailed = await core.holds.mailed_code_matches(token_hash, code)
+        if step is None and used_code_id is None and not mailed:
             event = "auth.recovery_code_used" if recovery_code else "auth.mfa_failed"
             await core.attempts.failed(state.email_normalized, ctx, user_id=user.id, reason="bad_code", event=event)
             raise DomainError("invalid_mfa_code", _WRONG_CODE)
@@ -279,13 +282,16 @@ class MfaUseCases:
         async with transaction(core.sessionmaker) as session:
             if step is not None:
                 accepted = await self.totp.accept_step(session, user.id, step)
-            else:
-                assert used_code_id is not None
+            elif used_code_id is not None:
                 accepted = await self.codes.use(session, used_code_id, now)
+            else:
+                accepted = mailed  # single use: consuming the challenge below ends its code
             if accepted:
                 accepted = await self.challenges.consume(session, token_hash)
             if accepted:
-                amr = ["pwd", "otp"] if step is not None else ["pwd", "rec"]
+                amr = ["pwd", "rec"] if used_code_id is not None else ["pwd", "otp"]
+                if core.holds is not None:
+                    await core.holds.second_factor_passed(session, user.id, token_hash)
                 if used_code_id is not None:
                     remaining = await self.codes.remaining(session, user.id)
                     await core.audit.record(

@@ -107,6 +107,8 @@ class PasswordUseCases:
             key = core._address_key(state.email_normalized)
             await core.throttle.reset_account(session, key, now)
             await self.throttle.clear_clients(session, key, now)
+            if core.holds is not None:
+                await core.holds.release_lock(session, user.id)
             await core.audit.record(session, "password.reset", ctx, actor_user_id=user.id, target=("user", user.id))
             mail = security_mail.password_changed(
                 user.email, user.name, core.config.public_url, now, ctx.user_agent, ctx.client_ip, reset=True

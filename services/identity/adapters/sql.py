@@ -571,4 +571,5 @@ class MailOutboxRepository:
 
 # The account-security tables live in their own module; importing it here registers them on
 # `metadata`, which migrations and schema checks read from this module.
+from services.identity.adapters import account_holds_sql as _account_holds_sql  # noqa: E402, F401
 from services.identity.adapters import security_sql as _security_sql  # noqa: E402, F401

@@ -21,7 +21,7 @@ ACCOUNT_LIMIT = 100
 
 @dataclass(frozen=True)
 class Lockout:
-    scope: str  # "client" (15 minutes) or "account" (until a password reset)
+    scope: str  # "client" (15 minutes), "account" (until a password reset) or "hold" (a security response)
     retry_after_seconds: int
 
 
@@ -35,3 +35,8 @@ def client_lockout(locked_until: datetime | None, now: datetime) -> Lockout:
 def account_lockout() -> Lockout:
     # Waiting does not help; the hint keeps clients from hammering.
     return Lockout("account", int(CLIENT_LOCK.total_seconds()))
+
+
+def hold_lockout(locked_until: datetime, now: datetime) -> Lockout:
+    """A hold placed by an automatic response to a security alert; it ends by itself."""
+    return Lockout("hold", max(1, math.ceil((locked_until - now).total_seconds())))

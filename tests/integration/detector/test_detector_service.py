@@ -4,6 +4,7 @@ the audit service stores them where a team can list them."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +18,21 @@ from deelrx_kit.audit_events import new_event
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from services.audit.main import bootstrap as audit_bootstrap
+from services.detector.domain.rules import RULE_IDS
 from services.detector.main import bootstrap as detector_bootstrap
 from tests.integration.harness import eventually, make_settings
 
 
 @pytest.fixture
 async def suite(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -> AsyncIterator[tuple]:
-    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}", nats_url, redis_url)
+    settings = make_settings(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
+        nats_url,
+        redis_url,
+        # Detection only: the responses (and the services they call) have their own tests.
+        detector_responses=json.dumps({rule: [] for rule in RULE_IDS}),
+    )
     detector = detector_bootstrap(settings, grpc_port=0)
     audit = audit_bootstrap(settings, grpc_port=0)
     await detector.start()

@@ -5,6 +5,7 @@ new laptops are `new_device`), and the test asserts which alerts, not how many."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.ids import new_id
+from services.detector.domain.rules import RULE_IDS
 from services.detector.main import bootstrap
 from tests.integration.harness import make_settings
 
@@ -21,7 +23,13 @@ from . import traces
 
 @pytest.fixture
 async def detector(tmp_path: Path, nats_url: str, redis_url: str, nats_client) -> AsyncIterator[object]:
-    settings = make_settings(tmp_path, nats_url=nats_url, redis_url=redis_url)
+    settings = make_settings(
+        tmp_path,
+        nats_url=nats_url,
+        redis_url=redis_url,
+        # Detection only: the responses (and the services they call) have their own tests.
+        detector_responses=json.dumps({rule: [] for rule in RULE_IDS}),
+    )
     rt = bootstrap(settings, grpc_port=0)
     await rt.start()
     await nats_bus.ensure_streams(nats_client.jetstream())

@@ -21,7 +21,7 @@ from deelrx_kit.ids import new_id
 from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
 from services.detector.domain.rules import Observation, RaisedAlert, RuleSet
-from services.detector.responses import Responses, parse_responses
+from services.detector.responses import DEFAULT_RESPONSES, Responses, parse_responses
 from services.sessions.main import bootstrap
 from tests.integration.harness import make_settings
 
@@ -88,7 +88,7 @@ async def test_session_anomaly_revokes_the_session_when_configured(sessions, red
     session_id = await _session(sessions, user)
     sink = Collected()
     redis = Redis.from_url(redis_url)
-    config = parse_responses('{"session_anomaly": ["revoke_session"]}' if configured else "")
+    config = parse_responses('{"session_anomaly": ["revoke_session"]}' if configured else '{"session_anomaly": []}')
     detector = Detector(
         RuleSet(),
         RedisWindowStore(redis, prefix=f"t:{uuid.uuid4().hex}:"),
@@ -110,7 +110,10 @@ async def test_session_anomaly_revokes_the_session_when_configured(sessions, red
 
 
 def test_response_configuration_is_checked() -> None:
-    assert parse_responses("") == {}
+    assert parse_responses("") == DEFAULT_RESPONSES
+    configured = parse_responses('{"brute_force": [], "new_device": ["require_mfa"]}')
+    assert configured["brute_force"] == () and configured["new_device"] == ("require_mfa",)
+    assert configured["credential_stuffing"] == DEFAULT_RESPONSES["credential_stuffing"]
     for bad in ('{"nope": ["revoke_session"]}', '{"session_anomaly": ["lock_the_world"]}', "[]"):
         with pytest.raises(ValueError):
             parse_responses(bad)

@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, text
 from deelrx_kit import db
 from deelrx_kit.purge import purge
 from services.identity import purge as identity_purge
+from services.identity.adapters.account_holds_sql import account_holds, security_responses
 from services.identity.adapters.sql import login_accounts, login_clients, mail_throttle, pending_signups
 
 MIGRATIONS = Path(__file__).parents[3] / "services" / "identity" / "migrations"
@@ -85,6 +86,23 @@ async def test_expired_rows_are_purged_in_batches_and_live_rows_stay(database_ur
                     {"purpose": "first_sign_in", "address_key": "marker", "last_sent_at": old},
                 ],
             )
+            hold = {"lock_reason": "", "mfa_reason": "", "mfa_required_at": None}
+            await s.execute(
+                insert(account_holds),
+                [
+                    {**hold, "account": "user:ended", "locked_until": NOW - day, "updated_at": old},
+                    {**hold, "account": "user:locked", "locked_until": NOW + day, "updated_at": old},
+                    {**hold, "account": "user:mfa", "locked_until": None, "updated_at": old, "mfa_required_at": old},
+                    {**hold, "account": "user:recent", "locked_until": None, "updated_at": NOW},
+                ],
+            )
+            await s.execute(
+                insert(security_responses),
+                [
+                    {"alert_id": "alr_old", "action": "lock_account", "applied_at": NOW - timedelta(days=31)},
+                    {"alert_id": "alr_new", "action": "lock_account", "applied_at": old},
+                ],
+            )
         result = await purge(sessions, identity_purge.RULES, NOW, lock_name="test-purge", batch=2)
         assert result.ran
         assert result.deleted == {
@@ -93,13 +111,19 @@ async def test_expired_rows_are_purged_in_batches_and_live_rows_stay(database_ur
             "login_accounts": 2,
             "mail_throttle": 1,
             "password_resets": 0,
+            "mfa_mail_codes": 0,
             "mfa_challenges": 0,
+            "account_holds": 1,
+            "security_responses": 1,
         }
         async with sessions() as s:
             assert list((await s.execute(select(pending_signups.c.id))).scalars()) == ["sgn_0099"]
             assert sorted((await s.execute(select(login_clients.c.account_key))).scalars()) == ["locked", "recent"]
             assert sorted((await s.execute(select(login_accounts.c.account_key))).scalars()) == ["at_limit", "counting"]
             assert sorted((await s.execute(select(mail_throttle.c.address_key))).scalars()) == ["marker", "new"]
+            kept = sorted((await s.execute(select(account_holds.c.account))).scalars())
+            assert kept == ["user:locked", "user:mfa", "user:recent"]
+            assert list((await s.execute(select(security_responses.c.alert_id))).scalars()) == ["alr_new"]
     finally:
         await engine.dispose()
 

@@ -517,3 +517,67 @@ class TeamChanged(_message.Message):
     team_id: str
     plan: str
     def __init__(self, team_id: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...
+
+class LockAccountRequest(_message.Message):
+    __slots__ = ("context", "alert_id", "user_id", "subject_hash", "until", "reason")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_HASH_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    context: _common_pb2.RequestContext
+    alert_id: str
+    user_id: str
+    subject_hash: str
+    until: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., alert_id: _Optional[str] = ..., user_id: _Optional[str] = ..., subject_hash: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class LockAccountResponse(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    def __init__(self, applied: _Optional[bool] = ...) -> None: ...
+
+class RequireMfaRequest(_message.Message):
+    __slots__ = ("context", "alert_id", "user_id", "reason")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    context: _common_pb2.RequestContext
+    alert_id: str
+    user_id: str
+    reason: str
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., alert_id: _Optional[str] = ..., user_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RequireMfaResponse(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    def __init__(self, applied: _Optional[bool] = ...) -> None: ...
+
+class NotifyTeamOwnersRequest(_message.Message):
+    __slots__ = ("context", "alert_id", "team_id", "owner_user_ids", "rule", "severity", "alert_time")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    ALERT_TIME_FIELD_NUMBER: _ClassVar[int]
+    context: _common_pb2.RequestContext
+    alert_id: str
+    team_id: str
+    owner_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    rule: str
+    severity: str
+    alert_time: _timestamp_pb2.Timestamp
+    def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., alert_id: _Optional[str] = ..., team_id: _Optional[str] = ..., owner_user_ids: _Optional[_Iterable[str]] = ..., rule: _Optional[str] = ..., severity: _Optional[str] = ..., alert_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NotifyTeamOwnersResponse(_message.Message):
+    __slots__ = ("mailed",)
+    MAILED_FIELD_NUMBER: _ClassVar[int]
+    mailed: int
+    def __init__(self, mailed: _Optional[int] = ...) -> None: ...

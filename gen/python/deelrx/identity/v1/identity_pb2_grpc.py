@@ -160,6 +160,21 @@ class IdentityServiceStub:
                 request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.AcceptInvitationRequest.SerializeToString,
                 response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.AcceptInvitationResponse.FromString,
                 _registered_method=True)
+        self.LockAccount = channel.unary_unary(
+                '/deelrx.identity.v1.IdentityService/LockAccount',
+                request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.LockAccountRequest.SerializeToString,
+                response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.LockAccountResponse.FromString,
+                _registered_method=True)
+        self.RequireMfa = channel.unary_unary(
+                '/deelrx.identity.v1.IdentityService/RequireMfa',
+                request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.RequireMfaRequest.SerializeToString,
+                response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.RequireMfaResponse.FromString,
+                _registered_method=True)
+        self.NotifyTeamOwners = channel.unary_unary(
+                '/deelrx.identity.v1.IdentityService/NotifyTeamOwners',
+                request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyTeamOwnersRequest.SerializeToString,
+                response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyTeamOwnersResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -322,6 +337,26 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LockAccount(self, request, context):
+        """Automatic responses to security alerts (called by the detector). Each is idempotent per
+        alert id: a redelivered alert applies nothing twice and mails nobody twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequireMfa(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NotifyTeamOwners(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -449,6 +484,21 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.AcceptInvitation,
                     request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.AcceptInvitationRequest.FromString,
                     response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.AcceptInvitationResponse.SerializeToString,
+            ),
+            'LockAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockAccount,
+                    request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.LockAccountRequest.FromString,
+                    response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.LockAccountResponse.SerializeToString,
+            ),
+            'RequireMfa': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequireMfa,
+                    request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.RequireMfaRequest.FromString,
+                    response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.RequireMfaResponse.SerializeToString,
+            ),
+            'NotifyTeamOwners': grpc.unary_unary_rpc_method_handler(
+                    servicer.NotifyTeamOwners,
+                    request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyTeamOwnersRequest.FromString,
+                    response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyTeamOwnersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1127,6 +1177,87 @@ class IdentityService:
             '/deelrx.identity.v1.IdentityService/AcceptInvitation',
             deelrx_dot_identity_dot_v1_dot_identity__pb2.AcceptInvitationRequest.SerializeToString,
             deelrx_dot_identity_dot_v1_dot_identity__pb2.AcceptInvitationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.identity.v1.IdentityService/LockAccount',
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.LockAccountRequest.SerializeToString,
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.LockAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequireMfa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.identity.v1.IdentityService/RequireMfa',
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.RequireMfaRequest.SerializeToString,
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.RequireMfaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NotifyTeamOwners(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.identity.v1.IdentityService/NotifyTeamOwners',
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyTeamOwnersRequest.SerializeToString,
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.NotifyTeamOwnersResponse.FromString,
             options,
             channel_credentials,
             insecure,
