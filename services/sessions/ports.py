@@ -1,11 +1,15 @@
-"""The narrow ports the use cases depend on (SQL store, signing-key store, revocation feed)."""
+"""The narrow ports the use cases depend on: transactions, the SQL stores, the outbox, the
+signing key and the revocation feed. main.py wires the adapters; unit tests wire fakes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sessions.domain.devices import Device
@@ -15,6 +19,29 @@ from services.sessions.domain.records import (
     SessionRecord,
     SigningKeyRecord,
 )
+
+
+class Transactions(Protocol):
+    """Where transactions begin: every store call runs inside one of these."""
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-write unit of work: commit on success, roll back on any error."""
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-only transaction (never takes SQLite's write lock)."""
+
+
+class EventOutbox(Protocol):
+    """Messages staged in the caller's transaction and relayed to NATS after commit."""
+
+    async def add(self, session: AsyncSession, subject: str, message: Message, msg_id: str) -> None: ...
+    def notify(self) -> None: ...
+
+
+class TokenSigner(Protocol):
+    """The active access-token signing key."""
+
+    async def signer(self) -> tuple[str, Ed25519PrivateKey]: ...
 
 
 class SessionStore(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -26,9 +27,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata, reading, transaction
 from deelrx_kit.outbox import outbox_table
 from services.sessions.domain.devices import Device
 from services.sessions.domain.records import RefreshTokenRecord, SessionRecord, SigningKeyRecord
@@ -507,3 +508,16 @@ class SqlSigningKeyStore:
         t = signing_keys.c
         result = await tx.execute(delete(signing_keys).where(t.active_slot.is_(None), t.retired_at < before))
         return _rowcount(result)
+
+
+class SqlTransactions:
+    """The `Transactions` port over the service's engine (`deelrx_kit.db`)."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self.db = db
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return transaction(self.db)
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return reading(self.db)
