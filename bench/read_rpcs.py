@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deelrx.common.v1 import common_pb2
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
@@ -107,6 +108,11 @@ async def _seed_membership(ch: grpc.aio.Channel) -> Callable[[int], Any]:
     return lambda n: requests[n % len(requests)]
 
 
+async def _seed_nothing(ch: grpc.aio.Channel) -> Callable[[int], Any]:
+    request = health_pb2.HealthCheckRequest(service="")
+    return lambda n: request
+
+
 TARGETS = {
     t.name: t
     for t in (
@@ -118,6 +124,8 @@ TARGETS = {
             "GetSession",
             _seed_sessions,
         ),
+        # The floor: grpc.aio's own cost per call in the same process (no interceptor, no use case).
+        Target("rbac.health.Check", "rbac", ("nats",), health_pb2_grpc.HealthStub, "Check", _seed_nothing),
         Target("rbac.Check", "rbac", ("nats",), rbac_pb2_grpc.RbacServiceStub, "Check", _seed_check),
         Target(
             "rbac.GetMembership", "rbac", ("nats",), rbac_pb2_grpc.RbacServiceStub, "GetMembership", _seed_membership
@@ -153,7 +161,20 @@ def start_service(service: str, tmp: Path, infra_env: dict[str, str]) -> tuple[s
     return proc, f"127.0.0.1:{port}"
 
 
-async def measure(target: Target, address: str, pid: int, seconds: float) -> dict[str, Any]:
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the service over the measured window (collapsed stacks, one line each)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        print("py-spy is not installed in this environment; no profile", file=sys.stderr)
+        return None
+    args = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds) + 1), "--rate", "250"]
+    args += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def measure(
+    target: Target, address: str, pid: int, seconds: float, profile: Path | None = None
+) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(address) as channel:
         make = await target.seed(channel)
         call = getattr(target.stub(channel), target.method)
@@ -172,9 +193,12 @@ async def measure(target: Target, address: str, pid: int, seconds: float) -> dic
                 await call(request)
                 samples.append(time.perf_counter_ns() - started)
 
+        profiler = start_profiler(pid, seconds, profile) if profile else None
         cpu_before, begin = cpu_seconds(pid), time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
         wall, cpu = time.perf_counter() - begin, cpu_seconds(pid) - cpu_before
+        if profiler is not None:
+            profiler.wait(30)
     samples.sort()
 
     def pct(p: float) -> float:
@@ -192,7 +216,7 @@ async def measure(target: Target, address: str, pid: int, seconds: float) -> dic
     }
 
 
-def run(names: list[str], seconds: float) -> list[dict[str, Any]]:
+def run(names: list[str], seconds: float, profile_dir: Path | None = None) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory(prefix="deelrx-bench-reads-") as tmp_name:
         tmp = Path(tmp_name)
@@ -210,7 +234,8 @@ def run(names: list[str], seconds: float) -> list[dict[str, Any]]:
                 target = TARGETS[name]
                 proc, address = start_service(target.service, tmp / name, env)
                 try:
-                    results.append(asyncio.run(measure(target, address, proc.pid, seconds)))
+                    profile = profile_dir / f"{name}.txt" if profile_dir else None
+                    results.append(asyncio.run(measure(target, address, proc.pid, seconds, profile)))
                 finally:
                     proc.terminate()
                     proc.wait(10)
@@ -233,12 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.read_rpcs", description=__doc__.split("\n")[0])
     parser.add_argument("targets", nargs="*", help=f"any of {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--profile", type=Path, help="write py-spy collapsed stacks per target to this directory")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s): {', '.join(unknown)}")
-    results = run(args.targets or list(TARGETS), args.seconds)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results = run(args.targets or list(TARGETS), args.seconds, args.profile)
     if not args.no_write:
         RESULTS.write_text(
             json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}, indent=2)

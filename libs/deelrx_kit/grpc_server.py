@@ -28,31 +28,41 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str) -> None:
         self.service = service
+        # Method handlers are fixed once the server starts: each method is wrapped once, not
+        # on every call (the wrapper, its metric children and the handler tuple are reused).
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        path = handler_call_details.method
+        wrapped = self._wrapped.get(path)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        if method in ("Check", "Watch") and "grpc.health" in handler_call_details.method:
-            return handler
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
+        method = path.rsplit("/", 1)[-1]
+        if method in ("Check", "Watch") and "grpc.health" in path:
+            wrapped = handler
+        elif handler.unary_unary:
+            wrapped = grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
+        elif handler.unary_stream:
+            wrapped = grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        else:
+            wrapped = handler
+        self._wrapped[path] = wrapped
+        return wrapped
 
     async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
         if isinstance(exc, NotImplementedError):
@@ -75,12 +85,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     def _wrap_unary(self, inner: Any, method: str) -> Any:
+        succeeded = GRPC_REQUESTS.labels(self.service, method, "ok")
+        latency = GRPC_LATENCY.labels(self.service, method)
+
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             structlog.contextvars.bind_contextvars(rpc=method, **_context_ids(request))
             try:
                 response = await inner(request, context)
-                GRPC_REQUESTS.labels(self.service, method, "ok").inc()
+                succeeded.inc()
                 return response
             except asyncio.CancelledError:
                 raise
@@ -89,7 +102,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:  # noqa: BLE001 - the one place errors are mapped
                 await self._fail(context, method, exc)
             finally:
-                GRPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+                latency.observe(time.perf_counter() - started)
                 structlog.contextvars.unbind_contextvars("rpc", "request_id", "user_id", "session_id", "team_id")
 
         return call

@@ -10,7 +10,7 @@ from deelrx_kit.clock import Clock
 from deelrx_kit.errors import not_found, validation_error
 from services.sessions.domain.records import SessionRecord
 from services.sessions.issuing import MAX_ID
-from services.sessions.ports import SessionStore, Transactions
+from services.sessions.ports import SessionReads, SessionStore, Transactions
 
 # `last_seen_at` is written at most this often per session.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
@@ -18,9 +18,10 @@ TOUCH_BATCH_MAX = 1000
 
 
 class Listing:
-    def __init__(self, *, transactions: Transactions, store: SessionStore, clock: Clock) -> None:
+    def __init__(self, *, transactions: Transactions, store: SessionStore, reads: SessionReads, clock: Clock) -> None:
         self.transactions = transactions
         self.store = store
+        self.reads = reads
         self.clock = clock
 
     async def get(self, session_id: str) -> SessionRecord:
@@ -28,8 +29,7 @@ class Listing:
         left to the caller (the gateway answers session_expired, an admin view shows history)."""
         if not session_id:
             raise not_found("Session not found")
-        async with self.transactions.reading() as tx:
-            session = await self.store.get_session(tx, session_id)
+        session = await self.reads.session(session_id)
         if session is None:
             raise not_found("Session not found")
         return session

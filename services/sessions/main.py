@@ -8,11 +8,18 @@ from pathlib import Path
 from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.read_pool import ReadPool
 from deelrx_kit.redis_url import connect_redis
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.sessions.adapters.revocations import RedisNatsRevocations
-from services.sessions.adapters.sql import SqlSessionStore, SqlSigningKeyStore, SqlTransactions, outbox
+from services.sessions.adapters.sql import (
+    SqlSessionReads,
+    SqlSessionStore,
+    SqlSigningKeyStore,
+    SqlTransactions,
+    outbox,
+)
 from services.sessions.domain.sealing import Sealer
 from services.sessions.domain.signing_keys import RotationSchedule
 from services.sessions.events import SessionEvents
@@ -80,7 +87,11 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         clock=clock,
         grace_seconds=settings.refresh_grace_seconds,
     )
-    listing = Listing(transactions=transactions, store=store, clock=clock)
+    # GetSession (every /v1/auth/me) reads in one hop off the event loop.
+    assert rt.engine is not None
+    reads = ReadPool(rt.engine)
+    rt.on_stop(reads.close)
+    listing = Listing(transactions=transactions, store=store, reads=SqlSessionReads(reads), clock=clock)
     rt.add_task(lambda stop: maintenance_loop(keys, refresh, revocation, stop))
     rt.add_task(lambda stop: run_purges(db, clock, stop))
     rt.add_task(lambda stop: heartbeat_loop(db, revocations, events, clock, stop))

@@ -44,6 +44,12 @@ class TokenSigner(Protocol):
     async def signer(self) -> tuple[str, Ed25519PrivateKey]: ...
 
 
+class SessionReads(Protocol):
+    """Hot reads outside any use case's transaction (each is its own read-only transaction)."""
+
+    async def session(self, session_id: str) -> SessionRecord | None: ...
+
+
 class SessionStore(Protocol):
     """Sessions, devices and refresh tokens; every call runs inside the caller's transaction."""
 
@@ -76,7 +82,6 @@ class SessionStore(Protocol):
     ) -> bool: ...
     async def forget_successor_of(self, tx: AsyncSession, family_id: str, successor_hash: str) -> None: ...
     async def forget_stale_successors(self, tx: AsyncSession, rotated_before: datetime) -> int: ...
-    async def delete_ended(self, tx: AsyncSession, ended_before: datetime) -> int: ...
 
 
 class SigningKeyStore(Protocol):

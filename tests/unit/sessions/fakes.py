@@ -187,8 +187,13 @@ class FakeSessionStore(Rollback):
                 forgotten += 1
         return forgotten
 
-    async def delete_ended(self, tx: AsyncSession, ended_before: datetime) -> int:
-        raise NotImplementedError  # purged by SQL only (services/sessions/purge.py)
+
+class FakeSessionReads:
+    def __init__(self, store: FakeSessionStore) -> None:
+        self.store = store
+
+    async def session(self, session_id: str) -> SessionRecord | None:
+        return self.store.sessions.get(session_id)
 
 
 class FakeOutbox(Rollback):
@@ -289,6 +294,6 @@ def world(**overrides: Any) -> World:
             grace_seconds=s.refresh_grace_seconds,
         ),
         revocation=revocation,
-        listing=Listing(transactions=transactions, store=store, clock=clock),
+        listing=Listing(transactions=transactions, store=store, reads=FakeSessionReads(store), clock=clock),
         settings=s,
     )
