@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx.rbac.v1 import rbac_pb2
-from deelrx_kit import audit_events
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock
 from deelrx_kit.errors import forbidden, validation_error
 from deelrx_kit.ids import new_id
@@ -59,6 +59,7 @@ class TeamChanges:
         transactions: Transactions,
         store: RbacStore,
         outbox: EventOutbox,
+        audit: AuditTrail,
         announcer: ChangeAnnouncer,
         snapshots: Snapshots,
         clock: Clock,
@@ -66,6 +67,7 @@ class TeamChanges:
         self.transactions = transactions
         self.store = store
         self.outbox = outbox
+        self.audit = audit
         self.announcer = announcer
         self.snapshots = snapshots
         self.clock = clock
@@ -84,7 +86,7 @@ class TeamChanges:
                 await self.outbox.add(session, RBAC_CHANGED_PREFIX + team_id, notice, new_id("evt"))
                 for event in change.events:
                     event.details.update({"revision": change.revision})
-                    await self.outbox.add(session, audit_events.subject_for(event), event, event.id)
+                    await self.audit.stage(session, event)
         if change.revision:
             self.outbox.notify()
             # Before the caller gets its answer, so a request that follows this one is decided
@@ -103,15 +105,7 @@ class TeamChanges:
         details: dict[str, Any],
         target_type: str = "user",
     ) -> audit_pb2.AuditEvent:
-        return audit_events.new_event(
-            type,
-            source=SOURCE,
-            now=self.clock.now(),
-            context=context,
-            team_id=team_id,
-            target=(target_type, target_id),
-            details=details,
-        )
+        return self.audit.build(type, context, team_id=team_id, target=(target_type, target_id), details=details)
 
 
 def actor_role(

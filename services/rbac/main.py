@@ -7,6 +7,7 @@ from pathlib import Path
 import structlog
 
 from deelrx.rbac.v1 import rbac_pb2_grpc
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.runtime import ServiceRuntime, run
@@ -14,7 +15,7 @@ from deelrx_kit.settings import Settings
 from services.rbac.adapters import sql
 from services.rbac.adapters.nats_events import ChangeListener, CoreNatsAnnouncer
 from services.rbac.assignments import Assignments
-from services.rbac.changes import TeamChanges
+from services.rbac.changes import SOURCE, TeamChanges
 from services.rbac.checks import Checks
 from services.rbac.grpc_api import RbacServicer
 from services.rbac.memberships import Memberships
@@ -36,7 +37,13 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     announcer = CoreNatsAnnouncer()
     snapshots = Snapshots(transactions, store)
     changes = TeamChanges(
-        transactions=transactions, store=store, outbox=outbox, announcer=announcer, snapshots=snapshots, clock=clock
+        transactions=transactions,
+        store=store,
+        outbox=outbox,
+        audit=AuditTrail(outbox, source=SOURCE, clock=clock),
+        announcer=announcer,
+        snapshots=snapshots,
+        clock=clock,
     )
     servicer = RbacServicer(
         checks=Checks(snapshots),

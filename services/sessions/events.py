@@ -1,4 +1,5 @@
-"""The sessions service's audit events, staged in the caller's transaction (outbox)."""
+"""The sessions service's audit events, through the kit's `AuditTrail` (staged in the caller's
+transaction): what every session event is about, in one place."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx.common.v1 import common_pb2
-from deelrx_kit import audit_events
-from deelrx_kit.clock import Clock
+from deelrx_kit.audit_trail import AuditTrail
 from services.sessions.domain.records import SessionRecord
-from services.sessions.ports import EventOutbox
 
 SOURCE = "sessions"
 
 
 class SessionEvents:
-    def __init__(self, outbox: EventOutbox, clock: Clock) -> None:
-        self.outbox = outbox
-        self.clock = clock
+    def __init__(self, audit: AuditTrail) -> None:
+        self.audit = audit
 
     async def stage(
         self,
@@ -42,12 +40,12 @@ class SessionEvents:
         details: dict[str, Any] | None = None,
         outcome: str = "success",
     ) -> None:
-        """Stage an audit event in `tx`; its team is the session's team, never a token in it."""
-        event = audit_events.new_event(
+        """Its team is the session's team, never a token in it; its actor the caller, else the
+        session's owner."""
+        await self.audit.record(
+            tx,
             type,
-            source=SOURCE,
-            now=self.clock.now(),
-            context=ctx,
+            ctx,
             team_id=team_id,
             actor_user_id=(ctx.user_id if ctx and ctx.user_id else user_id),
             target=("session", session_id),
@@ -55,8 +53,7 @@ class SessionEvents:
             details=details,
             session_id=session_id,
         )
-        await self.outbox.add(tx, audit_events.subject_for(event), event, event.id)
 
     def notify(self) -> None:
         """After commit: wake the outbox relay so the events go out at once."""
-        self.outbox.notify()
+        self.audit.notify()

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from deelrx.sessions.v1 import sessions_pb2_grpc
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.read_pool import ReadPool
@@ -22,7 +23,7 @@ from services.sessions.adapters.sql import (
 )
 from services.sessions.domain.sealing import Sealer
 from services.sessions.domain.signing_keys import RotationSchedule
-from services.sessions.events import SessionEvents
+from services.sessions.events import SOURCE, SessionEvents
 from services.sessions.grpc_api import SessionsServicer
 from services.sessions.heartbeat import heartbeat_loop
 from services.sessions.issuing import Issuing
@@ -64,7 +65,7 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         schedule,
     )
     revocations = RedisNatsRevocations(redis, events, settings.access_token_ttl_seconds)
-    audit = SessionEvents(events, clock)
+    audit = SessionEvents(AuditTrail(events, source=SOURCE, clock=clock))
     mint = TokenMint(settings, store, clock)
     revocation = Revocation(
         settings=settings,

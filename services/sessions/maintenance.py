@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-import structlog
-
+from deelrx_kit.periodic import run_every
 from services.sessions.refresh import Refresh
 from services.sessions.revocation import Revocation
 from services.sessions.signing import SigningKeys
-
-log = structlog.get_logger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 60.0
 
@@ -24,12 +21,5 @@ async def maintain(keys: SigningKeys, refresh: Refresh, revocation: Revocation) 
 
 
 async def maintenance_loop(keys: SigningKeys, refresh: Refresh, revocation: Revocation, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await maintain(keys, refresh, revocation)
-        except Exception as exc:  # noqa: BLE001 - a DB hiccup must not end the loop
-            log.warning("maintenance_failed", error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE_INTERVAL_SECONDS)
-        except TimeoutError:
-            pass
+    # A failed round (a DB hiccup) is logged and the next one tries again.
+    await run_every(MAINTENANCE_INTERVAL_SECONDS, lambda: maintain(keys, refresh, revocation), stop, name="maintenance")

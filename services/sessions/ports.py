@@ -1,5 +1,6 @@
-"""The narrow ports the use cases depend on: transactions, the SQL stores, the outbox, the
-signing key and the revocation feed. main.py wires the adapters; unit tests wire fakes."""
+"""The narrow ports the use cases depend on: transactions, the SQL stores, hot reads, the
+signing key and the revocation feed (audit events go through the kit's `AuditTrail`).
+main.py wires the adapters; unit tests wire fakes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import datetime
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sessions.domain.devices import Device
@@ -29,13 +29,6 @@ class Transactions(Protocol):
 
     def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A read-only transaction (never takes SQLite's write lock)."""
-
-
-class EventOutbox(Protocol):
-    """Messages staged in the caller's transaction and relayed to NATS after commit."""
-
-    async def add(self, session: AsyncSession, subject: str, message: Message, msg_id: str) -> None: ...
-    def notify(self) -> None: ...
 
 
 class TokenSigner(Protocol):

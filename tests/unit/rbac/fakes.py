@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.rbac.v1 import rbac_pb2
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import FrozenClock
 from services.rbac.assignments import Assignments
 from services.rbac.changes import TeamChanges
@@ -174,7 +175,13 @@ def world() -> World:
     transactions = FakeTransactions(store, outbox)
     snapshots = Snapshots(transactions, store)
     changes = TeamChanges(
-        transactions=transactions, store=store, outbox=outbox, announcer=announcer, snapshots=snapshots, clock=clock
+        transactions=transactions,
+        store=store,
+        outbox=outbox,
+        audit=AuditTrail(outbox, source="rbac", clock=clock),
+        announcer=announcer,
+        snapshots=snapshots,
+        clock=clock,
     )
     return World(
         clock=clock,

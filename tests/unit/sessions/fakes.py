@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx.audit.v1 import audit_pb2
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import FrozenClock
 from deelrx_kit.settings import Settings
 from services.sessions.domain.devices import Device
@@ -268,7 +269,7 @@ def world(**overrides: Any) -> World:
     clock = FrozenClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     store, outbox, revocations = FakeSessionStore(), FakeOutbox(), FakeRevocations()
     transactions = FakeTransactions(store, outbox, revocations)
-    events = SessionEvents(outbox, clock)
+    events = SessionEvents(AuditTrail(outbox, source="sessions", clock=clock))
     keys = FakeSigner()
     mint = TokenMint(s, store, clock)
     revocation = Revocation(
