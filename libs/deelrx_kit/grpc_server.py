@@ -28,41 +28,43 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str) -> None:
         self.service = service
-        # Method handlers are fixed once the server starts: each method is wrapped once, not
-        # on every call (the wrapper, its metric children and the handler tuple are reused).
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        # grpc.aio asks the interceptor on every call: the wrapped handler of each method is
+        # built once, not per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        path = handler_call_details.method
-        wrapped = self._wrapped.get(path)
-        if wrapped is not None:
-            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = path.rsplit("/", 1)[-1]
-        if method in ("Check", "Watch") and "grpc.health" in path:
-            wrapped = handler
-        elif handler.unary_unary:
-            wrapped = grpc.unary_unary_rpc_method_handler(
+        full_method = handler_call_details.method
+        cached = self._wrapped.get(full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, full_method)
+        self._wrapped[full_method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[-1]
+        if method in ("Check", "Watch") and "grpc.health" in full_method:
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        elif handler.unary_stream:
-            wrapped = grpc.unary_stream_rpc_method_handler(
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        else:
-            wrapped = handler
-        self._wrapped[path] = wrapped
-        return wrapped
+        return handler
 
     async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
         if isinstance(exc, NotImplementedError):
@@ -70,7 +72,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
         if isinstance(exc, DomainError):
             GRPC_REQUESTS.labels(self.service, method, exc.code).inc()
-            log.info("rpc_failed", method=method, code=exc.code)
+            log.debug("rpc_failed", method=method, code=exc.code)  # an answer, not a fault
             await context.abort(exc.grpc_status, exc.message, trailing_metadata=grpc_errors.encode(exc))
         if isinstance(exc, Exception) and is_transient(exc):
             # A database, Redis or network hiccup: the caller may retry (503 at the gateway).
@@ -85,7 +87,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     def _wrap_unary(self, inner: Any, method: str) -> Any:
-        succeeded = GRPC_REQUESTS.labels(self.service, method, "ok")
+        ok = GRPC_REQUESTS.labels(self.service, method, "ok")
         latency = GRPC_LATENCY.labels(self.service, method)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -93,7 +95,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             structlog.contextvars.bind_contextvars(rpc=method, **_context_ids(request))
             try:
                 response = await inner(request, context)
-                succeeded.inc()
+                ok.inc()
                 return response
             except asyncio.CancelledError:
                 raise

@@ -9,7 +9,6 @@ from deelrx.sessions.v1 import sessions_pb2_grpc
 from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
-from deelrx_kit.read_pool import ReadPool
 from deelrx_kit.redis_url import connect_redis
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
@@ -88,11 +87,9 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         clock=clock,
         grace_seconds=settings.refresh_grace_seconds,
     )
-    # GetSession (every /v1/auth/me) reads in one hop off the event loop.
+    # GetSession (every /v1/auth/me) is one statement: `db.single_read`, no transaction set-up.
     assert rt.engine is not None
-    reads = ReadPool(rt.engine)
-    rt.on_stop(reads.close)
-    listing = Listing(transactions=transactions, store=store, reads=SqlSessionReads(reads), clock=clock)
+    listing = Listing(transactions=transactions, store=store, reads=SqlSessionReads(rt.engine), clock=clock)
     rt.add_task(lambda stop: maintenance_loop(keys, refresh, revocation, stop))
     rt.add_task(lambda stop: run_purges(db, clock, stop))
     rt.add_task(lambda stop: heartbeat_loop(db, revocations, events, clock, stop))

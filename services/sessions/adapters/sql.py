@@ -28,12 +28,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata, reading, transaction
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata, reading, single_read, transaction
 from deelrx_kit.outbox import outbox_table
-from deelrx_kit.read_pool import ReadPool
 from services.sessions.domain.devices import Device
 from services.sessions.domain.records import RefreshTokenRecord, SessionRecord, SigningKeyRecord
 
@@ -513,18 +512,16 @@ _SESSION_BY_ID = select(sessions_table).where(sessions_table.c.id == bindparam("
 
 
 class SqlSessionReads:
-    """The `SessionReads` port: each read is its own read-only transaction in one hop off the
-    event loop (`deelrx_kit.read_pool`), the cheap path for GetSession."""
+    """The `SessionReads` port: each read is one statement outside any transaction of the
+    caller (`deelrx_kit.db.single_read`), the cheap path for GetSession."""
 
-    def __init__(self, pool: ReadPool) -> None:
-        self.pool = pool
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
 
     async def session(self, session_id: str) -> SessionRecord | None:
-        def read(conn: Connection) -> SessionRecord | None:
-            row = conn.execute(_SESSION_BY_ID, {"session_id": session_id}).first()
-            return None if row is None else _session(row)
-
-        return await self.pool.run(read, snapshot=False)
+        async with single_read(self.engine) as conn:
+            row = (await conn.execute(_SESSION_BY_ID, {"session_id": session_id})).first()
+        return None if row is None else _session(row)
 
 
 class SqlTransactions:
