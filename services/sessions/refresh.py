@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import assert_never
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -120,6 +121,8 @@ class Refresh:
                     await self.events.stage(tx, "session.refresh_replayed_in_grace", ctx, session, details)
                 case Rotate():
                     pass
+                case _:
+                    assert_never(decision)  # mypy: every decision is handled
             if not isinstance(decision, ReuseDetected):
                 session = self.mint.touched(session, now, ctx.client_ip)
                 if not await self.store.save_live_session(tx, session):
