@@ -7,7 +7,7 @@ PY     := $(BIN)/python
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: run test test-slow test-unit test-fast test-integration test-e2e test-tools lint protos protos-check bench lock clean
+.PHONY: run test test-slow test-unit test-fast test-integration test-e2e test-tools lint protos protos-check bench bench-quick lock clean
 
 # Refuse an unsupported Python with a sentence, not with a failed build halfway through pip.
 $(VENV)/.python-ok:
@@ -35,9 +35,10 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.dev-installed test-tools
 	DEELRX_REQUIRE_NGINX=1 $(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
-## Only the long fuzzing and fault runs (tests/security, marker `slow`); CI runs them after `make test`.
+## Only the long fuzzing and fault runs (marker `slow`: tests/security, and the 10,000-event pipeline faults
+## in tests/integration); CI runs them after `make test`.
 test-slow: $(VENV)/.dev-installed test-tools
-	$(PYTEST) -m slow tests/security $(PYTEST_ARGS)
+	$(PYTEST) -m slow tests/security tests/integration $(PYTEST_ARGS)
 
 ## Only the fast unit tests (no servers).
 test-unit test-fast: $(VENV)/.dev-installed
@@ -71,15 +72,23 @@ $(VENV)/.bench-installed: $(VENV)/.dev-installed requirements/bench.lock
 	$(BIN)/pip install -q --require-hashes -r requirements/bench.lock
 	touch $@
 
-# pycasbin, the authorization benchmark's peer, lives in its own environment.
-.venv-bench/.installed:
-	$(PYTHON) -m venv .venv-bench
-	.venv-bench/bin/pip install -q casbin==1.43.0
+# The peers of the benchmarks (fastapi-users, bare FastAPI, pycasbin) live in their own environment,
+# installed from their own lock (requirements/bench-peers.in -> .lock, with hashes).
+.venv-bench/.installed: requirements/bench-peers.lock
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q --require-hashes -r requirements/bench-peers.lock
 	touch $@
 
+## The suite and its peers side by side (docs/benchmarks.md); about 15 minutes on 2 cores.
+## Writes bench/results/latest.json, the charts next to it and the table in docs/benchmarks.md.
 bench: $(VENV)/.bench-installed .venv-bench/.installed
 	@bash scripts/install_test_tools.sh wrk
 	$(PY) -m bench
+
+## Every case of `make bench`, shorter (under 3 minutes): a smoke test, it asserts nothing about speed.
+bench-quick: $(VENV)/.bench-installed .venv-bench/.installed
+	@bash scripts/install_test_tools.sh wrk
+	$(PY) -m bench --quick
 
 ## Re-pin every dependency (with hashes) from pyproject.toml into requirements/*.lock.
 lock:

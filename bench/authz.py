@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from bench.authz_workload import CHECKS as CHECKS_DEFAULT
 from bench.authz_workload import Check, Team, checks, expected, teams
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
 from deploy.local import infra
@@ -184,7 +185,10 @@ def run_casbin(wanted: list[bool]) -> dict[str, Any] | None:
     if not CASBIN_PYTHON.exists():
         return None
     out = subprocess.run(
-        [str(CASBIN_PYTHON), str(Path(__file__).parent / "authz_casbin.py")], capture_output=True, check=True, cwd=ROOT
+        [str(CASBIN_PYTHON), str(Path(__file__).parent / "authz_casbin.py"), str(len(wanted))],
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
     )
     found = json.loads(out.stdout)
     wrong = sum(a != b for a, b in zip(found["decisions"], wanted, strict=True))
@@ -198,9 +202,9 @@ def run_casbin(wanted: list[bool]) -> dict[str, Any] | None:
     )
 
 
-def run() -> list[dict[str, Any]]:
+def run(checks_count: int = CHECKS_DEFAULT) -> list[dict[str, Any]]:
     data = teams()
-    workload = checks(data)
+    workload = checks(data, checks_count)
     wanted = [expected(data, c) for c in workload]
     results = [run_engine(data, workload, wanted)]
     with tempfile.TemporaryDirectory(prefix="deelrx-bench-authz-") as tmp_name:

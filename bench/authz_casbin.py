@@ -15,6 +15,7 @@ import casbin
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.authz_workload import (
     BROAD,
+    CHECKS,
     MANAGER_PERMISSIONS,
     STAFF_PERMISSIONS,
     TEAM_PERMISSIONS,
@@ -69,7 +70,7 @@ def build() -> casbin.Enforcer:
 
 def main() -> None:
     enforcer = build()
-    workload = checks(teams())
+    workload = checks(teams(), int(sys.argv[1]) if len(sys.argv) > 1 else CHECKS)
     samples = []
     decisions = []
     begin = time.perf_counter()

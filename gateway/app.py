@@ -13,6 +13,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from deelrx_kit.errors import DomainError, Violation
+from gateway.change_revisions import BumpRevisionsOnWrite
+from gateway.early_limits import count_unlimited
 from gateway.idempotency import IdempotencyMiddleware, document_in_openapi
 from gateway.pipeline import RequestPipeline
 from gateway.problems import problem_response
@@ -52,10 +54,12 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
+        await count_unlimited(gw, request)
         return problem_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        await count_unlimited(gw, request)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem_response(request, DomainError("malformed_request", "The body is not valid JSON"))
@@ -66,6 +70,7 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        await count_unlimited(gw, request)
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "malformed_request"
         )
@@ -90,6 +95,8 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(role_routes.router)
     app.include_router(audit_routes.router)
     pages.install(app)
+    # Innermost: sees the route's answer and the caller it authenticated.
+    app.add_middleware(BumpRevisionsOnWrite, gateway=gw)
     if gw.settings.cors_origins.strip():
         origins = [o.strip() for o in gw.settings.cors_origins.split(",") if o.strip() and o.strip() != "*"]
         app.add_middleware(

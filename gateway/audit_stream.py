@@ -37,7 +37,7 @@ def sse_frame(event: str, data: dict[str, Any], event_id: str = "") -> bytes:
 class SseStream:
     def __init__(
         self,
-        call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+        call: grpc.aio.UnaryStreamCall,
         *,
         render_event: Callable[[audit_pb2.AuditEvent], dict[str, Any]],
         render_alert: Callable[[audit_pb2.Alert], dict[str, Any]],

@@ -4,7 +4,7 @@ token binding, the enrollment-only scope and the per-team rate limit."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import jwt
@@ -13,12 +13,14 @@ from fastapi import Request
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import redis_keys
 from deelrx_kit.errors import DomainError
-from gateway import csrf
+from deelrx_kit.plans import DEFAULT_PLAN, limit_of
+from gateway import change_revisions, csrf
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_anonymous_ip, limit_refresh
+from gateway.exchange import exchange_of
 from gateway.limit_keys import account_key
-from gateway.ratelimit import PLAN_LIMITS, Decision
+from gateway.ratelimit import Decision
 from gateway.state import Gateway, gateway_of
 from gateway.tokens import AccessClaims, InvalidToken
 
@@ -54,6 +56,8 @@ def enrollment_allows(method: str, template: str | None) -> bool:
 class AuthContext:
     claims: AccessClaims
     via: Literal["bearer", "cookie"]
+    # The caller's change revisions, read with the rate limit (gateway/change_revisions.py).
+    revisions: tuple[str, ...] | None = None
 
     @property
     def user_id(self) -> str:
@@ -93,7 +97,7 @@ def _bearer(request: Request) -> str | None:
 
 def queue_cookies(request: Request, tokens: IssuedTokens) -> None:
     """Queue the session, refresh and csrf cookies onto this request's response."""
-    request.state.issued_cookies = tokens
+    exchange_of(request).deliver_cookies(tokens)
 
 
 def absolute_max_age(session: sessions_pb2.Session) -> int:
@@ -121,7 +125,7 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
 async def authenticate(
     request: Request, *, renew: bool = True, rate_limit: bool = True, method: str | None = None
 ) -> AuthContext:
-    """Resolve the caller or raise 401; records the result on `request.state.auth`.
+    """Resolve the caller or raise 401; records the caller on the request's exchange.
 
     `method` is the method the CSRF rules judge (forward auth passes the proxied request's)."""
     gw = gateway_of(request)
@@ -149,9 +153,11 @@ async def authenticate(
         revoked = await gw.revocations.is_revoked(ctx.session_id)
     if revoked:
         if ctx.via == "cookie":
-            request.state.clear_cookies = True
+            exchange_of(request).drop_cookies()
         raise DomainError("session_expired", "The session was revoked")
-    request.state.auth = ctx
+    if decision is not None and decision.watched is not None:
+        ctx = replace(ctx, revisions=decision.watched)
+    exchange_of(request).auth = ctx
     if gw.activity is not None:
         gw.activity.seen(ctx.session_id)
     apply_decision(request, decision)
@@ -176,10 +182,9 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
     access = request.cookies.get(names.session)
     refresh = request.cookies.get(names.refresh)
     unsafe = method.upper() in csrf.UNSAFE_METHODS
+    proof = csrf.CookieCsrf(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf))
     if unsafe and (access or refresh):
-        # Cookie-authenticated unsafe request: the header must echo the csrf cookie.
-        if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):
-            raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
+        proof.check_echoed()
     claims: AccessClaims | None = None
     if access:
         try:
@@ -199,16 +204,16 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
             claims = await _renew(gw, request, refresh)
         except DomainError as exc:
             if exc.code in ("unauthenticated", "session_expired"):
-                request.state.clear_cookies = True
+                exchange_of(request).drop_cookies()
                 raise
             if claims is None:
                 raise
             # Sessions unreachable but the access token is still valid: serve the request.
     if claims is None:
         raise DomainError("unauthenticated")
-    if unsafe and not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), claims.session_id):
+    if unsafe:
         # A freshly renewed session keeps its id, so the cookie stays bound to it.
-        raise DomainError("csrf_failed", "CSRF token does not belong to this session")
+        proof.check_bound(gw.secret, claims.session_id)
     return AuthContext(claims, "cookie")
 
 
@@ -216,17 +221,19 @@ async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -
     """Count the request against its team's plan (or the user's starter rate). The count is
     kept per team whatever the plan, so a plan change applies to the next request."""
     revoked_key = redis_keys.revoked_session(ctx.session_id)
+    watch = change_revisions.keys_for(ctx.user_id, ctx.team_id)
     if ctx.team_id:
         plan = await gw.plans.plan_of(ctx.team_id)
-        limit = PLAN_LIMITS.get(plan, PLAN_LIMITS["starter"])
-        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit, revoked_key, scope="team")
-    return await gw.limiter.hit("user-starter", ctx.user_id, PLAN_LIMITS["starter"], revoked_key, scope="user")
+        return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit_of(plan), revoked_key, scope="team", watch=watch)
+    return await gw.limiter.hit(
+        f"user-{DEFAULT_PLAN}", ctx.user_id, limit_of(DEFAULT_PLAN), revoked_key, scope="user", watch=watch
+    )
 
 
 def apply_decision(request: Request, decision: Decision | None) -> None:
     if decision is None:
         return
-    request.state.ratelimit = decision
+    exchange_of(request).ratelimit = decision
     if not decision.allowed:
         raise DomainError("rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from prometheus_client import Counter
 
 from deelrx.audit.v1 import audit_pb2_grpc
 from deelrx.identity.v1 import identity_pb2_grpc
@@ -21,9 +22,19 @@ T = TypeVar("T")
 # Deadline for one internal call; login's argon2 verification is the slowest (~100 ms).
 DEFAULT_TIMEOUT = 10.0
 
+CALLS = Counter("deelrx_gateway_grpc_calls_total", "Unary gRPC calls the gateway made, by method", ["method"])
+
+
+def _method_name(method: Any) -> str:
+    """`Service/Method` of a stub's callable (grpc.aio keeps the path as bytes)."""
+    path = getattr(method, "_method", b"")
+    text = path.decode() if isinstance(path, bytes) else str(path)
+    return text.rsplit(".", 1)[-1] or "unknown"
+
 
 async def call(method: Callable[..., Awaitable[T]], request: Any, timeout: float = DEFAULT_TIMEOUT) -> T:  # noqa: ASYNC109 - a gRPC deadline, passed through
     """Invoke a unary RPC; failures arrive as DomainError with the public code."""
+    CALLS.labels(_method_name(method)).inc()
     try:
         return await method(request, timeout=timeout)
     except grpc.aio.AioRpcError as exc:

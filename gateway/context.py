@@ -5,13 +5,15 @@ from __future__ import annotations
 from fastapi import Request
 
 from deelrx.common.v1 import common_pb2
+from gateway.exchange import exchange_of
 
 
 def request_context(request: Request) -> common_pb2.RequestContext:
-    auth = getattr(request.state, "auth", None)
+    exchange = exchange_of(request)
+    auth = exchange.auth
     return common_pb2.RequestContext(
-        request_id=request.state.request_id,
-        client_ip=request.state.client_ip,
+        request_id=exchange.request_id,
+        client_ip=exchange.client_ip,
         user_agent=request.headers.get("user-agent", "")[:512],
         user_id=auth.user_id if auth else "",
         session_id=auth.session_id if auth else "",

@@ -1,15 +1,20 @@
 """CSRF defences (docs/api.md): origin checks for every unsafe non-Bearer request, and a
 session-bound token (HMAC of the session id) in a cookie that must be echoed in
-`X-CSRF-Token` on cookie-authenticated unsafe requests."""
+`X-CSRF-Token` on cookie-authenticated unsafe requests. The one place these checks live:
+the pipeline and forward auth ask `cross_site_refusal`, cookie authentication and the cookie
+refresh ask `CookieCsrf`."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from deelrx_kit import keys
+from deelrx_kit.errors import DomainError
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
@@ -51,3 +56,28 @@ def header_matches_cookie(header: str | None, cookie: str | None) -> bool:
 
 def bound_to_session(secret: bytes, value: str, session_id: str) -> bool:
     return hmac.compare_digest(value.encode(), token_for(secret, session_id).encode())
+
+
+def cross_site_refusal(headers: Mapping[str, str], public_origin: str) -> DomainError | None:
+    """The refusal of an unsafe request sent from another site (Origin, Sec-Fetch-Site), or None."""
+    if origin_allowed(headers.get("origin"), headers.get("sec-fetch-site"), public_origin):
+        return None
+    return DomainError("csrf_failed", "Cross-site request refused")
+
+
+@dataclass(frozen=True)
+class CookieCsrf:
+    """The double-submit check of one cookie-authenticated unsafe request, in its two steps:
+    the header echoes the csrf cookie (checked before any work, renewal included), and the
+    cookie is bound to the session (checked once the session id is known)."""
+
+    header: str | None
+    cookie: str | None
+
+    def check_echoed(self) -> None:
+        if not header_matches_cookie(self.header, self.cookie):
+            raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
+
+    def check_bound(self, secret: bytes, session_id: str) -> None:
+        if not bound_to_session(secret, self.cookie or "", session_id):
+            raise DomainError("csrf_failed", "CSRF token does not belong to this session")

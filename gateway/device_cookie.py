@@ -9,6 +9,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 
 from deelrx_kit import device_tokens
+from gateway.exchange import exchange_of
 from gateway.state import Gateway
 
 MAX_AGE_SECONDS = 365 * 24 * 3600
@@ -28,13 +29,11 @@ def is_trusted_for(gw: Gateway, request: Request, email: str) -> bool:
 
 def remember(request: Request, token: str) -> None:
     """Queue a fresh device cookie on this response (after a complete login)."""
-    if token:
-        request.state.device_cookie = token
+    exchange_of(request).remember_device(token)
 
 
-def write(gw: Gateway, state: dict[str, object], headers: MutableHeaders) -> None:
-    token = state.get("device_cookie")
-    if not isinstance(token, str) or not token:
+def write(gw: Gateway, token: str, headers: MutableHeaders) -> None:
+    if not token:
         return
     response = Response()
     response.set_cookie(

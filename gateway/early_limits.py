@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from gateway.exchange import exchange_of
 from gateway.limit_keys import ip_key
 from gateway.ratelimit import Decision
 from gateway.state import Gateway
@@ -23,7 +24,7 @@ REFRESH_PATH = "/v1/auth/refresh"
 
 
 def client_key(gw: Gateway, request: Request) -> str:
-    return ip_key(request.state.client_ip, gw.anonymous_limits.ipv6_prefix)
+    return ip_key(exchange_of(request).client_ip, gw.anonymous_limits.ipv6_prefix)
 
 
 def _has_bearer(request: Request) -> bool:
@@ -33,20 +34,28 @@ def _has_bearer(request: Request) -> bool:
 
 async def limit_refresh(gw: Gateway, request: Request) -> Decision:
     """One request that will call sessions' `Refresh`, counted once per request."""
-    decision: Decision | None = getattr(request.state, "refresh_limited", None)
-    if decision is None:
-        decision = await gw.limiter.hit("refresh-ip", client_key(gw, request), gw.anonymous_limits.refresh_per_ip)
-        request.state.refresh_limited = decision
-    return decision
+    exchange = exchange_of(request)
+    if exchange.refresh_limited is None:
+        exchange.refresh_limited = await gw.limiter.hit(
+            "refresh-ip", client_key(gw, request), gw.anonymous_limits.refresh_per_ip
+        )
+    return exchange.refresh_limited
 
 
 async def limit_anonymous_ip(gw: Gateway, request: Request) -> Decision:
     """One unauthenticated request from this client, counted once per request."""
-    decision: Decision | None = getattr(request.state, "anon_limited", None)
-    if decision is None:
-        decision = await gw.limiter.hit("anon-ip", client_key(gw, request), gw.anonymous_limits.per_ip)
-        request.state.anon_limited = decision
-    return decision
+    exchange = exchange_of(request)
+    if exchange.anon_limited is None:
+        exchange.anon_limited = await gw.limiter.hit("anon-ip", client_key(gw, request), gw.anonymous_limits.per_ip)
+    return exchange.anon_limited
+
+
+async def count_unlimited(gw: Gateway, request: Request) -> None:
+    """A `/v1` answer no limit counted yet (404, 422 before the handler, CSRF...): it counts
+    against the client IP, before the answer starts, so it carries that decision's headers."""
+    exchange = exchange_of(request)
+    if request.scope["path"].startswith("/v1/") and exchange.ratelimit is None:
+        exchange.ratelimit = await limit_anonymous_ip(gw, request)
 
 
 async def limit_early(gw: Gateway, request: Request) -> Decision | None:

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 import structlog
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -39,6 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deelrx_kit import redis_keys
 from deelrx_kit.errors import DomainError
+from deelrx_kit.redis_url import AnyRedis
+from gateway.early_limits import count_unlimited
+from gateway.exchange import find_exchange
 from gateway.problems import problem_response
 from gateway.state import Gateway
 from gateway.tokens import InvalidToken
@@ -69,7 +71,7 @@ def idempotent(endpoint: F) -> F:
 
 
 def is_idempotent_route(route: Any) -> bool:
-    if not isinstance(route, APIRoute) or "POST" not in route.methods:
+    if not isinstance(route, APIRoute) or not route.methods or "POST" not in route.methods:
         return False
     return bool(getattr(route.endpoint, _MARK, False)) or route.status_code == 201
 
@@ -87,7 +89,7 @@ class IdempotencyMiddleware:
         app: ASGIApp,
         gateway: Gateway | None = None,
         *,
-        redis: Redis | None = None,
+        redis: AnyRedis | None = None,
         caller_of: CallerOf | None = None,
     ) -> None:
         """`gateway` supplies Redis and the caller (read at request time); tests may pass both."""
@@ -97,7 +99,7 @@ class IdempotencyMiddleware:
         self._caller_of = caller_of
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> AnyRedis:
         if self._redis is None:
             assert self.gw is not None
             self._redis = self.gw.redis
@@ -123,6 +125,7 @@ class IdempotencyMiddleware:
             error = DomainError(
                 "malformed_request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters"
             )
+            await self._count(scope)
             await problem_response(Request(scope), error)(scope, receive, send)
             return
         body, disconnected = await _read_body(receive)
@@ -147,7 +150,7 @@ class IdempotencyMiddleware:
         await self._run_and_store(scope, send, body, slot, fingerprint)
 
     async def _answer_replay(
-        self, scope: Scope, receive: Receive, send: Send, stored: bytes | None, fingerprint: str
+        self, scope: Scope, receive: Receive, send: Send, stored: bytes | str | None, fingerprint: str
     ) -> None:
         record = json.loads(stored) if stored else None
         if record is None:  # expired between SET and GET: treat as taken, the client retries
@@ -161,10 +164,19 @@ class IdempotencyMiddleware:
             body = base64.b64decode(record["body"])
             raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record["headers"]]
             raw += [(b"content-length", str(len(body)).encode()), (b"idempotent-replayed", b"true")]
+            await self._count(scope)
             await send({"type": "http.response.start", "status": record["status"], "headers": raw})
             await send({"type": "http.response.body", "body": body})
             return
+        await self._count(scope)
         await problem_response(Request(scope), error)(scope, receive, send)
+
+    async def _count(self, scope: Scope) -> None:
+        """Answered here, without the handler: the client IP's count applies, as to any `/v1` answer
+        no limit counted (before the answer starts, so it carries the headers)."""
+        request = Request(scope)
+        if self.gw is not None and find_exchange(request) is not None:
+            await count_unlimited(self.gw, request)
 
     async def _run_and_store(self, scope: Scope, send: Send, body: bytes, slot: str, fingerprint: str) -> None:
         status = 0
@@ -316,6 +328,7 @@ def caller_from_credentials(gw: Gateway) -> CallerOf:
                 return "usr:" + (await gw.verifier.verify(token)).user_id
             except InvalidToken:
                 pass
-        return "ip:" + str(scope.get("state", {}).get("client_ip", ""))
+        exchange = find_exchange(Request(scope))
+        return "ip:" + (exchange.client_ip if exchange is not None else "")
 
     return caller_of

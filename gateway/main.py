@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -17,10 +18,10 @@ from nats.aio.client import Client as NATS
 from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
-from deelrx_kit import nats_bus
 from deelrx_kit.errors import DomainError
-from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
+from deelrx_kit.nats_link import NatsLink
+from deelrx_kit.plans import DEFAULT_PLAN
 from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
 from deelrx_kit.redis_url import connect_redis
 from deelrx_kit.secret_file import warn_if_development_exposed
@@ -28,8 +29,10 @@ from deelrx_kit.settings import Settings
 from gateway.activity import ActivityReporter
 from gateway.admin import create_admin_app
 from gateway.app import create_app
+from gateway.change_feed import ChangeFeed
 from gateway.clients import ServiceClients, call
 from gateway.plans import PlanCache
+from gateway.profile_cache import ProfileCache, grpc_loaders
 from gateway.ratelimit import RateLimiter
 from gateway.ratelimit_audit import ExceededReporter
 from gateway.redis_breaker import RedisBreaker
@@ -61,83 +64,21 @@ class GatewayProcess:
     gw: Gateway
     app: FastAPI
     admin: FastAPI
+    nats: NatsLink
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
-    nc: NATS | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    @property
+    def nc(self) -> NATS | None:
+        return self.nats.nc
+
     async def start_background(self) -> None:
-        self.tasks.append(asyncio.create_task(self._nats_feed()))
+        self.tasks.append(asyncio.create_task(self.nats.run(self.stop_event)))
         # Loads the JWKS now and every DEELRX_JWKS_REFRESH_SECONDS (sessions may start after us).
         refresh = self.gw.verifier.run_refresh(self.gw.settings.jwks_refresh_seconds, self.stop_event)
         self.tasks.append(asyncio.create_task(refresh))
         if self.gw.activity is not None:
             self.tasks.append(asyncio.create_task(self.gw.activity.run(self.stop_event)))
-
-    async def _nats_feed(self) -> None:
-        gw = self.gw
-
-        async def on_revoked(msg) -> None:  # type: ignore[no-untyped-def]
-            await gw.revocations.on_message(msg.data)
-
-        async def on_team_changed(msg) -> None:  # type: ignore[no-untyped-def]
-            gw.plans.on_team_changed(msg.data)
-
-        async def on_rbac_changed(msg) -> None:  # type: ignore[no-untyped-def]
-            if gw.roles is not None:
-                gw.roles.on_message(msg.subject, msg.data)
-
-        async def resync() -> None:
-            try:
-                reply = await call(
-                    gw.clients.sessions.ListRecentRevocations, sessions_pb2.ListRecentRevocationsRequest()
-                )
-                gw.revocations.add(reply.session_ids)
-                gw.revocations.connected = True
-            except Exception as exc:  # noqa: BLE001 - stay on the Redis fallback until it works
-                log.warning("revocation_resync_failed", error=str(exc))
-
-        async def disconnected() -> None:
-            gw.revocations.connected = False
-            gw.nats_connected = False
-            if gw.roles is not None:
-                gw.roles.feed_healthy = False
-
-        async def reconnected() -> None:
-            gw.nats_connected = True
-            gw.plans.invalidate()
-            if gw.roles is not None:
-                gw.roles.invalidate()  # changes may have been missed
-                gw.roles.feed_healthy = True
-            await resync()
-
-        while not self.stop_event.is_set() and self.nc is None:
-            nc = None
-            try:
-                nc = await nats_bus.connect(
-                    gw.settings.nats_url,
-                    "gateway",
-                    on_disconnected=disconnected,
-                    on_reconnected=reconnected,
-                    tls=nats_tls_context(gw.settings),
-                )
-                await nc.subscribe(nats_bus.SESSIONS_REVOKED_SUBJECT, cb=on_revoked)
-                await nc.subscribe(nats_bus.TEAM_CHANGED_SUBJECT, cb=on_team_changed)
-                await nc.subscribe(f"{nats_bus.RBAC_CHANGED_PREFIX}>", cb=on_rbac_changed)
-                await nc.flush()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("nats_feed_failed", error=str(exc))
-                if nc is not None:
-                    await nc.close()
-                await asyncio.sleep(1)
-                continue
-            self.nc = nc
-            if gw.roles is not None:
-                gw.roles.invalidate()
-                gw.roles.feed_healthy = True
-            gw.denials.attach(nc)
-            await resync()
-            # Ready only once the revocations it may have missed are loaded (readiness reads this).
-            gw.nats_connected = True
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -147,11 +88,24 @@ class GatewayProcess:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.nc is not None and not self.nc.is_closed:
-            await self.nc.close()
+        await self.nats.close()
         await self.gw.clients.close()
         await self.gw.limiter.breaker.close()
         await self.gw.redis.aclose()
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other gateway processes may bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto given explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listener says IPPROTO_TCP (with proto 0 a response written in parts waits for delayed ACKs).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 def bootstrap(settings: Settings) -> GatewayProcess:
@@ -163,13 +117,15 @@ def bootstrap(settings: Settings) -> GatewayProcess:
     reporter = ExceededReporter()
 
     async def fetch_jwks() -> str:
-        reply = await call(clients.sessions.GetJwks, sessions_pb2.GetJwksRequest(), timeout=3)
+        reply: sessions_pb2.GetJwksResponse = await call(
+            clients.sessions.GetJwks, sessions_pb2.GetJwksRequest(), timeout=3
+        )
         return reply.jwks_json
 
     async def load_plan(team_id: str) -> str:
         # Short deadline: when identity hangs, the plan cache falls back to the last known plan.
         reply = await call(clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id]), timeout=2)
-        return reply.teams[0].plan if reply.teams else "starter"
+        return reply.teams[0].plan if reply.teams else DEFAULT_PLAN
 
     async def touch_sessions(session_ids: list[str]) -> None:
         await call(
@@ -178,7 +134,7 @@ def bootstrap(settings: Settings) -> GatewayProcess:
 
     async def load_role(user_id: str, team_id: str) -> str | None:
         try:
-            reply = await call(
+            reply: rbac_pb2.GetMembershipResponse = await call(
                 clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)
             )
         except DomainError as exc:
@@ -208,10 +164,23 @@ def bootstrap(settings: Settings) -> GatewayProcess:
             public_per_ip=settings.rate_limit_public_per_ip,
             ipv6_prefix=settings.rate_limit_ipv6_prefix,
         ),
+        profiles=ProfileCache(grpc_loaders(clients), settings.me_cache_entries),
         activity=ActivityReporter(touch_sessions),
         roles=RoleCache(load_role),
     )
-    process = GatewayProcess(gw, create_app(gw), create_admin_app(gw))
+
+    async def resync_revocations() -> None:
+        try:
+            reply = await call(clients.sessions.ListRecentRevocations, sessions_pb2.ListRecentRevocationsRequest())
+            gw.revocations.add(reply.session_ids)
+            gw.revocations.connected = True
+        except Exception as exc:  # noqa: BLE001 - stay on the Redis fallback until it works
+            log.warning("revocation_resync_failed", error=str(exc))
+
+    # The gateway publishes and subscribes; the services own the streams.
+    link = NatsLink(settings, "gateway", ensure_streams=False)
+    ChangeFeed(gw, resync_revocations).attach(link)
+    process = GatewayProcess(gw, create_app(gw), create_admin_app(gw), link)
     reporter.nats = lambda: process.nc
     return process
 
@@ -238,7 +207,7 @@ async def serve(settings: Settings) -> None:
     )
     # We own signal handling so both servers stop together.
     for server in (public, admin):
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     loop = asyncio.get_running_loop()
 
     def shutdown() -> None:
@@ -248,8 +217,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, shutdown)
     log.info("gateway_listening", url=settings.public_url, port=settings.http_port, admin_port=settings.admin_port)
+    sockets = [reuse_port_socket(settings.http_host, settings.http_port)] if settings.http_reuse_port else None
     try:
-        await asyncio.gather(public.serve(), admin.serve())
+        await asyncio.gather(public.serve(sockets=sockets), admin.serve())
     finally:
         await process.stop()
 

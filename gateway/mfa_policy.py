@@ -1,6 +1,6 @@
 """Team `mfa_required`: a member without TOTP gets an enrollment-only session (`scp:
-"mfa_enrollment"`) at login, and may not switch into such a team (403 `mfa_enrollment_required`).
-The team's settings are identity's; the enrollment-only scope is enforced in gateway/auth.py."""
+"mfa_enrollment"`) at login (identity decides it: `session_grant`), and may not switch into such
+a team (403 `mfa_enrollment_required`, decided here). The scope is enforced in gateway/auth.py."""
 
 from __future__ import annotations
 

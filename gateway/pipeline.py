@@ -5,8 +5,8 @@ request id, client IP, identity-header stripping, the 64 KiB body limit, early r
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
 
 import structlog
 from starlette.datastructures import MutableHeaders
@@ -17,10 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deelrx_kit.errors import DomainError
 from deelrx_kit.ids import new_id
 from gateway import csrf, device_cookie
-from gateway.auth import IssuedTokens, absolute_max_age
+from gateway.auth import absolute_max_age
 from gateway.client_ip import client_ip
-from gateway.early_limits import limit_anonymous_ip, limit_early
+from gateway.early_limits import count_unlimited, limit_anonymous_ip, limit_early
+from gateway.exchange import Exchange
 from gateway.problems import problem_response
+from gateway.ratelimit import Decision
 from gateway.state import Gateway
 
 log = structlog.get_logger("deelrx.gateway")
@@ -48,23 +50,26 @@ class RequestPipeline:
         started = time.perf_counter()
         gw = self.gw
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() not in STRIPPED_HEADERS]
-        state: dict[str, Any] = scope.setdefault("state", {})
         request = Request(scope)
-        state["request_id"] = new_id("req")
         peer = scope["client"][0] if scope.get("client") else ""
-        state["client_ip"] = client_ip(peer, request.headers.getlist("x-forwarded-for"), gw.trusted_proxies)
+        forwarded = request.headers.getlist("x-forwarded-for")
+        exchange = Exchange(new_id("req"), client_ip(peer, forwarded, gw.trusted_proxies))
+        exchange.install(scope)
         status = 0
         answered = False  # set once the pipeline itself answered (413): the app's answer is dropped
         received = 0
+        # Error answers are counted before they start (app.py, early_limits.count_unlimited). One
+        # that started with no limit counted (a CORS preflight, a handler that applies none) is
+        # counted by a task: never a Redis call inside `send`, and awaited before the request ends.
+        late_count: asyncio.Task[Decision] | None = None
 
         async def finishing_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, late_count
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if scope["path"].startswith("/v1/") and state.get("ratelimit") is None:
-                    # Answered before any limit applied (e.g. 404): count it against the client IP.
-                    state["ratelimit"] = await limit_anonymous_ip(gw, request)
-                finish_headers(gw, state, MutableHeaders(scope=message))
+                if late_count is None and _counts_anonymously(scope, exchange):
+                    late_count = asyncio.create_task(limit_anonymous_ip(gw, request))
+                finish_headers(gw, exchange, MutableHeaders(scope=message))
             await send(message)
 
         async def app_send(message: Message) -> None:
@@ -80,39 +85,46 @@ class RequestPipeline:
                 received += len(message.get("body", b""))
                 if received > MAX_BODY_BYTES:
                     too_large = DomainError("payload_too_large", "Request body exceeds 64 KiB")
+                    await count_unlimited(gw, request)
                     await problem_response(request, too_large)(scope, receive, finishing_send)
                     answered = True
                     return {"type": "http.disconnect"}
             return message
 
-        structlog.contextvars.bind_contextvars(request_id=state["request_id"])
+        structlog.contextvars.bind_contextvars(request_id=exchange.request_id)
         try:
             refused = refuse_early(gw, request)
             if refused is None:
                 # Unauthenticated, refresh and public traffic: counted and refused before any work.
                 decision = await limit_early(gw, request)
                 if decision is not None:
-                    state["ratelimit"] = decision
+                    exchange.ratelimit = decision
                     if not decision.allowed:
                         refused = DomainError(
                             "rate_limited", "Rate limit exceeded; retry later", retry_after_seconds=decision.retry_after
                         )
             if refused is not None:
+                await count_unlimited(gw, request)
                 await problem_response(request, refused)(scope, receive, finishing_send)
             else:
                 await self.app(scope, limited_receive, app_send)
         finally:
+            if late_count is not None:
+                await asyncio.gather(late_count, return_exceptions=True)
             structlog.contextvars.unbind_contextvars("request_id")
-            auth = state.get("auth")
             log.info(
                 "http_request",
-                request_id=state["request_id"],
+                request_id=exchange.request_id,
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 1),
-                user_id=auth.user_id if auth is not None else None,
+                user_id=exchange.auth.user_id if exchange.auth is not None else None,
             )
+
+
+def _counts_anonymously(scope: Scope, exchange: Exchange) -> bool:
+    return str(scope["path"]).startswith("/v1/") and exchange.ratelimit is None
 
 
 def refuse_early(gw: Gateway, request: Request) -> DomainError | None:
@@ -126,11 +138,9 @@ def refuse_early(gw: Gateway, request: Request) -> DomainError | None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if has_body and content_type not in JSON_TYPES:
         return DomainError("unsupported_media_type", "Send the body as application/json")
-    if not _is_bearer(request) and not csrf.origin_allowed(
-        request.headers.get("origin"), request.headers.get("sec-fetch-site"), gw.settings.public_origin
-    ):
-        return DomainError("csrf_failed", "Cross-site request refused")
-    return None
+    if _is_bearer(request):
+        return None
+    return csrf.cross_site_refusal(request.headers, gw.settings.public_origin)
 
 
 def _is_bearer(request: Request) -> bool:
@@ -138,11 +148,11 @@ def _is_bearer(request: Request) -> bool:
     return scheme.lower() == "bearer" and bool(token.strip())
 
 
-def finish_headers(gw: Gateway, state: dict[str, Any], headers: MutableHeaders) -> None:
-    """Cookies, cache and rate-limit headers that depend on what the handler did."""
+def finish_headers(gw: Gateway, exchange: Exchange, headers: MutableHeaders) -> None:
+    """Cookies, cache and rate-limit headers that depend on what the handler did (no I/O)."""
     cookies = Response()
-    issued: IssuedTokens | None = state.get("issued_cookies")
-    clear = state.get("clear_cookies", False)
+    issued = exchange.issued
+    clear = exchange.clear_cookies
     # Tokens renewed during this request are delivered even when the answer is an error
     # (rate limit, CSRF...): the old refresh token is already rotated, so dropping them
     # would end the session at the next renewal.
@@ -157,18 +167,18 @@ def finish_headers(gw: Gateway, state: dict[str, Any], headers: MutableHeaders) 
         )
     elif clear:
         gw.cookies.clear(cookies)
-    for name, value in cookies.raw_headers:
-        if name == b"set-cookie":
-            headers.append("set-cookie", value.decode("latin-1"))
-    device_cookie.write(gw, state, headers)
-    if "set-cookie" in headers or state.get("auth") is not None or state.get("no_store"):
+    for raw_name, raw_value in cookies.raw_headers:
+        if raw_name == b"set-cookie":
+            headers.append("set-cookie", raw_value.decode("latin-1"))
+    device_cookie.write(gw, exchange.device_token, headers)
+    if "set-cookie" in headers or exchange.auth is not None or exchange.no_store:
         headers["Cache-Control"] = "no-store"
         headers["Vary"] = "Cookie, Authorization"
-    decision = state.get("ratelimit")
+    decision = exchange.ratelimit
     if decision is not None:
         for name, value in decision.headers().items():
             headers[name] = value
-    headers["X-Request-Id"] = state["request_id"]
+    headers["X-Request-Id"] = exchange.request_id
     for name, value in SECURITY_HEADERS:
         if name not in headers:
             headers[name] = value

@@ -18,12 +18,12 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from deelrx.identity.v1 import identity_pb2
+from deelrx_kit.plans import DEFAULT_PLAN
 
 log = structlog.get_logger("deelrx.gateway.plans")
 PLAN_TTL_SECONDS = 30.0
 MAX_STALE_SECONDS = 600.0
 RETRY_AFTER_FAILURE_SECONDS = 5.0
-FALLBACK_PLAN = "starter"
 
 PLAN_FALLBACKS = Counter(
     "deelrx_plan_lookup_fallback_total",
@@ -77,7 +77,7 @@ class PlanCache:
             PLAN_FALLBACKS.labels(reason="stale").inc()
             return hit.plan
         PLAN_FALLBACKS.labels(reason="default").inc()
-        return FALLBACK_PLAN
+        return DEFAULT_PLAN
 
     def on_team_changed(self, data: bytes) -> None:
         """A `teams.changed` notice (`TeamChanged`): drop that team's plan; an unreadable

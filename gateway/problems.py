@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from deelrx_kit.errors import CODES, DomainError
+from gateway.exchange import find_exchange
 
 ERROR_TYPE_BASE = "https://docs.deelrx.com/errors/"
 PROBLEM_JSON = "application/problem+json"
@@ -18,13 +19,14 @@ def problem_response(
     request: Request | None, error: DomainError, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     status, _, title = CODES[error.code]
+    exchange = find_exchange(request) if request is not None else None
     body: dict[str, Any] = {
         "type": ERROR_TYPE_BASE + error.code,
         "title": title,
         "status": status,
         "detail": error.message,
         "code": error.code,
-        "request_id": getattr(request.state, "request_id", "") if request is not None else "",
+        "request_id": exchange.request_id if exchange is not None else "",
     }
     if error.violations or error.code == "validation_error":
         body["errors"] = [{"pointer": v.pointer, "detail": v.detail} for v in error.violations]

@@ -39,9 +39,13 @@ DECISIONS = Counter(
     ["mode", "outcome"],
 )
 
+ROUND_TRIPS = Counter(
+    "deelrx_rate_limit_redis_round_trips_total",
+    "Round trips to Redis made by the rate limiter (each carries the revocation check and change revisions)",
+)
+
 _COUNTED = {(m, o): DECISIONS.labels(m, o) for m in ("shared", "cached", "local") for o in ("allowed", "refused")}
 
-PLAN_LIMITS = {"starter": 100, "professional": 1_000, "enterprise": 10_000}
 WINDOW_SECONDS = 60
 WINDOW_MS = WINDOW_SECONDS * 1000
 BUCKET_MS = 250
@@ -66,6 +70,9 @@ class Decision:
     # Taken without Redis: "shared" (Redis), "cached" (known over-limit) or "local" (degraded).
     mode: str = "shared"
     first_refusal: bool = False
+    # Values of the `watch` keys, read in the same round trip (None when Redis was not asked;
+    # "" for a key that does not exist).
+    watched: tuple[str, ...] | None = None
 
     def headers(self) -> dict[str, str]:
         return {
@@ -75,6 +82,12 @@ class Decision:
 
 
 ExceededHook = Callable[[str, str, "Decision"], None]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _seconds(ms: int | float) -> int:
@@ -131,16 +144,18 @@ class RateLimiter:
         revoked_key: str | None = None,
         *,
         scope: str | None = None,
+        watch: tuple[str, ...] = (),
     ) -> Decision:
         """Count one request for `subject` under `policy` (the counter is keyed by `scope`,
-        default `policy`, so a team keeps its count when its plan changes)."""
+        default `policy`, so a team keeps its count when its plan changes). The `watch` keys
+        are read in the same round trip (gateway/change_revisions.py)."""
         key = self.key(scope or policy, subject)
         cached = self._cached_refusal(key, policy, limit)
         if cached is not None:
             _COUNTED["cached", "refused"].inc()
             return cached
         try:
-            raw, revoked = await self.breaker.call(lambda: self._ask_redis(key, limit, revoked_key))
+            raw, revoked, watched = await self.breaker.call(lambda: self._ask_redis(key, limit, revoked_key, watch))
         except RedisUnavailable:
             return self._decide_locally(key, policy, subject, limit)
         allowed, remaining, retry_ms, reset_ms, first = (int(v) for v in raw)
@@ -153,6 +168,7 @@ class RateLimiter:
             max(_seconds(retry_ms), 1) if not allowed else 0,
             revoked=revoked,
             first_refusal=bool(first),
+            watched=watched,
         )
         _COUNTED["shared", "allowed" if allowed else "refused"].inc()
         if not allowed:
@@ -160,30 +176,42 @@ class RateLimiter:
         self._report(policy, subject, decision)
         return decision
 
-    async def _ask_redis(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
+    async def _ask_redis(
+        self, key: str, limit: int, revoked_key: str | None, watch: tuple[str, ...]
+    ) -> tuple[list[Any], bool | None, tuple[str, ...] | None]:
         async with self._in_flight:
-            return await self._ask_redis_now(key, limit, revoked_key)
+            return await self._ask_redis_now(key, limit, revoked_key, watch)
 
-    async def _ask_redis_now(self, key: str, limit: int, revoked_key: str | None) -> tuple[list[Any], bool | None]:
+    async def _ask_redis_now(
+        self, key: str, limit: int, revoked_key: str | None, watch: tuple[str, ...]
+    ) -> tuple[list[Any], bool | None, tuple[str, ...] | None]:
         args = (limit, WINDOW_MS, BUCKET_MS, "" if self._clock_ms is None else self._clock_ms())
         self.redis_round_trips += 1
-        if revoked_key is None:
+        ROUND_TRIPS.inc()
+        if revoked_key is None and not watch:
             try:
-                return await self._redis.evalsha(SCRIPT_SHA, 1, key, *args), None
+                return await self._redis.evalsha(SCRIPT_SHA, 1, key, *args), None, None
             except NoScriptError:
-                return await self._redis.eval(LUA, 1, key, *args), None
+                return await self._redis.eval(LUA, 1, key, *args), None, None
         pipe = self._redis.pipeline(transaction=False)
         # (execute_command: a cluster pipeline refuses the evalsha() helper, not the command.)
         pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, key, *args)
-        pipe.execute_command("EXISTS", revoked_key)
-        raw, exists = await pipe.execute(raise_on_error=False)
+        if revoked_key is not None:
+            pipe.execute_command("EXISTS", revoked_key)
+        for watched_key in watch:  # one GET each: the keys may live on different cluster nodes
+            pipe.execute_command("GET", watched_key)
+        results = await pipe.execute(raise_on_error=False)
+        raw = results[0]
         if isinstance(raw, NoScriptError):  # first call after a Redis restart: load it once
             self.redis_round_trips += 1
+            ROUND_TRIPS.inc()
             raw = await self._redis.eval(LUA, 1, key, *args)
-        for result in (raw, exists):
+        for result in (raw, *results[1:]):
             if isinstance(result, BaseException):
                 raise result
-        return raw, bool(exists)
+        revoked = bool(results[1]) if revoked_key is not None else None
+        values = results[2 if revoked_key is not None else 1 :]
+        return raw, revoked, tuple(_text(v) for v in values) if watch else None
 
     def _cached_refusal(self, key: str, policy: str, limit: int) -> Decision | None:
         entry = self._refused.get(key)

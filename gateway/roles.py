@@ -5,6 +5,9 @@ Loaded from rbac (`GetMembership`) on a miss and kept in memory. rbac publishes
 the named user (or the whole team) is dropped as the message arrives, and everything is dropped
 when the NATS feed reconnects (messages may have been missed). Entries also expire after
 `ttl` (`ttl_without_feed` while the feed is down), a safety net rather than the mechanism.
+A write through any gateway replica moves the caller's or the team's change revision in Redis
+(gateway/change_revisions.py), read with the request's rate limit: an entry loaded under other
+revisions is loaded again, so `X-Role` follows a role change made through the gateway at once.
 A load that started before an invalidation is not cached (per-team generation counter).
 """
 
@@ -38,18 +41,21 @@ class RoleCache:
         self._load = load  # (user_id, team_id) -> role, or None when not a member
         self._ttl = ttl
         self._ttl_without_feed = ttl_without_feed
-        self._entries: dict[tuple[str, str], tuple[str | None, float]] = {}  # -> (role, loaded at)
+        # -> (role, loaded at, change revisions it was loaded under)
+        self._entries: dict[tuple[str, str], tuple[str | None, float, tuple[str, ...] | None]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0
         self.feed_healthy = False
         self.loads = 0
 
-    async def role_of(self, user_id: str, team_id: str) -> str | None:
-        """The role, or None when the user is not a member of the team."""
+    async def role_of(self, user_id: str, team_id: str, revisions: tuple[str, ...] | None = None) -> str | None:
+        """The role, or None when the user is not a member of the team. `revisions`: the
+        caller's change revisions (gateway/change_revisions.py), when the request read them;
+        an entry loaded under others is loaded again."""
         key = (user_id, team_id)
         hit = self._entries.get(key)
         ttl = self._ttl if self.feed_healthy else self._ttl_without_feed
-        if hit is not None and self._monotonic() - hit[1] < ttl:
+        if hit is not None and self._monotonic() - hit[1] < ttl and (revisions is None or hit[2] == revisions):
             return hit[0]
         generation = (self._epoch, self._generation.get(team_id, 0))
         self.loads += 1
@@ -57,7 +63,7 @@ class RoleCache:
         if (self._epoch, self._generation.get(team_id, 0)) == generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[key] = (role, self._monotonic())
+            self._entries[key] = (role, self._monotonic(), revisions)
         return role
 
     def invalidate(self, team_id: str | None = None, user_id: str = "") -> None:

@@ -15,6 +15,7 @@ from gateway.clients import ServiceClients
 from gateway.cookies import CookieJar, cookie_names
 from gateway.denials import DenialRecorder
 from gateway.plans import PlanCache
+from gateway.profile_cache import ProfileCache
 from gateway.ratelimit import RateLimiter
 from gateway.revocation import RevocationSet
 from gateway.roles import RoleCache
@@ -44,6 +45,7 @@ class Gateway:
     plans: PlanCache
     secret: bytes
     anonymous_limits: AnonymousLimits
+    profiles: ProfileCache
     trusted_proxies: list[Network] = field(default_factory=list)
     nats_connected: bool = False
     # Readiness answers, computed at most once a second (gateway/readiness.py).

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from deelrx_kit.plans import Plan
 from gateway.schemas import Body
 
 Role = Literal["owner", "manager", "staff"]
-Plan = Literal["starter", "professional", "enterprise"]
 
 
 class TeamCreateBody(Body):

@@ -114,7 +114,7 @@ class TokenVerifier:
     def _wait_before_refetch(self) -> float:
         if self._failures == 0:
             return self._min_refetch
-        return min(self._min_refetch * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
+        return min(self._min_refetch * 2.0 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
 
     async def refresh_keys(self, force: bool = False) -> None:
         """Fetch the key set; without `force`, only when the last attempt is old enough."""

@@ -9,3 +9,5 @@ common=(--quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-
 "$tools/bin/pip-compile" "${common[@]}" -o requirements/run.lock pyproject.toml
 "$tools/bin/pip-compile" "${common[@]}" --extra dev -o requirements/dev.lock pyproject.toml
 "$tools/bin/pip-compile" "${common[@]}" --extra dev --extra bench -o requirements/bench.lock pyproject.toml
+# The peers' own environment (.venv-bench), not part of the project's dependencies.
+"$tools/bin/pip-compile" "${common[@]}" -o requirements/bench-peers.lock requirements/bench-peers.in

@@ -81,11 +81,30 @@ class Suite:
             self.env["DEELRX_REDIS_URL"] = redis.url
 
     def start_services(self, stdout: int | None = None) -> None:
-        for name in (*SERVICES, "gateway"):
-            module = "gateway" if name == "gateway" else f"services.{name}"
+        for name in SERVICES:
             self.services[name] = subprocess.Popen(
-                [sys.executable, "-m", module], env=self._process_env(name), stdout=stdout, stderr=stdout
+                [sys.executable, "-m", f"services.{name}"], env=self._process_env(name), stdout=stdout, stderr=stdout
             )
+        for index in range(self.settings.gateway_processes):
+            self.start_gateway(index, stdout)
+
+    def gateway_env(self, index: int) -> dict[str, str]:
+        """Environment of gateway process `index`: more than one share the public port with
+        SO_REUSEPORT, each with its own admin port (admin port + index)."""
+        env = self._process_env("gateway")
+        if index > 0 or self.settings.gateway_processes > 1:
+            env["DEELRX_HTTP_REUSE_PORT"] = "1"
+            env["DEELRX_GATEWAY_REPLICAS"] = str(max(index + 1, self.settings.gateway_processes))
+        env["DEELRX_ADMIN_PORT"] = str(int(env.get("DEELRX_ADMIN_PORT", self.settings.admin_port)) + index)
+        return env
+
+    def start_gateway(self, index: int, stdout: int | None = None) -> subprocess.Popen[bytes]:
+        """Gateway process `index` ("gateway" for 0, "gateway-<index + 1>" after)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], env=self.gateway_env(index), stdout=stdout, stderr=stdout
+        )
+        self.services["gateway" if index == 0 else f"gateway-{index + 1}"] = proc
+        return proc
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -363,7 +363,7 @@ async def security_stream(tid: str, request: Request) -> StreamingResponse:
         if await gw.revocations.is_revoked(auth.session_id):
             return False
         with contextlib.suppress(DomainError):
-            reply = await call(
+            reply: rbac_pb2.CheckResponse = await call(
                 gw.clients.rbac.Check,
                 rbac_pb2.CheckRequest(user_id=auth.user_id, team_id=tid, permission="audit.read"),
             )

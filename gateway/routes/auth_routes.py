@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
 
 from deelrx.identity.v1 import identity_pb2
-from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
 from gateway import csrf, device_cookie
-from gateway.auth import IssuedTokens, apply_decision, authenticate, limit_anonymous, queue_cookies
+from gateway.auth import ENROLLMENT_SCOPE, IssuedTokens, apply_decision, authenticate, limit_anonymous, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_refresh
-from gateway.mfa_policy import enrollment_required
+from gateway.exchange import exchange_of
 from gateway.presenters import session_json, user_json
+from gateway.profile_cache import Caller
 from gateway.schemas import (
     EmailBody,
     EmailVerified,
@@ -110,7 +109,7 @@ async def login(body: LoginBody, request: Request) -> dict[str, Any]:
             device_token=device_cookie.presented(gw, request),
         ),
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     if result.mfa_required:
         # The second step delivers as this one was asked to (kept with the mfa_token by identity).
         return {"mfa_required": True, "mfa_token": result.mfa_token}
@@ -125,21 +124,21 @@ async def start_session(
     result: identity_pb2.AuthenticateResponse | identity_pb2.VerifyMfaResponse,
     delivery: str,
 ) -> dict[str, Any]:
-    """Create the session after a complete login and deliver its tokens."""
-    team = result.active_team if result.HasField("active_team") else None
-    enrollment = enrollment_required(team, user)
+    """Create the session after a complete login and deliver its tokens. Its scope and
+    timeouts are identity's decision (`session_grant`), passed on as they are."""
+    grant = result.session_grant
     created = await call(
         gw.clients.sessions.CreateSession,
         sessions_pb2.CreateSessionRequest(
             context=request_context(request),
             user_id=user.id,
-            team_id=team.id if team else "",
+            team_id=result.active_team.id if result.HasField("active_team") else "",
             amr=amr,
             auth_time=result.auth_time,
-            scope="mfa_enrollment" if enrollment else "",
+            scope=grant.scope,
             policy=sessions_pb2.SessionPolicy(
-                idle_timeout_minutes=team.settings.session_idle_timeout_minutes if team else 0,
-                absolute_timeout_hours=team.settings.session_absolute_timeout_hours if team else 0,
+                idle_timeout_minutes=grant.idle_timeout_minutes,
+                absolute_timeout_hours=grant.absolute_timeout_hours,
             ),
         ),
     )
@@ -150,7 +149,7 @@ async def start_session(
         "session": session_json(created.session),
         "mfa_required": False,
     }
-    if enrollment:
+    if grant.scope == ENROLLMENT_SCOPE:
         answer["mfa_enrollment_required"] = True
     tokens = IssuedTokens(
         created.tokens.access_token, created.tokens.refresh_token, created.tokens.expires_in, created.session
@@ -187,7 +186,8 @@ def _token_body(tokens: IssuedTokens) -> dict[str, Any]:
 async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str, Any]:
     gw = gateway_of(request)
     names = gw.cookies.names
-    request.state.no_store = True
+    proof = csrf.CookieCsrf(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf))
+    exchange_of(request).forbid_caching()
     # The refresh budget, before sessions' Refresh (usually counted by the pipeline already).
     apply_decision(request, await limit_refresh(gw, request))
     if body is not None and body.refresh_token:
@@ -200,8 +200,7 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
         token, by_cookie = request.cookies.get(names.refresh, ""), True
         if not token:
             raise DomainError("unauthenticated", "No refresh token")
-        if not csrf.header_matches_cookie(request.headers.get("x-csrf-token"), request.cookies.get(names.csrf)):
-            raise DomainError("csrf_failed", "Missing or wrong X-CSRF-Token header")
+        proof.check_echoed()
     try:
         renewed = await call(
             gw.clients.sessions.Refresh,
@@ -209,7 +208,7 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
         )
     except DomainError as exc:
         if by_cookie and exc.code in ("unauthenticated", "session_expired"):
-            request.state.clear_cookies = True
+            exchange_of(request).drop_cookies()
         raise
     tokens = IssuedTokens(
         renewed.tokens.access_token, renewed.tokens.refresh_token, renewed.tokens.expires_in, renewed.session
@@ -219,8 +218,7 @@ async def refresh(request: Request, body: RefreshBody | None = None) -> dict[str
     # Delivered even if the check below fails: the old refresh token is rotated already,
     # and the new csrf cookie is bound to this session, replacing whatever was planted.
     queue_cookies(request, tokens)
-    if not csrf.bound_to_session(gw.secret, request.cookies.get(names.csrf, ""), renewed.session.id):
-        raise DomainError("csrf_failed", "CSRF token does not belong to this session")
+    proof.check_bound(gw.secret, renewed.session.id)
     return {"session": session_json(renewed.session), "expires_in": tokens.expires_in}
 
 
@@ -240,45 +238,15 @@ async def logout(request: Request) -> Response:
         ),
     )
     gw.revocations.add([ctx.session_id])
-    request.state.issued_cookies = None
     # A Bearer logout ends the Bearer session only: cookies are ignored when an Authorization
     # header is present, so they are not cleared either (they may belong to another session).
-    request.state.clear_cookies = ctx.via == "cookie"
+    exchange_of(request).end_cookie_session(clear=ctx.via == "cookie")
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=MeOut, responses=PROBLEMS)
 async def me(request: Request) -> dict[str, Any]:
     ctx = await authenticate(request)
-    gw = gateway_of(request)
-    user_call = call(gw.clients.identity.GetUser, identity_pb2.GetUserRequest(user_id=ctx.user_id))
-    session_call = call(gw.clients.sessions.GetSession, sessions_pb2.GetSessionRequest(session_id=ctx.session_id))
-    team_call = _active_team(gw, ctx.user_id, ctx.team_id)
-    user, session, team = await asyncio.gather(user_call, session_call, team_call)
-    if session.session.revoked:
-        raise DomainError("session_expired", "The session was revoked")
-    return {
-        "user": user_json(user.user),
-        "session": session_json(session.session),
-        "team": team[0] if team else None,
-        "permissions": team[1] if team else [],
-    }
-
-
-async def _active_team(gw: Gateway, user_id: str, team_id: str | None) -> tuple[dict[str, Any], list[str]] | None:
-    if not team_id:
-        return None
-    try:
-        teams, membership = await asyncio.gather(
-            call(gw.clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id])),
-            call(gw.clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)),
-        )
-    except DomainError as exc:
-        if exc.code == "not_found":  # no longer a member: no active team
-            return None
-        raise
-    if not teams.teams:
-        return None
-    team = teams.teams[0]
-    m = membership.membership
-    return {"id": team.id, "name": team.name, "plan": team.plan, "role": m.role}, sorted(m.permissions)
+    # Answered from the gateway's caches while nothing changed (gateway/profile_cache.py).
+    caller = Caller(ctx.user_id, ctx.session_id, ctx.team_id, ctx.claims.iat, ctx.revisions)
+    return await gateway_of(request).profiles.me(caller)

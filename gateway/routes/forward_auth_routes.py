@@ -68,15 +68,14 @@ async def _verify(request: Request, permission: str | None, resource: str | None
     # An unsafe proxied request that is not Bearer-authenticated: the origin checks apply
     # (the pipeline's early check sees only this request's own method).
     if method in csrf.UNSAFE_METHODS and "authorization" not in request.headers:
-        if not csrf.origin_allowed(
-            request.headers.get("origin"), request.headers.get("sec-fetch-site"), gw.settings.public_origin
-        ):
-            raise DomainError("csrf_failed", "Cross-site request refused")
+        refused = csrf.cross_site_refusal(request.headers, gw.settings.public_origin)
+        if refused is not None:
+            raise refused
     ctx = await authenticate(request, renew=False, method=method)
     role = ""
     if ctx.team_id:
         assert gw.roles is not None
-        found = await gw.roles.role_of(ctx.user_id, ctx.team_id)
+        found = await gw.roles.role_of(ctx.user_id, ctx.team_id, ctx.revisions)
         if found is None:
             raise DomainError("forbidden", "Not a member of the active team")
         role = found

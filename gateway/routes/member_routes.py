@@ -66,7 +66,7 @@ def member_json(m: rbac_pb2.Membership, user: identity_pb2.User | None) -> dict[
 
 async def _membership_of(gw: Gateway, team_id: str, user_id: str) -> rbac_pb2.Membership:
     try:
-        reply = await call(
+        reply: rbac_pb2.GetMembershipResponse = await call(
             gw.clients.rbac.GetMembership, rbac_pb2.GetMembershipRequest(user_id=user_id, team_id=team_id)
         )
     except DomainError as exc:

@@ -11,6 +11,7 @@ from deelrx.sessions.v1 import sessions_pb2
 from gateway.auth import IssuedTokens, authenticate, limit_anonymous, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.exchange import exchange_of
 from gateway.presenters import session_json
 from gateway.routes.auth_routes import PROBLEMS, start_session
 from gateway.schemas import LoginOut
@@ -30,7 +31,7 @@ async def login_mfa(body: MfaLoginBody, request: Request) -> dict[str, Any]:
     else:
         verify.code = body.code or ""
     result = await call(gw.clients.identity.VerifyMfa, verify)
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     # Delivered as the password step asked (kept with the mfa_token by identity).
     delivery = "body" if result.token_delivery == "body" else "cookie"
     return await start_session(gw, request, result.user, list(result.amr), result, delivery)
@@ -53,7 +54,7 @@ async def reauthenticate(body: ReauthenticateBody, request: Request) -> dict[str
             context=ctx, session_id=auth.session_id, amr=list(proof.amr), auth_time=proof.auth_time
         ),
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     tokens = IssuedTokens(
         renewed.tokens.access_token, renewed.tokens.refresh_token, renewed.tokens.expires_in, renewed.session
     )

@@ -11,6 +11,7 @@ from deelrx.sessions.v1 import sessions_pb2
 from gateway.auth import authenticate
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.exchange import exchange_of
 from gateway.routes.auth_routes import PROBLEMS
 from gateway.security_schemas import CodeBody, DisableTotpBody, MfaStatusOut, RecoveryCodesOut, TotpEnrollmentOut
 from gateway.state import gateway_of
@@ -36,7 +37,7 @@ async def enroll(request: Request) -> dict[str, Any]:
         gw.clients.identity.EnrollTotp,
         identity_pb2.EnrollTotpRequest(context=request_context(request), user_id=auth.user_id),
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     return {"secret": reply.secret, "otpauth_uri": reply.otpauth_uri, "qr_svg": reply.qr_svg}
 
 
@@ -49,7 +50,7 @@ async def confirm(body: CodeBody, request: Request) -> dict[str, Any]:
         gw.clients.identity.ConfirmTotp,
         identity_pb2.ConfirmTotpRequest(context=ctx, user_id=auth.user_id, code=body.code),
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     # Enrollment-only sessions of this user become full sessions at their next refresh.
     await call(
         gw.clients.sessions.EndEnrollmentScope,
@@ -88,5 +89,5 @@ async def regenerate(body: CodeBody, request: Request) -> dict[str, Any]:
             context=request_context(request), user_id=auth.user_id, code=body.code
         ),
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     return {"recovery_codes": list(reply.recovery_codes)}

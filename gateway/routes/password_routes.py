@@ -9,6 +9,7 @@ from deelrx.sessions.v1 import sessions_pb2
 from gateway.auth import authenticate, limit_anonymous
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.exchange import exchange_of
 from gateway.routes.auth_routes import PROBLEMS
 from gateway.security_schemas import ChangePasswordBody, ForgotBody, ResetBody
 from gateway.state import gateway_of
@@ -51,7 +52,7 @@ async def reset(body: ResetBody, request: Request) -> Response:
         gw.clients.sessions.RevokeSessions,
         sessions_pb2.RevokeSessionsRequest(context=ctx, user_id=done.user_id, reason="password_reset"),
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     return Response(status_code=204)
 
 

@@ -13,6 +13,7 @@ from deelrx_kit.ids import has_prefix
 from gateway.auth import AuthContext, authenticate
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.exchange import exchange_of
 from gateway.presenters import time_of
 from gateway.routes.auth_routes import PROBLEMS
 from gateway.state import Gateway, gateway_of
@@ -79,8 +80,7 @@ def _revoked_here(gw: Gateway, request: Request, ctx: AuthContext, session_ids: 
     """This replica refuses them at once; the others learn it from Redis and NATS."""
     gw.revocations.add(session_ids)
     if ctx.session_id in session_ids:
-        request.state.issued_cookies = None
-        request.state.clear_cookies = ctx.via == "cookie"
+        exchange_of(request).end_cookie_session(clear=ctx.via == "cookie")
 
 
 @router.delete(

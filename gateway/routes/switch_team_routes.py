@@ -11,6 +11,7 @@ from deelrx.sessions.v1 import sessions_pb2
 from gateway.auth import IssuedTokens, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
+from gateway.exchange import exchange_of
 from gateway.mfa_policy import check_team_switch
 from gateway.presenters import session_json
 from gateway.routes.team_routes import PROBLEMS, load_team
@@ -47,7 +48,7 @@ async def switch_team(body: SwitchTeamBody, request: Request) -> dict[str, Any]:
     await call(
         gw.clients.identity.SetActiveTeam, identity_pb2.SetActiveTeamRequest(user_id=access.user_id, team_id=team.id)
     )
-    request.state.no_store = True
+    exchange_of(request).forbid_caching()
     tokens = IssuedTokens(reply.tokens.access_token, reply.tokens.refresh_token, reply.tokens.expires_in, reply.session)
     answer: dict[str, Any] = {
         "session": session_json(reply.session),

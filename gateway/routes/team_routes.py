@@ -58,10 +58,13 @@ def team_json(team: identity_pb2.Team) -> dict[str, Any]:
 
 
 async def load_team(gw: Gateway, team_id: str) -> identity_pb2.Team:
-    reply = await call(gw.clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id]))
+    reply: identity_pb2.GetTeamsResponse = await call(
+        gw.clients.identity.GetTeams, identity_pb2.GetTeamsRequest(team_ids=[team_id])
+    )
     if not reply.teams:
         raise not_found(TEAM_NOT_FOUND)
-    return reply.teams[0]
+    team: identity_pb2.Team = reply.teams[0]
+    return team
 
 
 @router.post("", status_code=201, response_model=TeamSummaryOut, responses=PROBLEMS)

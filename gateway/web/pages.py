@@ -12,6 +12,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from deelrx_kit.plans import PLANS, REQUESTS_PER_MINUTE
+
 HERE = Path(__file__).resolve().parent
 SWAGGER_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 
@@ -44,6 +46,8 @@ templates = Environment(
     autoescape=select_autoescape(["html"]),
     auto_reload=False,
 )
+# The billing page lists the plans and their limits from their one definition.
+templates.globals["plans"] = [(name, REQUESTS_PER_MINUTE[name]) for name in PLANS]
 
 
 def sdk_js_dir() -> Path:

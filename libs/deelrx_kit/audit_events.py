@@ -12,9 +12,8 @@ from google.protobuf.struct_pb2 import Struct
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
-from deelrx_kit import keys
+from deelrx_kit import audit_partitions, keys
 from deelrx_kit.ids import new_id
-from deelrx_kit.nats_bus import AUDIT_SUBJECT_PREFIX
 from deelrx_kit.secret_fields import SECRET_FIELD_NAMES
 from deelrx_kit.timestamps import to_timestamp
 
@@ -71,4 +70,9 @@ def new_event(
 
 
 def subject_for(event: audit_pb2.AuditEvent) -> str:
-    return AUDIT_SUBJECT_PREFIX + event.type
+    """`audit.events.<partition>.<type>`: the partition follows from the event's chain
+    (deelrx_kit/audit_partitions.py), so one audit replica stores each chain."""
+    key = audit_partitions.chain_key(
+        team_id=event.team_id, actor_user_id=event.actor.user_id, subject_hash=event.subject_hash
+    )
+    return audit_partitions.event_subject(key, event.type)

@@ -14,6 +14,8 @@ RATE_LIMIT_PREFIX = "deelrx:rl"
 IDEMPOTENCY_PREFIX = "deelrx:idem:"
 # Detector sliding windows: `deelrx:detector:...`.
 DETECTOR_PREFIX = "deelrx:detector:"
+# Gateway change revisions, shared by every replica: `deelrx:rev:{u:<user>}`, `deelrx:rev:{t:<team>}`.
+CHANGE_REVISION_PREFIX = "deelrx:rev:"
 
 
 def revoked_session(session_id: str) -> str:

@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from deelrx_kit import db, nats_bus
 from deelrx_kit.grpc_server import GrpcService, run_until_signalled
-from deelrx_kit.infra_tls import nats_tls_context
 from deelrx_kit.logging import configure_logging
 from deelrx_kit.metrics import serve_metrics
-from deelrx_kit.outbox import JetStreamProvider, Outbox
+from deelrx_kit.nats_link import NatsLink
+from deelrx_kit.outbox import Outbox
 from deelrx_kit.production import UnsafeProductionSettings, refuse_unsafe_production
 from deelrx_kit.secret_file import warn_if_development_exposed
 from deelrx_kit.settings import Settings
@@ -46,17 +46,19 @@ class ServiceRuntime:
             health_port=settings.grpc_health_port,
             max_connection_age_seconds=settings.grpc_max_connection_age_seconds,
         )
-        self.js = JetStreamProvider()
-        self.nc: NATS | None = None
+        self.nats = NatsLink(settings, name)
+        self.js = self.nats.js
         self.engine: AsyncEngine | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.outbox: Outbox | None = None
         self.stop_event = asyncio.Event()
         self._tasks: list[Task] = []
         self._running: list[asyncio.Task[None]] = []
-        self._on_nats: list[Callable[[NATS], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
-        self._on_nats_reconnected: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def nc(self) -> NATS | None:
+        return self.nats.nc
 
     # -- wiring -------------------------------------------------------------------------
     def use_database(self, migrations_dir: Path) -> async_sessionmaker[AsyncSession]:
@@ -109,19 +111,16 @@ class ServiceRuntime:
 
     def on_nats(self, hook: Callable[[NATS], Awaitable[None]]) -> None:
         """Called after every (re)connection to NATS, e.g. to subscribe."""
-        self._on_nats.append(hook)
+        self.nats.on_connected(hook)
 
     def on_nats_reconnected(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Called after the client reconnected by itself (subscriptions are restored, but
         plain messages sent meanwhile were missed)."""
-        self._on_nats_reconnected.append(hook)
+        self.nats.on_reconnected(hook)
 
-    async def _reconnected(self) -> None:
-        for hook in self._on_nats_reconnected:
-            try:
-                await hook()
-            except Exception as exc:  # noqa: BLE001 - one hook failing must not stop the others
-                log.warning("nats_reconnect_hook_failed", error=str(exc))
+    def subscribe(self, subject: str, handler: nats_bus.Handler) -> None:
+        """A plain subscription on the process's NATS connection (see NatsLink.subscribe)."""
+        self.nats.subscribe(subject, handler)
 
     def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._on_stop.append(hook)
@@ -135,38 +134,10 @@ class ServiceRuntime:
                 serve_metrics(self.settings.admin_host, self.settings.metrics_port(self.name))
             except OSError as exc:
                 log.warning("metrics_port_unavailable", error=str(exc))
-        self._running.append(asyncio.create_task(self._connect_nats()))
+        self._running.append(asyncio.create_task(self.nats.run(self.stop_event)))
         for task in self._tasks:
             self._running.append(asyncio.create_task(task(self.stop_event)))
         await self.grpc.start()
-
-    async def _connect_nats(self) -> None:
-        # Services start without NATS; the outbox holds events until it is reachable.
-        while not self.stop_event.is_set():
-            try:
-                self.nc = await nats_bus.connect(
-                    self.settings.nats_url,
-                    self.name,
-                    tls=nats_tls_context(self.settings),
-                    on_reconnected=self._reconnected,
-                )
-                js = self.nc.jetstream()
-                await nats_bus.ensure_streams(
-                    js, replicas=self.settings.nats_stream_replicas, audit_max_bytes=self.settings.nats_audit_max_bytes
-                )
-                self.js.js = js
-                for hook in self._on_nats:
-                    await hook(self.nc)
-                log.info("nats_connected")
-                return
-            except Exception as exc:  # noqa: BLE001
-                log.warning("nats_connect_failed", error=str(exc))
-                if self.nc is not None:
-                    # A half-set-up client would otherwise keep reconnecting forever.
-                    await self.nc.close()
-                    self.nc = None
-                self.js.js = None
-                await asyncio.sleep(1)
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -179,10 +150,7 @@ class ServiceRuntime:
         for task in pending:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        if self.nc is not None and not self.nc.is_closed:
-            # Publishes were acknowledged one by one (JetStream), so nothing is pending;
-            # close rather than drain, which waits out pull subscriptions for 30 s.
-            await self.nc.close()
+        await self.nats.close()
         if self.engine is not None:
             await self.engine.dispose()
         log.info("stopped")

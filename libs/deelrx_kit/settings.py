@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # SO_REUSEPORT on the public listener: several gateway processes serve one port and the kernel
+    # spreads connections between them (`make run` does this with DEELRX_GATEWAY_PROCESSES > 1).
+    http_reuse_port: bool = False
+    # How many gateway processes `make run` starts on the public port (deploy/local).
+    gateway_processes: int = Field(default=1, ge=1, le=64)
     admin_host: str = "127.0.0.1"
     admin_port: int = 9180
     jwt_audience: str = "deelrx"
@@ -123,6 +128,9 @@ class Settings(BaseSettings):
     gateway_replicas: int = Field(default=1, ge=1)
     # Deadline of one gateway call to Redis; past it the gateway stops asking until a probe answers.
     redis_timeout_ms: int = Field(default=500, ge=10, le=5000)
+    # Entries of each of the gateway's /v1/auth/me caches (user profiles, session summaries,
+    # teams, memberships): least recently used ones go first.
+    me_cache_entries: int = Field(default=10_000, ge=1, le=1_000_000)
 
     # Live security stream (SSE): a comment line this often when idle; rights re-checked then.
     audit_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
@@ -138,6 +146,9 @@ class Settings(BaseSettings):
     # Retention: events stored longer ago than this are archived, then deleted (0 = keep all).
     audit_retention_days: int = Field(default=0, ge=0)
     audit_archive_dir: str = ""  # default: <data dir>/audit-archive
+    # Audit replicas share the AUDIT stream's partitions by leases of this length, renewed every
+    # third of it; a replica that dies without releasing its leases is taken over after it.
+    audit_partition_lease_seconds: float = Field(default=15.0, ge=1, le=600)
 
     # Detector thresholds: JSON {"<rule id>[.<variant>]": {"threshold": n, "window_seconds": s,
     # "severity": ..., "enabled": bool}}; empty = the documented defaults.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import validation_error
-from services.audit.adapters import checkpoint_sql, sql
 from services.audit.domain.alerts import AlertRecord, view_for_team
 from services.audit.domain.checkpoints import checkpoint_problem
 from services.audit.domain.events import (
@@ -33,7 +32,8 @@ from services.audit.domain.events import (
     user_chain,
 )
 from services.audit.domain.paging import Cursor, check_id, check_range, decode_cursor, page_limit
-from services.audit.live import LiveHub, LiveItem, Subscriber
+from services.audit.live_hub import LiveHub, LiveItem, Subscriber
+from services.audit.ports import AlertStore, CheckpointStore, EventStore, LeaseStore, LiveAnnouncer
 
 if TYPE_CHECKING:
     from services.audit.checkpoints import CheckpointKey
@@ -46,8 +46,20 @@ VERIFY_BATCH = 1000
 MAX_MEMBERS = 10_000
 
 
-class _ChainMoved(Exception):
-    """Another appender advanced the chain head between our read and our update."""
+class LeaseLost(Exception):
+    """This replica no longer holds some of the partitions it was storing for."""
+
+    def __init__(self, partitions: frozenset[int]) -> None:
+        super().__init__(f"partitions {sorted(partitions)} are no longer held by this replica")
+        self.partitions = partitions
+
+
+@dataclass(frozen=True)
+class PartitionFence:
+    """Store only while `owner` holds every one of these stream partitions."""
+
+    owner: str
+    partitions: frozenset[int]
 
 
 T = TypeVar("T")
@@ -71,12 +83,21 @@ class AuditLog:
         sessionmaker: async_sessionmaker[AsyncSession],
         clock: Clock,
         hub: LiveHub,
-        announce: Callable[[Sequence[LiveItem]], None] | None = None,
+        *,
+        events: EventStore,
+        alerts: AlertStore,
+        checkpoints: CheckpointStore,
+        leases: LeaseStore,
+        announce: LiveAnnouncer | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.hub = hub
-        # Where newly stored items go: the hub, or every replica's hub (services/audit/live_relay.py).
+        self.events = events
+        self.alerts = alerts
+        self.checkpoints = checkpoints
+        self.leases = leases
+        # Where newly stored items go: the hub, or every replica's hub (services/audit/adapters/nats_live.py).
         self.announce = announce or self._to_hub
         # Set by bootstrap: verification then also checks the chain's signed checkpoints.
         self.checkpoint_key: CheckpointKey | None = None
@@ -88,62 +109,59 @@ class AuditLog:
     # -- ingestion ---------------------------------------------------------------------
     async def record_event(self, event: EventRecord) -> ChainedEvent | None:
         """Append to the event's chain; None when the event is already stored (redelivery)."""
-        for attempt in range(APPEND_ATTEMPTS):
-            try:
-                async with transaction(self.sessionmaker) as s:
-                    if await sql.event_exists(s, event.id):
-                        return None
-                    head = await sql.chain_head(s, event.chain_key)
-                    prev_seq, prev_hash = head if head is not None else (0, GENESIS_HASH)
-                    stored = chain(event, prev_seq=prev_seq, prev_hash=prev_hash, stored_at=self.clock.now())
-                    if not await sql.advance_head(s, stored):
-                        raise _ChainMoved
-                    await sql.insert_event(s, stored)
-            except (_ChainMoved, IntegrityError):
-                # Lost the race for this chain position (or for this event id): read again.
-                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-                continue
-            self.announce([event])
-            return stored
-        raise RuntimeError(f"chain {event.chain_key} too contended to append")
+        stored = await self.record_events([event])
+        return stored[0] if stored else None
 
-    async def record_events(self, events: Sequence[EventRecord]) -> list[ChainedEvent]:
+    async def record_events(
+        self, events: Sequence[EventRecord], *, fence: PartitionFence | None = None, announce: bool = True
+    ) -> list[ChainedEvent]:
         """Append a batch in one transaction, each chain in the order given; events already
         stored (redeliveries) are skipped. The batch's chain heads are locked for the
         transaction; it is retried only when another appender started one of its new
-        chains (or stored one of its events) first."""
+        chains (or stored one of its events) first. With a `fence`, nothing is stored unless
+        this replica still holds those partitions (else LeaseLost names the lost ones), and
+        their leases cannot pass to another replica before the transaction ends. `announce`
+        False: the caller announces what was stored itself."""
         unique: dict[str, EventRecord] = {}
         for e in events:
             unique.setdefault(e.id, e)
         for attempt in range(APPEND_ATTEMPTS):
             try:
                 async with transaction(self.sessionmaker) as s:
-                    known = await sql.existing_event_ids(s, list(unique))
+                    now = self.clock.now()
+                    if fence is not None:
+                        held = await self.leases.hold(s, fence.partitions, fence.owner, now)
+                        if held != fence.partitions:
+                            raise LeaseLost(fence.partitions - held)
                     by_chain: dict[str, list[EventRecord]] = {}
                     for e in unique.values():
-                        if e.id not in known:
-                            by_chain.setdefault(e.chain_key, []).append(e)
-                    now = self.clock.now()
+                        by_chain.setdefault(e.chain_key, []).append(e)
+                    # Heads first, then the ids: once a chain's head is locked, whatever an
+                    # earlier appender stored on it is committed and visible.
+                    heads = await self.events.lock_heads(s, list(by_chain)) if by_chain else {}
+                    known = await self.events.existing_event_ids(s, list(unique))
                     stored: list[ChainedEvent] = []
-                    heads = await sql.lock_heads(s, list(by_chain)) if by_chain else {}
                     moved: list[ChainedEvent] = []
                     created: list[ChainedEvent] = []
                     for key, chain_events in by_chain.items():
                         seq, prev_hash = heads.get(key, (0, GENESIS_HASH))
                         linked = []
                         for e in chain_events:
+                            if e.id in known:
+                                continue
                             c = chain(e, prev_seq=seq, prev_hash=prev_hash, stored_at=now)
                             linked.append(c)
                             seq, prev_hash = c.seq, c.hash
-                        (moved if key in heads else created).append(linked[-1])
-                        stored.extend(linked)
-                    await sql.set_heads(s, moved, created)
+                        if linked:
+                            (moved if key in heads else created).append(linked[-1])
+                            stored.extend(linked)
+                    await self.events.set_heads(s, moved, created)
                     if stored:
-                        await sql.insert_events(s, stored)
-            except (_ChainMoved, IntegrityError):
+                        await self.events.insert_events(s, stored)
+            except IntegrityError:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            if stored:
+            if stored and announce:
                 self.announce([c.event for c in stored])
             return stored
         raise RuntimeError("audit batch too contended to append")
@@ -152,9 +170,9 @@ class AuditLog:
         """Store an alert once; False when it was already stored."""
         try:
             async with transaction(self.sessionmaker) as s:
-                if await sql.alert_exists(s, alert.id):
+                if await self.alerts.alert_exists(s, alert.id):
                     return False
-                await sql.insert_alert(s, alert, self.clock.now())
+                await self.alerts.insert_alert(s, alert, self.clock.now())
         except IntegrityError:
             return False  # a concurrent replica stored it first
         self.announce([alert])
@@ -189,7 +207,7 @@ class AuditLog:
                     return Page([], "")
                 types = allowed
         async with reading(self.sessionmaker) as s:
-            rows = await sql.query_events(
+            rows = await self.events.query_events(
                 s,
                 team_id=team_id or None,
                 actor_user_id=user_id or actor_user_id or None,
@@ -215,7 +233,7 @@ class AuditLog:
         after: Cursor | None = None
         while True:
             async with reading(self.sessionmaker) as s:
-                rows = await sql.query_events(
+                rows = await self.events.query_events(
                     s,
                     team_id=team_id,
                     actor_user_id=None,
@@ -235,9 +253,9 @@ class AuditLog:
         _exactly_one(team_id, user_id)
         key = team_chain(team_id) if team_id else user_chain(user_id)
         async with reading(self.sessionmaker) as s:
-            head = await sql.chain_head(s, key)
-            base = await checkpoint_sql.base_of(s, key)
-            signed = await checkpoint_sql.for_chain(s, key) if self.checkpoint_key is not None else []
+            head = await self.events.chain_head(s, key)
+            base = await self.checkpoints.base_of(s, key)
+            signed = await self.checkpoints.for_chain(s, key) if self.checkpoint_key is not None else []
         if head is None and not signed:
             return ChainCheck(True, 0, "", "")
         head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
@@ -248,7 +266,7 @@ class AuditLog:
         after = start_seq
         while True:
             async with reading(self.sessionmaker) as s:
-                rows = await sql.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
+                rows = await self.events.chain_events(s, key, after_seq=after, up_to_seq=head_seq, limit=VERIFY_BATCH)
             for r in rows:
                 verifier.feed(r)
             if len(rows) < VERIFY_BATCH:
@@ -285,7 +303,9 @@ class AuditLog:
         after = decode_cursor(cursor)
         members = [m for m in member_user_ids if m]
         async with reading(self.sessionmaker) as s:
-            rows = await sql.query_alerts(s, team_id=team_id, member_user_ids=members, after=after, limit=size + 1)
+            rows = await self.alerts.query_alerts(
+                s, team_id=team_id, member_user_ids=members, after=after, limit=size + 1
+            )
         page = rows[:size]
         views = [v for v in (view_for_team(a, team_id, members) for a in page) if v is not None]
         more = len(rows) > size

@@ -20,15 +20,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit import keys
 from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.keys import derive_key
 from deelrx_kit.periodic import run_every
-from services.audit.adapters import checkpoint_sql, sql
 from services.audit.domain.checkpoints import Checkpoint, signed_message
 from services.audit.domain.events import ChainVerifier
+from services.audit.ports import CheckpointStore, EventStore
 
 log = structlog.get_logger(__name__)
 
@@ -66,16 +67,26 @@ class CheckpointKey:
 
 
 class ChainCheckpoints:
-    def __init__(self, sessionmaker: object, key: CheckpointKey, clock: Clock) -> None:
-        self.sessionmaker = sessionmaker  # async_sessionmaker
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        key: CheckpointKey,
+        clock: Clock,
+        *,
+        events: EventStore,
+        checkpoints: CheckpointStore,
+    ) -> None:
+        self.sessionmaker = sessionmaker
         self.key = key
         self.clock = clock
+        self.events = events
+        self.checkpoints = checkpoints
 
     async def sign_head(self, chain_key: str) -> Checkpoint | None:
         """Verify what was appended since the last checkpoint, then sign the head."""
-        async with reading(self.sessionmaker) as s:  # type: ignore[arg-type]
-            head = await sql.chain_head(s, chain_key)
-            previous = await checkpoint_sql.for_chain(s, chain_key)
+        async with reading(self.sessionmaker) as s:
+            head = await self.events.chain_head(s, chain_key)
+            previous = await self.checkpoints.for_chain(s, chain_key)
         if head is None:
             return None
         head_seq, head_hash = head
@@ -90,8 +101,8 @@ class ChainCheckpoints:
         )
         after = verifier.start_seq
         while True:
-            async with reading(self.sessionmaker) as s:  # type: ignore[arg-type]
-                rows = await sql.chain_events(s, chain_key, after_seq=after, up_to_seq=head_seq, limit=BATCH)
+            async with reading(self.sessionmaker) as s:
+                rows = await self.events.chain_events(s, chain_key, after_seq=after, up_to_seq=head_seq, limit=BATCH)
             for r in rows:
                 verifier.feed(r)
             if len(rows) < BATCH:
@@ -103,15 +114,15 @@ class ChainCheckpoints:
             return None
         cp = self.key.sign(chain_key, head_seq, head_hash, self.clock.now())
         try:
-            async with transaction(self.sessionmaker) as s:  # type: ignore[arg-type]
-                await checkpoint_sql.add(s, cp)
+            async with transaction(self.sessionmaker) as s:
+                await self.checkpoints.add(s, cp)
         except IntegrityError:
             return None  # another replica signed this head
         return cp
 
     async def sign_moved_chains(self, limit: int = 1000) -> int:
-        async with reading(self.sessionmaker) as s:  # type: ignore[arg-type]
-            keys = await checkpoint_sql.chains_moved_since_checkpoint(s, limit)
+        async with reading(self.sessionmaker) as s:
+            keys = await self.checkpoints.chains_moved_since_checkpoint(s, limit)
         signed = 0
         for key in keys:
             if await self.sign_head(key) is not None:

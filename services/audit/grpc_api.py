@@ -12,14 +12,14 @@ from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import timestamps
 from deelrx_kit.errors import DomainError
+from services.audit.adapters.protobuf_records import alert_message, event_message
 from services.audit.app import AuditLog
 from services.audit.checkpoints import ChainCheckpoints
-from services.audit.convert import alert_message, event_message
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import EventRecord, team_chain, user_chain
 from services.audit.domain.paging import check_id, check_range, decode_cursor
-from services.audit.live import SubscriberDropped
-from services.audit.resume import position_of, replay_after
+from services.audit.live_hub import SubscriberDropped
+from services.audit.stream_resume import position_of, replay_after
 from services.audit.triage import AuditActions
 
 
@@ -106,7 +106,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             await context.send_initial_metadata(())
             replayed: set[str] = set()
             if resume is not None:
-                async for item in replay_after(self.audit.sessionmaker, request.team_id, members, resume):
+                async for item in replay_after(
+                    self.audit.sessionmaker, self.audit.events, self.audit.alerts, request.team_id, members, resume
+                ):
                     replayed.add(item.id)
                     yield _stream_item(item)
             async for item in self.audit.hub.items(sub, self.stop):

@@ -23,11 +23,10 @@ from deelrx_kit.clock import Clock
 from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, validation_error
 from deelrx_kit.outbox import Outbox
-from services.audit.adapters import sql, triage_sql
-from services.audit.adapters.triage_sql import AlertState
-from services.audit.domain.alerts import AlertRecord, view_for_team
+from services.audit.domain.alerts import AlertRecord, AlertState, view_for_team
 from services.audit.domain.events import ChainCheck, time_text
 from services.audit.domain.paging import check_id
+from services.audit.ports import AlertStore, TriageStore
 
 TRIAGE_STATUSES = ("acknowledged", "resolved")
 MAX_NOTE = 1000
@@ -56,10 +55,20 @@ def with_state(alert: AlertRecord, state: AlertState | None) -> AlertRecord:
 
 
 class AuditActions:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        outbox: Outbox,
+        *,
+        alerts: AlertStore,
+        triage: TriageStore,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.outbox = outbox
+        self.alerts = alerts
+        self.triage = triage
         self.audit = AuditTrail(outbox, source="audit", clock=clock)
 
     # -- alerts ------------------------------------------------------------------------
@@ -68,7 +77,7 @@ class AuditActions:
         if not alerts:
             return []
         async with reading(self.sessionmaker) as s:
-            states = await triage_sql.states_for(s, team_id, [a.id for a in alerts])
+            states = await self.triage.states_for(s, team_id, [a.id for a in alerts])
         return [with_state(a, states.get(a.id)) for a in alerts]
 
     async def update_alert(
@@ -90,16 +99,16 @@ class AuditActions:
         note = _clean_note(note)
         members = [m for m in member_user_ids if m]
         async with transaction(self.sessionmaker) as s:
-            stored = await sql.get_alert(s, alert_id)
+            stored = await self.alerts.get_alert(s, alert_id)
             view = view_for_team(stored, team_id, members) if stored is not None else None
             if view is None:
                 raise DomainError("not_found", "No such alert")
-            current = (await triage_sql.states_for(s, team_id, [alert_id])).get(alert_id)
+            current = (await self.triage.states_for(s, team_id, [alert_id])).get(alert_id)
             before = with_state(view, current)
             if before.status == status and before.note == note:
                 return before  # nothing changes: no new event
             state = AlertState(status, note, self.clock.now(), context.user_id)
-            await triage_sql.set_state(s, alert_id, team_id, state)
+            await self.triage.set_state(s, alert_id, team_id, state)
             details: dict[str, Any] = {"rule": view.rule, "status": status, "previous_status": before.status}
             if note:
                 details["note"] = note

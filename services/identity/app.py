@@ -23,6 +23,7 @@ from deelrx_kit.db import reading, transaction
 from deelrx_kit.errors import DomainError, not_found, validation_error
 from deelrx_kit.ids import has_prefix, new_id
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.plans import DEFAULT_PLAN
 from services.identity.adapters.sql import (
     CredentialRepository,
     LoginThrottleRepository,
@@ -36,7 +37,7 @@ from services.identity.attempts import AttemptGuard
 from services.identity.domain import lockout, mail, passwords, security_mail, tokens
 from services.identity.domain.accounts import check_name, check_team_name, lookup_key, parse_email
 from services.identity.domain.lockout import Lockout
-from services.identity.domain.model import DEFAULT_PLAN, Authentication, Team, TeamSettings, User
+from services.identity.domain.model import Authentication, Team, TeamSettings, User
 from services.identity.password_app import PasswordUseCases
 from services.identity.ports import PasswordHasher
 from services.identity.purge import keep_newest_signups

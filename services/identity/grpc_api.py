@@ -14,6 +14,7 @@ from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
 from deelrx_kit.timestamps import to_timestamp
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
+from services.identity.domain.session_grant import grant_for
 from services.identity.domain.team_rules import Invitation
 from services.identity.mfa_app import MfaUseCases
 from services.identity.team_admin import TeamAdmin
@@ -43,6 +44,15 @@ def team_pb(team: Team) -> identity_pb2.Team:
             session_absolute_timeout_hours=team.settings.session_absolute_timeout_hours,
             mfa_required=team.settings.mfa_required,
         ),
+    )
+
+
+def session_grant_pb(user: User, team: Team | None) -> identity_pb2.SessionGrant:
+    grant = grant_for(user, team)
+    return identity_pb2.SessionGrant(
+        scope=grant.scope,
+        idle_timeout_minutes=grant.idle_timeout_minutes,
+        absolute_timeout_hours=grant.absolute_timeout_hours,
     )
 
 
@@ -108,6 +118,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         if result.active_team is not None:
             response.active_team.CopyFrom(team_pb(result.active_team))
+        if not result.mfa_required:
+            response.session_grant.CopyFrom(session_grant_pb(result.user, result.active_team))
         return response
 
     async def GetUser(self, request: identity_pb2.GetUserRequest, context: Any) -> identity_pb2.GetUserResponse:
@@ -154,6 +166,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         if auth.active_team is not None:
             response.active_team.CopyFrom(team_pb(auth.active_team))
+        response.session_grant.CopyFrom(session_grant_pb(auth.user, auth.active_team))
         return response
 
     async def Reauthenticate(

@@ -14,12 +14,12 @@ from nats.aio.msg import Msg
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import nats_bus
-from deelrx_kit.nats_bus import AUDIT_SUBJECT_PREFIX
+from deelrx_kit.audit_partitions import type_filter
 from services.sessions.revocation import Revocation
 
 log = structlog.get_logger(__name__)
 
-SUBJECT = AUDIT_SUBJECT_PREFIX + "member.removed"
+SUBJECT = type_filter("member.removed")  # from every partition
 DURABLE = "sessions-member-removed"
 
 

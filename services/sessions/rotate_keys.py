@@ -22,7 +22,7 @@ from deelrx_kit.settings import Settings
 
 async def rotate(settings: Settings, emergency: bool) -> sessions_pb2.RotateSigningKeyResponse:
     async with service_channel(settings, "sessions") as ch:
-        stub = sessions_pb2_grpc.SessionsServiceStub(ch)  # type: ignore[no-untyped-call]
+        stub = sessions_pb2_grpc.SessionsServiceStub(ch)
         reply: sessions_pb2.RotateSigningKeyResponse = await stub.RotateSigningKey(
             sessions_pb2.RotateSigningKeyRequest(emergency=emergency), timeout=30
         )

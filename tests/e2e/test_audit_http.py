@@ -26,7 +26,7 @@ from sqlalchemy import text
 from deelrx.audit.v1 import audit_pb2
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
 from deelrx_kit import db, nats_bus
-from deelrx_kit.audit_events import new_event
+from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from deelrx_kit.timestamps import to_timestamp
@@ -67,9 +67,7 @@ def publish(suite: RunningSuite, events: list[audit_pb2.AuditEvent], alerts: lis
         nc = await nats.connect(suite.nats_url)
         js = nc.jetstream()
         for ev in events:
-            await js.publish(
-                nats_bus.AUDIT_SUBJECT_PREFIX + ev.type, ev.SerializeToString(), headers={"Nats-Msg-Id": ev.id}
-            )
+            await js.publish(subject_for(ev), ev.SerializeToString(), headers={"Nats-Msg-Id": ev.id})
         for a in alerts:
             await js.publish(nats_bus.ALERTS_SUBJECT, a.SerializeToString(), headers={"Nats-Msg-Id": a.id})
         await nc.close()

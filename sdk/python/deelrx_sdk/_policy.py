@@ -70,7 +70,7 @@ class RetryPolicy:
         return self.backoff(attempt)
 
     def backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2**attempt) * (0.5 + random.random() / 2)
+        return min(self.max_delay, self.base_delay * 2.0**attempt) * (0.5 + random.random() / 2)
 
 
 def request_kwargs(json: Any, params: dict[str, Any] | None) -> dict[str, Any]:

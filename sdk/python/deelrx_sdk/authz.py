@@ -16,6 +16,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import grpc
 from nats.aio.client import Client as NATS
@@ -116,7 +117,8 @@ class AuthzClient:
             url,
             name="authz-client",
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            # nats-py annotates an int but sleeps any number of seconds.
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]
             connect_timeout=2,
             disconnected_cb=down,
             reconnected_cb=up,
@@ -245,7 +247,15 @@ class AuthzClient:
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             return [AuthzDecision(False, f"authorization unavailable: {type(exc).__name__}") for _ in items]
 
-    async def _call(self, method: str, request: object) -> object:
+    @overload
+    async def _call(self, method: Literal["Check"], request: rbac_pb2.CheckRequest) -> rbac_pb2.CheckResponse: ...
+
+    @overload
+    async def _call(
+        self, method: Literal["BatchCheck"], request: rbac_pb2.BatchCheckRequest
+    ) -> rbac_pb2.BatchCheckResponse: ...
+
+    async def _call(self, method: str, request: object) -> Any:
         """One replica after another (round-robin), within one overall deadline."""
         if not self._stubs:
             raise RuntimeError("AuthzClient.start() was not called")

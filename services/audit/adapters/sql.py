@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,8 +26,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deelrx_kit.clock import utc
 from deelrx_kit.db import UtcDateTime, new_metadata
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import ChainedEvent, EventRecord
@@ -35,6 +37,11 @@ from services.audit.domain.paging import Cursor
 
 metadata = new_metadata()
 
+# On PostgreSQL the events are partitioned by month of their time (declarative range
+# partitioning; partition_sql.py keeps the months ahead created): a partitioned table's primary
+# key must hold the partition key, so it is (id, time), and uniqueness of an event id and of a
+# chain position, which a per-month index cannot enforce, lives in `event_ids` below.
+# SQLite keeps a plain table of the same shape.
 events = Table(
     "audit_events",
     metadata,
@@ -44,7 +51,7 @@ events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("stored_at", UtcDateTime, nullable=False),
-    Column("time", UtcDateTime, nullable=False),
+    Column("time", UtcDateTime, primary_key=True),
     Column("type", String(100), nullable=False),
     Column("team_id", String(64), nullable=False),
     Column("actor_user_id", String(64), nullable=False),
@@ -58,9 +65,21 @@ events = Table(
     Column("request_id", String(128), nullable=False),
     Column("subject_hash", String(128), nullable=False),
     Column("session_id", String(64), nullable=False),
-    UniqueConstraint("chain_key", "seq", name="uq_audit_events_chain_seq"),
+    Index("ix_audit_events_chain_seq", "chain_key", "seq"),
     Index("ix_audit_events_team_time", "team_id", "time", "id"),
     Index("ix_audit_events_actor_time", "actor_user_id", "time", "id"),
+    postgresql_partition_by="RANGE (time)",
+)
+
+# One narrow row per stored event, in one unpartitioned table: an event id is stored once
+# (redeliveries are skipped) and a chain position is taken once (no fork), whatever the month.
+event_ids = Table(
+    "audit_event_ids",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("chain_key", String(160), nullable=False),
+    Column("seq", Integer, nullable=False),
+    UniqueConstraint("chain_key", "seq", name="uq_audit_event_ids_chain_seq"),
 )
 
 chain_heads = Table(
@@ -103,10 +122,6 @@ def _dumps(value: Any) -> str:
 
 
 # -- events ---------------------------------------------------------------------------------
-async def event_exists(session: AsyncSession, event_id: str) -> bool:
-    return bool(await session.scalar(select(exists().where(events.c.id == event_id))))
-
-
 async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] | None:
     row = (
         await session.execute(
@@ -116,36 +131,26 @@ async def chain_head(session: AsyncSession, chain_key: str) -> tuple[int, str] |
     return None if row is None else (row.seq, row.head_hash)
 
 
-async def advance_head(session: AsyncSession, stored: ChainedEvent) -> bool:
-    """Move the head from seq-1 to seq; False when another appender moved it first."""
-    if stored.seq == 1:
-        # Insert-if-absent: a concurrent first append fails on the primary key (IntegrityError).
-        await session.execute(insert(chain_heads).values(chain_key=stored.chain_key, seq=1, head_hash=stored.hash))
-        return True
-    result = await session.execute(
-        update(chain_heads)
-        .where(chain_heads.c.chain_key == stored.chain_key, chain_heads.c.seq == stored.seq - 1)
-        .values(seq=stored.seq, head_hash=stored.hash)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
-
-
-async def existing_event_ids(session: AsyncSession, event_ids: Collection[str]) -> set[str]:
-    rows = await session.execute(select(events.c.id).where(events.c.id.in_(list(event_ids))))
+async def existing_event_ids(session: AsyncSession, ids: Collection[str]) -> set[str]:
+    if not ids:
+        return set()
+    driver = await _postgres_driver(session)
+    if driver is not None:
+        # One array parameter instead of thousands of bound values.
+        found = await driver.fetch("SELECT id FROM audit_event_ids WHERE id = ANY($1::varchar[])", list(ids))
+        return {r["id"] for r in found}
+    rows = await session.execute(select(event_ids.c.id).where(event_ids.c.id.in_(list(ids))))
     return {r.id for r in rows}
 
 
-async def move_head(session: AsyncSession, chain_key: str, from_seq: int, last: ChainedEvent) -> bool:
-    """Move the head from `from_seq` to `last` (several events at once); False when moved meanwhile."""
-    if from_seq == 0:
-        await session.execute(insert(chain_heads).values(chain_key=chain_key, seq=last.seq, head_hash=last.hash))
-        return True
-    result = await session.execute(
-        update(chain_heads)
-        .where(chain_heads.c.chain_key == chain_key, chain_heads.c.seq == from_seq)
-        .values(seq=last.seq, head_hash=last.hash)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+async def _postgres_driver(session: AsyncSession) -> Any:
+    """The transaction's asyncpg connection on PostgreSQL (None on SQLite): the bulk paths
+    skip SQLAlchemy's per-row parameter handling, the largest cost of a big batch."""
+    conn = await session.connection()
+    if conn.dialect.name != "postgresql":
+        return None
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 async def lock_heads(session: AsyncSession, chain_keys: Collection[str]) -> dict[str, tuple[int, str]]:
@@ -174,37 +179,68 @@ async def set_heads(session: AsyncSession, moved: Sequence[ChainedEvent], create
         )
 
 
+EVENT_COLUMNS = tuple(c.name for c in events.columns)
+ID_COLUMNS = ("id", "chain_key", "seq")
+
+
 async def insert_events(session: AsyncSession, stored: Sequence[ChainedEvent]) -> None:
-    await session.execute(insert(events), [_event_row(c) for c in stored])
+    """The id rows first: a duplicate id or chain position fails there (IntegrityError),
+    before the wide rows. PostgreSQL: binary COPY; SQLite: the driver's executemany."""
+    ids = [(c.event.id, c.chain_key, c.seq) for c in stored]
+    rows = [_event_row(c) for c in stored]
+    driver = await _postgres_driver(session)
+    if driver is not None:
+        import asyncpg
+
+        try:
+            await driver.copy_records_to_table("audit_event_ids", records=ids, columns=ID_COLUMNS)
+            await driver.copy_records_to_table("audit_events", records=rows, columns=EVENT_COLUMNS)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError("COPY audit_event_ids", None, exc) from exc
+        return
+    conn = await session.connection()
+    as_text = _sqlite_time
+    await conn.exec_driver_sql(
+        f"INSERT INTO audit_event_ids ({', '.join(ID_COLUMNS)}) VALUES (?, ?, ?)",  # noqa: S608 - constants
+        ids,
+    )
+    placeholders = ", ".join("?" for _ in EVENT_COLUMNS)
+    await conn.exec_driver_sql(
+        f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608 - constants
+        [(*r[:5], as_text(r[5]), as_text(r[6]), *r[7:]) for r in rows],
+    )
 
 
-async def insert_event(session: AsyncSession, stored: ChainedEvent) -> None:
-    await session.execute(insert(events).values(**_event_row(stored)))
+def _sqlite_time(value: datetime) -> str:
+    # What UtcDateTime stores on SQLite (naive UTC in SQLAlchemy's text format).
+    u = value if value.tzinfo is UTC else utc(value)
+    return u.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _event_row(stored: ChainedEvent) -> dict[str, Any]:
+def _event_row(stored: ChainedEvent) -> tuple[Any, ...]:
+    """In EVENT_COLUMNS order."""
     e = stored.event
-    return dict(
-        id=e.id,
-        chain_key=stored.chain_key,
-        seq=stored.seq,
-        prev_hash=stored.prev_hash,
-        hash=stored.hash,
-        stored_at=stored.stored_at,
-        time=e.time,
-        type=e.type,
-        team_id=e.team_id,
-        actor_user_id=e.actor_user_id,
-        actor_ip=e.actor_ip,
-        actor_user_agent=e.actor_user_agent,
-        target_type=e.target_type,
-        target_id=e.target_id,
-        outcome=e.outcome,
-        details=_dumps(e.details),
-        source=e.source,
-        request_id=e.request_id,
-        subject_hash=e.subject_hash,
-        session_id=e.session_id,
+    return (
+        e.id,
+        stored.chain_key,
+        stored.seq,
+        stored.prev_hash,
+        stored.hash,
+        stored.stored_at,
+        e.time,
+        e.type,
+        e.team_id,
+        e.actor_user_id,
+        e.actor_ip,
+        e.actor_user_agent,
+        e.target_type,
+        e.target_id,
+        e.outcome,
+        _dumps(e.details),
+        e.source,
+        e.request_id,
+        e.subject_hash,
+        e.session_id,
     )
 
 
@@ -365,4 +401,4 @@ async def query_alerts(
 
 
 # The audit schema is this metadata; the tables defined beside their queries register on it.
-from services.audit.adapters import checkpoint_sql, triage_sql  # noqa: E402, F401
+from services.audit.adapters import checkpoint_sql, partition_sql, triage_sql  # noqa: E402, F401

@@ -4,8 +4,6 @@ outbox (events about exports, verifications and alert triage)."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Column, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deelrx_kit.db import UtcDateTime, dialect_insert
 from deelrx_kit.outbox import outbox_table
 from services.audit.adapters.sql import metadata
+from services.audit.domain.alerts import AlertState
 
 # One row per (alert, team): a team acknowledging an account alert about its member does
 # not change what another team sees of the same alert.
@@ -28,14 +27,6 @@ alert_states = Table(
 )
 
 outbox = outbox_table(metadata)
-
-
-@dataclass(frozen=True)
-class AlertState:
-    status: str
-    note: str
-    changed_at: datetime
-    changed_by: str
 
 
 async def states_for(session: AsyncSession, team_id: str, alert_ids: Collection[str]) -> dict[str, AlertState]:

@@ -63,3 +63,13 @@ def view_for_team(alert: AlertRecord, team_id: str, member_user_ids: Collection[
     if not (subject.startswith("ip:") or subject.removeprefix("user:") in visible):
         subject = ""
     return replace(alert, subject=subject, evidence=evidence, user_ids=tuple(visible), event_ids=tuple(event_ids))
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One team's triage of an alert."""
+
+    status: str
+    note: str
+    changed_at: datetime
+    changed_by: str

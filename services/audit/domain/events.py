@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from deelrx_kit import audit_partitions
+
 GENESIS_HASH = "0" * 64
 
 # What a user sees as "their own security activity" (GET /v1/me/security-activity).
@@ -58,13 +60,10 @@ class EventRecord:
 
     @property
     def chain_key(self) -> str:
-        if self.team_id:
-            return team_chain(self.team_id)
-        if self.actor_user_id:
-            return user_chain(self.actor_user_id)
-        if self.subject_hash:
-            return f"subject:{self.subject_hash}"
-        return "platform"
+        # Shared with the producers, which pick the stream partition from it.
+        return audit_partitions.chain_key(
+            team_id=self.team_id, actor_user_id=self.actor_user_id, subject_hash=self.subject_hash
+        )
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,11 @@ class ChainedEvent:
 
 
 def time_text(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    u = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
+    if u.year < 1000:  # strftime does not pad such years: keep what older events were hashed with
+        return u.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime above, several times faster (it runs twice per event).
+    return u.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def canonical_document(event: EventRecord, *, chain_key: str, seq: int, stored_at: datetime) -> dict[str, Any]:

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-PLANS = ("starter", "professional", "enterprise")
-DEFAULT_PLAN = "starter"
-
 
 @dataclass(frozen=True)
 class User:

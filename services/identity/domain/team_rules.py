@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from deelrx_kit.errors import validation_error
-from services.identity.domain.model import PLANS
+from deelrx_kit.plans import PLANS
 
 INVITATION_TTL = timedelta(days=7)
 INVITABLE_ROLES = ("owner", "manager", "staff")

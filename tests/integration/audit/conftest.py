@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx_kit import nats_bus
-from deelrx_kit.audit_events import new_event
+from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.grpc_errors import decode
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
@@ -50,9 +50,7 @@ def event(
 
 
 async def publish(js: JetStreamContext, ev: audit_pb2.AuditEvent, msg_id: str | None = None) -> None:
-    await js.publish(
-        nats_bus.AUDIT_SUBJECT_PREFIX + ev.type, ev.SerializeToString(), headers={"Nats-Msg-Id": msg_id or ev.id}
-    )
+    await js.publish(subject_for(ev), ev.SerializeToString(), headers={"Nats-Msg-Id": msg_id or ev.id})
 
 
 async def publish_alert(js: JetStreamContext, alert: audit_pb2.Alert, msg_id: str | None = None) -> None:

@@ -14,16 +14,18 @@ from sqlalchemy import func, select
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx_kit import nats_bus
+from deelrx_kit.audit_events import subject_for
+from deelrx_kit.audit_partitions import PARTITIONS, partition_of
 from deelrx_kit.clock import SystemClock
 from deelrx_kit.db import create_engine, migrate, session_factory
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
 from deploy.local import infra
-from services.audit.adapters import sql
+from services.audit.adapters import partition_sql, sql
+from services.audit.adapters.protobuf_records import event_record
 from services.audit.app import AuditLog
-from services.audit.convert import event_record
-from services.audit.live import LiveHub
-from services.audit.main import bootstrap
+from services.audit.domain.events import team_chain
+from services.audit.main import audit_log, bootstrap
 
 from .conftest import event, settings_for
 
@@ -33,7 +35,7 @@ MIGRATIONS = Path(__file__).parents[3] / "services" / "audit" / "migrations"
 async def _log(database_url: str) -> tuple[AuditLog, Callable[[], Awaitable[None]]]:
     await migrate(MIGRATIONS, database_url, "audit")
     engine = create_engine(database_url, "audit")
-    return AuditLog(session_factory(engine), SystemClock(), LiveHub()), engine.dispose
+    return audit_log(session_factory(engine), SystemClock()), engine.dispose
 
 
 async def test_a_batch_keeps_each_chains_order_and_skips_what_is_stored(database_url: str) -> None:
@@ -78,16 +80,15 @@ async def test_killing_the_audit_service_mid_stream_loses_and_doubles_nothing(
     await nats_bus.ensure_streams(js)
     teams = [new_id("tm") for _ in range(4)]
     evs = [event("customer.updated", team_id=teams[i % 4]) for i in range(2000)]
-    settings = settings_for(tmp_path, database_url, nats_url)
+    settings = settings_for(tmp_path, database_url, nats_url).model_copy(update={"audit_partition_lease_seconds": 2.0})
     first = bootstrap(settings, grpc_port=0)
     await first.start()
-    acks = [
-        await js.publish_async(
-            nats_bus.AUDIT_SUBJECT_PREFIX + e.type, e.SerializeToString(), headers={"Nats-Msg-Id": e.id}
-        )
-        for e in evs
-    ]
-    await asyncio.gather(*acks)
+
+    async def publish(batch: list) -> None:  # type: ignore[type-arg]
+        acks = [
+            await js.publish_async(subject_for(e), e.SerializeToString(), headers={"Nats-Msg-Id": e.id}) for e in batch
+        ]
+        await asyncio.gather(*acks)
 
     async def stored() -> int:
         engine = create_engine(database_url, "audit")
@@ -96,13 +97,15 @@ async def test_killing_the_audit_service_mid_stream_loses_and_doubles_nothing(
         await engine.dispose()
         return int(n or 0)
 
+    await publish(evs[:1000])
     for _ in range(200):
-        if await stored() > 300:
+        if await stored() > 0:
             break
         await asyncio.sleep(0.02)
     for task in first._running:  # a crash: no orderly stop of the consumers
         task.cancel()
     await first.stop()
+    await publish(evs[1000:])  # more arrives while no audit service runs
     assert await stored() < 2000  # it really stopped midway
     second = bootstrap(settings, grpc_port=0)
     await second.start()
@@ -130,37 +133,52 @@ async def test_a_live_stream_sees_what_every_replica_stores(
 ) -> None:
     js = nats_client.jetstream()
     await nats_bus.ensure_streams(js)
-    settings = settings_for(tmp_path, database_url, nats_url)
+    settings = settings_for(tmp_path, database_url, nats_url).model_copy(update={"audit_partition_lease_seconds": 3.0})
     replicas = [bootstrap(settings, grpc_port=0) for _ in range(2)]
     for rt in replicas:
         await rt.start()
     ch = channel(f"127.0.0.1:{replicas[1].grpc.port}")
+    engine = create_engine(database_url, "audit")
     try:
-        for _ in range(100):  # both replicas listen to the live subject
-            if all(rt.nc is not None for rt in replicas):
+        # Wait until the replicas share the partitions: then one team of each holder's
+        # partitions is stored by a different replica, and both stream from the second one.
+        owners: dict[int, str] = {}
+        for _ in range(600):
+            async with engine.connect() as conn:
+                rows = (await conn.execute(select(partition_sql.partition_leases))).all()
+            owners = {r.partition: r.owner for r in rows}
+            if len(owners) == PARTITIONS and len(set(owners.values())) == 2:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        assert len(set(owners.values())) == 2
+        teams: dict[str, str] = {}
+        while len(teams) < 2:
+            team = new_id("tm")
+            teams.setdefault(owners[partition_of(team_chain(team))], team)
+        stub = audit_pb2_grpc.AuditServiceStub(ch)
+        calls = {t: stub.StreamEvents(audit_pb2.StreamEventsRequest(team_id=t)) for t in teams.values()}
+        for call in calls.values():
+            await call.initial_metadata()
         await asyncio.sleep(0.3)
-        team = new_id("tm")
-        call = audit_pb2_grpc.AuditServiceStub(ch).StreamEvents(audit_pb2.StreamEventsRequest(team_id=team))
-        await call.initial_metadata()
-        evs = [event("customer.updated", team_id=team) for _ in range(40)]
-        for e in evs:
-            await js.publish(
-                nats_bus.AUDIT_SUBJECT_PREFIX + e.type, e.SerializeToString(), headers={"Nats-Msg-Id": e.id}
-            )
-        got: set[str] = set()
+        evs = {t: [event("customer.updated", team_id=t) for _ in range(20)] for t in teams.values()}
+        for team_events in evs.values():
+            for e in team_events:
+                await js.publish(subject_for(e), e.SerializeToString(), headers={"Nats-Msg-Id": e.id})
 
-        async def read() -> None:
-            async for item in call:
+        async def read(team: str) -> set[str]:
+            got: set[str] = set()
+            async for item in calls[team]:
                 got.add(item.event.id)
-                if got >= {e.id for e in evs}:
-                    return
+                if got >= {e.id for e in evs[team]}:
+                    break
+            return got
 
-        await asyncio.wait_for(read(), timeout=20)
-        call.cancel()
-        assert got == {e.id for e in evs}
+        for team in teams.values():
+            got = await asyncio.wait_for(read(team), timeout=30)
+            calls[team].cancel()
+            assert got == {e.id for e in evs[team]}
     finally:
+        await engine.dispose()
         await ch.close()
         for rt in replicas:
             await rt.stop()

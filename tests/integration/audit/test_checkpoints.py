@@ -14,11 +14,11 @@ from deelrx_kit.clock import SystemClock
 from deelrx_kit.db import create_engine, migrate, session_factory, transaction
 from deelrx_kit.ids import new_id
 from services.audit.adapters import checkpoint_sql, sql
+from services.audit.adapters.protobuf_records import event_record
 from services.audit.app import AuditLog
 from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
-from services.audit.convert import event_record
 from services.audit.domain.events import chain
-from services.audit.live import LiveHub
+from services.audit.main import audit_log, chain_checkpoints
 
 from .conftest import event
 
@@ -28,13 +28,13 @@ MIGRATIONS = Path(__file__).parents[3] / "services" / "audit" / "migrations"
 async def _setup(database_url: str, events: int = 30) -> tuple[AuditLog, ChainCheckpoints, str, list[str]]:
     await migrate(MIGRATIONS, database_url, "audit")
     sessions = session_factory(create_engine(database_url, "audit"))
-    audit = AuditLog(sessions, SystemClock(), LiveHub())
+    audit = audit_log(sessions, SystemClock())
     key = CheckpointKey(b"test-secret")
     audit.checkpoint_key = key
     team = new_id("tm")
     evs = [event("team.updated", team_id=team) for _ in range(events)]
     await audit.record_events([event_record(e, datetime.now(UTC)) for e in evs])
-    return audit, ChainCheckpoints(sessions, key, SystemClock()), f"team:{team}", [e.id for e in evs]
+    return audit, chain_checkpoints(sessions, key, SystemClock()), f"team:{team}", [e.id for e in evs]
 
 
 async def test_truncating_the_tail_is_detected(database_url: str) -> None:
@@ -69,6 +69,7 @@ async def test_rewriting_the_tail_with_recomputed_hashes_is_detected(database_ur
             rewritten.append(c)
             prev = c
         await s.execute(delete(sql.events).where(sql.events.c.chain_key == key, sql.events.c.seq > 27))
+        await s.execute(delete(sql.event_ids).where(sql.event_ids.c.chain_key == key, sql.event_ids.c.seq > 27))
         await sql.insert_events(s, rewritten)
         await s.execute(
             update(sql.chain_heads).where(sql.chain_heads.c.chain_key == key).values(seq=30, head_hash=prev.hash)

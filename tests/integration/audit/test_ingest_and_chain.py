@@ -14,9 +14,8 @@ from deelrx_kit.clock import SystemClock
 from deelrx_kit.db import create_engine, migrate, session_factory
 from deelrx_kit.ids import new_id
 from services.audit.adapters import sql
-from services.audit.app import AuditLog
-from services.audit.convert import event_record
-from services.audit.live import LiveHub
+from services.audit.adapters.protobuf_records import event_record
+from services.audit.main import audit_log
 
 from .conftest import AuditHarness, error_code, event, publish
 
@@ -98,7 +97,7 @@ async def test_concurrent_appenders_keep_one_linear_chain(database_url: str) -> 
     """Two replicas (separate engines) appending to the same chain at once never fork it."""
     await migrate(MIGRATIONS, database_url, "audit")
     engines = [create_engine(database_url, "audit") for _ in range(2)]
-    logs = [AuditLog(session_factory(e), SystemClock(), LiveHub()) for e in engines]
+    logs = [audit_log(session_factory(e), SystemClock()) for e in engines]
     team = new_id("tm")
     now = datetime.now(UTC)
     records = [

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from gateway.cookies import cookie_names
 from gateway.early_limits import limit_early
+from gateway.exchange import Exchange
 from gateway.ratelimit import RateLimiter
 from gateway.state import AnonymousLimits
 
@@ -18,9 +19,8 @@ from gateway.state import AnonymousLimits
 def _request(path: str, client_ip: str = "198.51.100.7", headers: dict[str, str] | None = None) -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     scope = {"type": "http", "method": "GET", "path": path, "headers": raw, "query_string": b"", "state": {}}
-    request = Request(scope)
-    request.state.client_ip = client_ip
-    return request
+    Exchange("req_test", client_ip).install(scope)
+    return Request(scope)
 
 
 @pytest.fixture

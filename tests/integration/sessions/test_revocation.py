@@ -6,6 +6,7 @@ import redis.asyncio as redis
 
 from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit.audit_partitions import type_filter
 from tests.integration.sessions.conftest import Harness, fails
 
 
@@ -15,7 +16,7 @@ def _ctx(user_id: str = "usr_alice") -> common_pb2.RequestContext:
 
 async def test_revoke_publishes_on_nats_and_sets_redis_key(service: Harness, nats_client, redis_url: str) -> None:
     feed = await nats_client.subscribe("sessions.revoked")
-    audit = await nats_client.subscribe("audit.events.auth.logout")
+    audit = await nats_client.subscribe(type_filter("auth.logout"))
     created = await service.create()
     sid = created.session.id
     await service.stub.RevokeSession(

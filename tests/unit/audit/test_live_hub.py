@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.audit.domain.events import EventRecord
-from services.audit.live import LiveHub, SubscriberDropped
+from services.audit.live_hub import LiveHub, SubscriberDropped
 
 
 def ev(i: int, team: str = "tm_1") -> EventRecord:

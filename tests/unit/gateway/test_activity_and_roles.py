@@ -108,3 +108,14 @@ async def test_without_the_feed_entries_live_only_briefly() -> None:
     ticks.value += 0.1
     await cache.role_of("usr_1", "tm_1")
     assert rbac.calls == 2
+
+
+async def test_a_moved_change_revision_reloads_the_role_without_a_notice() -> None:
+    rbac = Rbac()
+    cache = RoleCache(rbac.load)
+    cache.feed_healthy = True
+    assert await cache.role_of("usr_1", "tm_1", ("", "")) == "staff"
+    assert await cache.role_of("usr_1", "tm_1", ("", "")) == "staff" and rbac.calls == 1
+    rbac.roles[("usr_1", "tm_1")] = "manager"  # changed through another gateway replica
+    assert await cache.role_of("usr_1", "tm_1", ("", "t2")) == "manager"
+    assert await cache.role_of("usr_1", "tm_1", ("", "t2")) == "manager" and rbac.calls == 2

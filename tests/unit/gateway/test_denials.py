@@ -6,8 +6,11 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from starlette.requests import Request
+
 from deelrx.audit.v1 import audit_pb2
 from gateway.denials import DenialRecorder
+from gateway.exchange import Exchange
 
 
 class FlakyJetStream:
@@ -19,13 +22,18 @@ class FlakyJetStream:
         if not self.up:
             raise ConnectionError("nats: no servers")
         event = audit_pb2.AuditEvent.FromString(payload)
-        assert subject == "audit.events.authz.denied" and headers["Nats-Msg-Id"] == event.id
+        assert (
+            subject.startswith("audit.events.p")
+            and subject.endswith(".authz.denied")
+            and headers["Nats-Msg-Id"] == event.id
+        )
         self.published.append(event)
 
 
 def _request() -> Any:
-    state = SimpleNamespace(request_id="req_1", client_ip="203.0.113.9", auth=None)
-    return SimpleNamespace(method="PUT", state=state, headers={"user-agent": "pytest"})
+    scope = {"type": "http", "method": "PUT", "path": "/", "headers": [(b"user-agent", b"pytest")], "query_string": b""}
+    Exchange("req_1", "203.0.113.9").install(scope)
+    return Request(scope)
 
 
 async def _settle(recorder: DenialRecorder) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
-from deelrx_kit import db
+from deelrx_kit import audit_events, db
 from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import FrozenClock
 from deelrx_kit.outbox import Outbox, outbox_table
@@ -44,7 +44,8 @@ async def test_record_stages_the_event_in_the_callers_transaction(setup) -> None
             tx, "roles.updated", CALLER, team_id="tm_1", target=("role", "agent"), details={"role": "agent"}
         )
     [(subject, msg_id, payload)] = await _staged(outbox, sessionmaker)
-    assert subject == "audit.events.roles.updated" and msg_id == event.id
+    assert subject == audit_events.subject_for(event) and msg_id == event.id
+    assert subject.startswith("audit.events.p") and subject.endswith(".roles.updated")  # the chain's partition
     staged = audit_pb2.AuditEvent.FromString(payload)
     assert staged == event
     assert (staged.source, staged.team_id, staged.request_id) == ("rbac", "tm_1", "req_1")

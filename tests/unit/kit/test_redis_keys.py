@@ -15,6 +15,7 @@ def test_prefixes_do_not_overlap() -> None:
         redis_keys.RATE_LIMIT_PREFIX,
         redis_keys.IDEMPOTENCY_PREFIX,
         redis_keys.DETECTOR_PREFIX,
+        redis_keys.CHANGE_REVISION_PREFIX,
     ]
     assert all(p.startswith("deelrx:") for p in prefixes)
     assert not any(a != b and b.startswith(a) for a in prefixes for b in prefixes)

@@ -131,7 +131,7 @@ class AuthenticateRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., email: _Optional[str] = ..., password: _Optional[str] = ..., token_delivery: _Optional[str] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class AuthenticateResponse(_message.Message):
-    __slots__ = ("user", "mfa_required", "mfa_token", "amr", "auth_time", "active_team", "device_token")
+    __slots__ = ("user", "mfa_required", "mfa_token", "amr", "auth_time", "active_team", "device_token", "session_grant")
     USER_FIELD_NUMBER: _ClassVar[int]
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     MFA_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class AuthenticateResponse(_message.Message):
     AUTH_TIME_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TEAM_FIELD_NUMBER: _ClassVar[int]
     DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_GRANT_FIELD_NUMBER: _ClassVar[int]
     user: User
     mfa_required: bool
     mfa_token: str
@@ -146,7 +147,18 @@ class AuthenticateResponse(_message.Message):
     auth_time: _timestamp_pb2.Timestamp
     active_team: Team
     device_token: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., mfa_required: _Optional[bool] = ..., mfa_token: _Optional[str] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ..., device_token: _Optional[str] = ...) -> None: ...
+    session_grant: SessionGrant
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., mfa_required: _Optional[bool] = ..., mfa_token: _Optional[str] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ..., device_token: _Optional[str] = ..., session_grant: _Optional[_Union[SessionGrant, _Mapping]] = ...) -> None: ...
+
+class SessionGrant(_message.Message):
+    __slots__ = ("scope", "idle_timeout_minutes", "absolute_timeout_hours")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    ABSOLUTE_TIMEOUT_HOURS_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    idle_timeout_minutes: int
+    absolute_timeout_hours: int
+    def __init__(self, scope: _Optional[str] = ..., idle_timeout_minutes: _Optional[int] = ..., absolute_timeout_hours: _Optional[int] = ...) -> None: ...
 
 class VerifyMfaRequest(_message.Message):
     __slots__ = ("context", "mfa_token", "code", "recovery_code")
@@ -161,20 +173,22 @@ class VerifyMfaRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[_common_pb2.RequestContext, _Mapping]] = ..., mfa_token: _Optional[str] = ..., code: _Optional[str] = ..., recovery_code: _Optional[str] = ...) -> None: ...
 
 class VerifyMfaResponse(_message.Message):
-    __slots__ = ("user", "amr", "auth_time", "active_team", "token_delivery", "device_token")
+    __slots__ = ("user", "amr", "auth_time", "active_team", "token_delivery", "device_token", "session_grant")
     USER_FIELD_NUMBER: _ClassVar[int]
     AMR_FIELD_NUMBER: _ClassVar[int]
     AUTH_TIME_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TEAM_FIELD_NUMBER: _ClassVar[int]
     TOKEN_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_GRANT_FIELD_NUMBER: _ClassVar[int]
     user: User
     amr: _containers.RepeatedScalarFieldContainer[str]
     auth_time: _timestamp_pb2.Timestamp
     active_team: Team
     token_delivery: str
     device_token: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ..., token_delivery: _Optional[str] = ..., device_token: _Optional[str] = ...) -> None: ...
+    session_grant: SessionGrant
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., amr: _Optional[_Iterable[str]] = ..., auth_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_team: _Optional[_Union[Team, _Mapping]] = ..., token_delivery: _Optional[str] = ..., device_token: _Optional[str] = ..., session_grant: _Optional[_Union[SessionGrant, _Mapping]] = ...) -> None: ...
 
 class ReauthenticateRequest(_message.Message):
     __slots__ = ("context", "user_id", "password", "code")

@@ -3,17 +3,20 @@ oversized field from a buggy producer cannot wedge the consumer on one poison me
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.message import DecodeError
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import timestamps
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import EventRecord
+
+Decoded = tuple[EventRecord, audit_pb2.AuditEvent]
 
 
 def _clip(value: str, size: int) -> str:
@@ -26,8 +29,28 @@ def to_datetime(ts: Timestamp, default: datetime) -> datetime:
     return timestamps.to_datetime_or(ts, default)
 
 
+def _value(v: Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        n = v.number_value
+        if math.isinf(n) or math.isnan(n):
+            raise ValueError("details hold a number JSON cannot carry")
+        return n
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return _dict(v.struct_value)
+    if kind == "list_value":
+        return [_value(x) for x in v.list_value.values]
+    return None
+
+
 def _dict(struct: Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)  # type: ignore[no-any-return]
+    """The same values as json_format.MessageToDict (numbers stay floats), several times
+    faster: it runs for every stored event."""
+    return {k: _value(v) for k, v in struct.fields.items()}
 
 
 def _struct(values: dict[str, Any]) -> Struct:
@@ -54,6 +77,20 @@ def event_record(ev: audit_pb2.AuditEvent, received_at: datetime) -> EventRecord
         subject_hash=_clip(ev.subject_hash, 128),
         session_id=_clip(ev.session_id, 64),
     )
+
+
+def decode_event(data: bytes, msg_id: str, received_at: datetime | None = None) -> Decoded | None:
+    """An AuditEvent as published (its id from the message id when the body lacks one), as a
+    record and as the message; None for what no retry can make storable (unreadable, no id
+    or type)."""
+    try:
+        ev = audit_pb2.AuditEvent.FromString(data)
+        ev.id = ev.id or msg_id
+        if not ev.id or not ev.type:
+            return None
+        return event_record(ev, received_at or datetime.now(UTC)), ev
+    except (DecodeError, ValueError):
+        return None
 
 
 def event_message(e: EventRecord) -> audit_pb2.AuditEvent:

@@ -14,10 +14,10 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.db import reading
-from services.audit.adapters import sql
 from services.audit.domain.alerts import AlertRecord, view_for_team
 from services.audit.domain.events import EventRecord
 from services.audit.domain.paging import Cursor
+from services.audit.ports import AlertStore, EventStore
 
 BATCH = 500
 MAX_ALERTS = 1000
@@ -28,12 +28,12 @@ def position_of(item: EventRecord | AlertRecord) -> str:
 
 
 async def _events_after(
-    sessionmaker: async_sessionmaker[AsyncSession], team_id: str, after: Cursor
+    sessionmaker: async_sessionmaker[AsyncSession], events: EventStore, team_id: str, after: Cursor
 ) -> AsyncIterator[EventRecord]:
     position: Cursor | None = after
     while True:
         async with reading(sessionmaker) as s:
-            rows = await sql.query_events(
+            rows = await events.query_events(
                 s, team_id=team_id, actor_user_id=None, after=position, limit=BATCH, newest_first=False
             )
         for r in rows:
@@ -44,19 +44,24 @@ async def _events_after(
 
 
 async def replay_after(
-    sessionmaker: async_sessionmaker[AsyncSession], team_id: str, members: Collection[str], after: Cursor
+    sessionmaker: async_sessionmaker[AsyncSession],
+    events: EventStore,
+    alerts: AlertStore,
+    team_id: str,
+    members: Collection[str],
+    after: Cursor,
 ) -> AsyncIterator[EventRecord | AlertRecord]:
     async with reading(sessionmaker) as s:
-        stored = await sql.query_alerts(
+        stored = await alerts.query_alerts(
             s, team_id=team_id, member_user_ids=list(members), after=after, limit=MAX_ALERTS, newest_first=False
         )
-    alerts = [v for v in (view_for_team(a, team_id, members) for a in stored) if v is not None]
+    visible = [v for v in (view_for_team(a, team_id, members) for a in stored) if v is not None]
 
     def key(item: EventRecord | AlertRecord) -> tuple[datetime, str]:
         return (item.time, item.id)
 
-    pending = list(alerts)
-    async for event in _events_after(sessionmaker, team_id, after):
+    pending = list(visible)
+    async for event in _events_after(sessionmaker, events, team_id, after):
         while pending and key(pending[0]) < key(event):
             yield pending.pop(0)
         yield event

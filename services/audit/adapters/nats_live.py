@@ -16,9 +16,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from deelrx.audit.v1 import audit_pb2
-from services.audit.convert import alert_message, alert_record, event_message, event_record
+from services.audit.adapters.protobuf_records import alert_message, alert_record, event_message, event_record
 from services.audit.domain.alerts import AlertRecord
-from services.audit.live import LiveHub, LiveItem
+from services.audit.domain.events import EventRecord
+from services.audit.live_hub import LiveHub, LiveItem
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,20 @@ class LiveRelay:
             ]
         )
         task = asyncio.get_running_loop().create_task(self._send(nc, items, batch.SerializeToString()))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def announce_events(self, records: Sequence[EventRecord], messages: Sequence[audit_pb2.AuditEvent]) -> None:
+        """Stored events, with the messages they were decoded from: re-encoding the messages
+        costs a fraction of building them again from the records (a large share of the
+        storing replica's work otherwise). Receivers clip and default them as the store did."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            for record in records:
+                self.hub.publish(record)
+            return
+        batch = audit_pb2.StreamBatch(items=[audit_pb2.StreamItem(event=m) for m in messages])
+        task = asyncio.get_running_loop().create_task(self._send(nc, records, batch.SerializeToString()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -1,0 +1,1 @@
+"""Peer servers measured next to the gateway by `make bench`; they run in `.venv-bench`."""
