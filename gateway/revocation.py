@@ -11,7 +11,7 @@ re-synchronised from the sessions service.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -118,6 +118,3 @@ class RevocationSet:
             self.on_heartbeat(message.heartbeat_from, message.revoked_at.ToMicroseconds() / 1e6)
             return
         self.add(message.session_ids)
-
-    async def resync(self, fetch_recent: Callable[[], Awaitable[list[str]]]) -> None:
-        self.add(await fetch_recent())

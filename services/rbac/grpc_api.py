@@ -6,7 +6,10 @@ from typing import Any
 
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
 from deelrx_kit.timestamps import to_timestamp
-from services.rbac.app import CheckQuery, MembershipView, Rbac
+from services.rbac.assignments import Assignments
+from services.rbac.checks import CheckQuery, Checks
+from services.rbac.memberships import Memberships, MembershipView
+from services.rbac.roles import Roles
 
 
 def _membership(view: MembershipView) -> rbac_pb2.Membership:
@@ -29,15 +32,18 @@ def _context(req: Any) -> Any:
 
 
 class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
-    def __init__(self, rbac: Rbac) -> None:
-        self.rbac = rbac
+    def __init__(self, *, checks: Checks, memberships: Memberships, roles: Roles, assignments: Assignments) -> None:
+        self.checks = checks
+        self.memberships = memberships
+        self.roles = roles
+        self.assignments = assignments
 
     async def Check(self, request: rbac_pb2.CheckRequest, context: Any) -> rbac_pb2.CheckResponse:
-        decision, revision = await self.rbac.check(_query(request))
+        decision, revision = await self.checks.check(_query(request))
         return rbac_pb2.CheckResponse(allowed=decision.allowed, reason=decision.reason, revision=revision)
 
     async def BatchCheck(self, request: rbac_pb2.BatchCheckRequest, context: Any) -> rbac_pb2.BatchCheckResponse:
-        answers = await self.rbac.batch_check([_query(c) for c in request.checks])
+        answers = await self.checks.batch_check([_query(c) for c in request.checks])
         return rbac_pb2.BatchCheckResponse(
             results=[rbac_pb2.CheckResponse(allowed=d.allowed, reason=d.reason, revision=r) for d, r in answers]
         )
@@ -45,7 +51,7 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def LookupResources(
         self, request: rbac_pb2.LookupResourcesRequest, context: Any
     ) -> rbac_pb2.LookupResourcesResponse:
-        found, revision, next_cursor = await self.rbac.lookup_resources(
+        found, revision, next_cursor = await self.checks.lookup_resources(
             request.user_id,
             request.team_id,
             request.permission,
@@ -59,39 +65,39 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
         return response
 
     async def CanGrantRole(self, request: rbac_pb2.CanGrantRoleRequest, context: Any) -> rbac_pb2.CanGrantRoleResponse:
-        decision, revision = await self.rbac.can_grant_role(request.user_id, request.team_id, request.role)
+        decision, revision = await self.checks.can_grant_role(request.user_id, request.team_id, request.role)
         return rbac_pb2.CanGrantRoleResponse(allowed=decision.allowed, reason=decision.reason, revision=revision)
 
     async def GetMembership(
         self, request: rbac_pb2.GetMembershipRequest, context: Any
     ) -> rbac_pb2.GetMembershipResponse:
-        view, revision = await self.rbac.get_membership(request.user_id, request.team_id)
+        view, revision = await self.memberships.get(request.user_id, request.team_id)
         return rbac_pb2.GetMembershipResponse(membership=_membership(view), revision=revision)
 
     async def ListMemberships(
         self, request: rbac_pb2.ListMembershipsRequest, context: Any
     ) -> rbac_pb2.ListMembershipsResponse:
-        views = await self.rbac.list_memberships(request.user_id)
+        views = await self.memberships.of_user(request.user_id)
         return rbac_pb2.ListMembershipsResponse(memberships=[_membership(v) for v in views])
 
     async def ListMembers(self, request: rbac_pb2.ListMembersRequest, context: Any) -> rbac_pb2.ListMembersResponse:
-        views = await self.rbac.list_members(request.team_id)
+        views = await self.memberships.of_team(request.team_id)
         return rbac_pb2.ListMembersResponse(members=[_membership(v) for v in views])
 
     async def AddMember(self, request: rbac_pb2.AddMemberRequest, context: Any) -> rbac_pb2.AddMemberResponse:
-        view, created, revision = await self.rbac.add_member(
+        view, created, revision = await self.memberships.add(
             _context(request), request.team_id, request.user_id, request.role, request.operation_id
         )
         return rbac_pb2.AddMemberResponse(membership=_membership(view), created=created, revision=revision)
 
     async def ChangeRole(self, request: rbac_pb2.ChangeRoleRequest, context: Any) -> rbac_pb2.ChangeRoleResponse:
-        view, revision = await self.rbac.change_role(
+        view, revision = await self.memberships.change_role(
             _context(request), request.team_id, request.user_id, request.role, request.actor_role
         )
         return rbac_pb2.ChangeRoleResponse(membership=_membership(view), revision=revision)
 
     async def RemoveMember(self, request: rbac_pb2.RemoveMemberRequest, context: Any) -> rbac_pb2.RemoveMemberResponse:
-        revision = await self.rbac.remove_member(
+        revision = await self.memberships.remove(
             _context(request), request.team_id, request.user_id, request.actor_role
         )
         return rbac_pb2.RemoveMemberResponse(revision=revision)
@@ -99,13 +105,13 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def TransferOwnership(
         self, request: rbac_pb2.TransferOwnershipRequest, context: Any
     ) -> rbac_pb2.TransferOwnershipResponse:
-        revision = await self.rbac.transfer_ownership(
+        revision = await self.memberships.transfer_ownership(
             _context(request), request.team_id, request.from_user_id, request.to_user_id
         )
         return rbac_pb2.TransferOwnershipResponse(revision=revision)
 
     async def GetRoles(self, request: rbac_pb2.GetRolesRequest, context: Any) -> rbac_pb2.GetRolesResponse:
-        roles, configurable = await self.rbac.get_roles(request.team_id)
+        roles, configurable = await self.roles.table(request.team_id)
         return rbac_pb2.GetRolesResponse(
             roles=[rbac_pb2.RolePermissions(role=r, permissions=p) for r, p in roles.items()],
             configurable=configurable,
@@ -114,7 +120,7 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def SetRolePermissions(
         self, request: rbac_pb2.SetRolePermissionsRequest, context: Any
     ) -> rbac_pb2.SetRolePermissionsResponse:
-        permissions, revision = await self.rbac.set_role_permissions(
+        permissions, revision = await self.roles.set_permissions(
             _context(request), request.team_id, request.role, list(request.permissions)
         )
         return rbac_pb2.SetRolePermissionsResponse(
@@ -124,7 +130,7 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def AssignCustomer(
         self, request: rbac_pb2.AssignCustomerRequest, context: Any
     ) -> rbac_pb2.AssignCustomerResponse:
-        revision = await self.rbac.assign_customer(
+        revision = await self.assignments.assign(
             _context(request), request.team_id, request.customer_id, request.user_id
         )
         return rbac_pb2.AssignCustomerResponse(revision=revision)
@@ -132,7 +138,7 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def UnassignCustomer(
         self, request: rbac_pb2.UnassignCustomerRequest, context: Any
     ) -> rbac_pb2.UnassignCustomerResponse:
-        revision = await self.rbac.unassign_customer(
+        revision = await self.assignments.unassign(
             _context(request), request.team_id, request.customer_id, request.user_id
         )
         return rbac_pb2.UnassignCustomerResponse(revision=revision)
@@ -140,5 +146,5 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
     async def ListAssignedCustomers(
         self, request: rbac_pb2.ListAssignedCustomersRequest, context: Any
     ) -> rbac_pb2.ListAssignedCustomersResponse:
-        ids = await self.rbac.list_assigned_customers(request.team_id, request.user_id)
+        ids = await self.assignments.of_member(request.team_id, request.user_id)
         return rbac_pb2.ListAssignedCustomersResponse(customer_ids=ids)

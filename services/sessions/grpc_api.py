@@ -10,9 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from deelrx_kit import timestamps
 from deelrx_kit.timestamps import to_timestamp
-from services.sessions.app import IssuedSession, SessionUseCases
 from services.sessions.domain.records import SessionRecord, TokenPair
-from services.sessions.key_ring import KeyRing
+from services.sessions.issuing import Issuing
+from services.sessions.listing import Listing
+from services.sessions.refresh import Refresh
+from services.sessions.revocation import Revocation
+from services.sessions.signing import SigningKeys
+from services.sessions.tokens import IssuedSession
 
 
 def _optional_time(message: Any, field: str) -> datetime | None:
@@ -54,12 +58,17 @@ def _issued(issued: IssuedSession) -> dict[str, Any]:
 
 
 class SessionsServicer(sessions_pb2_grpc.SessionsServiceServicer):
-    def __init__(self, use_cases: SessionUseCases, keys: KeyRing) -> None:
-        self.use_cases = use_cases
+    def __init__(
+        self, *, issuing: Issuing, refresh: Refresh, listing: Listing, revocation: Revocation, keys: SigningKeys
+    ) -> None:
+        self.issuing = issuing
+        self.refresh = refresh
+        self.listing = listing
+        self.revocation = revocation
         self.keys = keys
 
     async def CreateSession(self, request: Any, context: Any) -> sessions_pb2.CreateSessionResponse:
-        issued = await self.use_cases.create(
+        issued = await self.issuing.start(
             request.context,
             user_id=request.user_id,
             team_id=request.team_id,
@@ -73,28 +82,28 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServiceServicer):
 
     async def Refresh(self, request: Any, context: Any) -> sessions_pb2.RefreshResponse:
         return sessions_pb2.RefreshResponse(
-            **_issued(await self.use_cases.refresh(request.context, request.refresh_token))
+            **_issued(await self.refresh.refresh(request.context, request.refresh_token))
         )
 
     async def GetSession(self, request: Any, context: Any) -> sessions_pb2.GetSessionResponse:
-        return sessions_pb2.GetSessionResponse(session=session_message(await self.use_cases.get(request.session_id)))
+        return sessions_pb2.GetSessionResponse(session=session_message(await self.listing.get(request.session_id)))
 
     async def ListSessions(self, request: Any, context: Any) -> sessions_pb2.ListSessionsResponse:
-        found = await self.use_cases.list_sessions(request.user_id, request.team_id)
+        found = await self.listing.list_sessions(request.user_id, request.team_id)
         return sessions_pb2.ListSessionsResponse(sessions=[session_message(s) for s in found])
 
     async def RevokeSession(self, request: Any, context: Any) -> sessions_pb2.RevokeSessionResponse:
-        await self.use_cases.revoke_one(request.context, request.session_id, request.user_id, request.reason)
+        await self.revocation.revoke_one(request.context, request.session_id, request.user_id, request.reason)
         return sessions_pb2.RevokeSessionResponse()
 
     async def RevokeSessions(self, request: Any, context: Any) -> sessions_pb2.RevokeSessionsResponse:
-        count = await self.use_cases.revoke_many(
+        count = await self.revocation.revoke_many(
             request.context, request.user_id, request.team_id, request.except_session_id, request.reason
         )
         return sessions_pb2.RevokeSessionsResponse(revoked=count)
 
     async def SwitchTeam(self, request: Any, context: Any) -> sessions_pb2.SwitchTeamResponse:
-        issued = await self.use_cases.switch_team(
+        issued = await self.issuing.switch_team(
             request.context,
             request.session_id,
             request.team_id,
@@ -104,25 +113,25 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServiceServicer):
         return sessions_pb2.SwitchTeamResponse(**_issued(issued))
 
     async def MarkReauthenticated(self, request: Any, context: Any) -> sessions_pb2.MarkReauthenticatedResponse:
-        issued = await self.use_cases.mark_reauthenticated(
+        issued = await self.issuing.mark_reauthenticated(
             request.context, request.session_id, list(request.amr), _optional_time(request, "auth_time")
         )
         return sessions_pb2.MarkReauthenticatedResponse(**_issued(issued))
 
     async def EndEnrollmentScope(self, request: Any, context: Any) -> sessions_pb2.EndEnrollmentScopeResponse:
-        updated = await self.use_cases.end_enrollment_scope(request.context, request.user_id)
+        updated = await self.issuing.end_enrollment_scope(request.context, request.user_id)
         return sessions_pb2.EndEnrollmentScopeResponse(updated=updated)
 
     async def GetJwks(self, request: Any, context: Any) -> sessions_pb2.GetJwksResponse:
-        return sessions_pb2.GetJwksResponse(jwks_json=await self.use_cases.jwks_json())
+        return sessions_pb2.GetJwksResponse(jwks_json=await self.keys.jwks_json())
 
     async def RotateSigningKey(self, request: Any, context: Any) -> sessions_pb2.RotateSigningKeyResponse:
         rotation = await self.keys.rotate(emergency=request.emergency)
         return sessions_pb2.RotateSigningKeyResponse(kid=rotation.kid, retired_kid=rotation.retired_kid)
 
     async def ListRecentRevocations(self, request: Any, context: Any) -> sessions_pb2.ListRecentRevocationsResponse:
-        return sessions_pb2.ListRecentRevocationsResponse(session_ids=await self.use_cases.recent_revocations())
+        return sessions_pb2.ListRecentRevocationsResponse(session_ids=await self.revocation.recent())
 
     async def TouchSessions(self, request: Any, context: Any) -> sessions_pb2.TouchSessionsResponse:
-        touched = await self.use_cases.touch(list(request.session_ids))
+        touched = await self.listing.touch(list(request.session_ids))
         return sessions_pb2.TouchSessionsResponse(touched=touched)

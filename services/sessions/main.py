@@ -6,23 +6,36 @@ from datetime import timedelta
 from pathlib import Path
 
 from deelrx.sessions.v1 import sessions_pb2_grpc
+from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.redis_url import connect_redis
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.sessions.adapters.revocations import RedisNatsRevocations
-from services.sessions.adapters.sql import SqlSessionStore, SqlSigningKeyStore, outbox
-from services.sessions.app import SessionUseCases, maintenance_loop
+from services.sessions.adapters.sql import (
+    SqlSessionReads,
+    SqlSessionStore,
+    SqlSigningKeyStore,
+    SqlTransactions,
+    outbox,
+)
 from services.sessions.domain.sealing import Sealer
 from services.sessions.domain.signing_keys import RotationSchedule
+from services.sessions.events import SOURCE, SessionEvents
 from services.sessions.grpc_api import SessionsServicer
 from services.sessions.heartbeat import heartbeat_loop
-from services.sessions.key_ring import KeyRing
+from services.sessions.issuing import Issuing
+from services.sessions.listing import Listing
+from services.sessions.maintenance import maintenance_loop
 from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
 from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
 from services.sessions.member_removals import MemberRemovals
 from services.sessions.purge import run_purges
+from services.sessions.refresh import Refresh
+from services.sessions.revocation import Revocation
+from services.sessions.signing import SigningKeys
+from services.sessions.tokens import TokenMint
 
 NAME = "sessions"
 
@@ -40,8 +53,10 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         sign_for=timedelta(seconds=settings.signing_key_rotation_seconds),
         publish_ahead=timedelta(seconds=settings.signing_key_publish_ahead_seconds),
     )
-    keys = KeyRing(
-        db,
+    transactions = SqlTransactions(db)
+    store = SqlSessionStore()
+    keys = SigningKeys(
+        transactions,
         SqlSigningKeyStore(),
         Sealer(settings.secret(), "signing-key"),
         clock,
@@ -49,24 +64,41 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         schedule,
     )
     revocations = RedisNatsRevocations(redis, events, settings.access_token_ttl_seconds)
-    use_cases = SessionUseCases(
+    audit = SessionEvents(AuditTrail(events, source=SOURCE, clock=clock))
+    mint = TokenMint(settings, store, clock)
+    revocation = Revocation(
         settings=settings,
-        db=db,
-        store=SqlSessionStore(),
-        keys=keys,
+        transactions=transactions,
+        store=store,
         revocations=revocations,
-        outbox=events,
+        events=audit,
         clock=clock,
     )
-    rt.add_task(lambda stop: maintenance_loop(keys, use_cases, stop))
+    issuing = Issuing(
+        settings=settings, transactions=transactions, store=store, keys=keys, mint=mint, events=audit, clock=clock
+    )
+    refresh = Refresh(
+        transactions=transactions,
+        store=store,
+        keys=keys,
+        mint=mint,
+        revocation=revocation,
+        events=audit,
+        clock=clock,
+        grace_seconds=settings.refresh_grace_seconds,
+    )
+    # GetSession (every /v1/auth/me) is one statement: `db.single_read`, no transaction set-up.
+    assert rt.engine is not None
+    listing = Listing(transactions=transactions, store=store, reads=SqlSessionReads(rt.engine), clock=clock)
+    rt.add_task(lambda stop: maintenance_loop(keys, refresh, revocation, stop))
     rt.add_task(lambda stop: run_purges(db, clock, stop))
     rt.add_task(lambda stop: heartbeat_loop(db, revocations, events, clock, stop))
     # A removed member's team sessions die even if the remover failed before revoking them.
-    removals = MemberRemovals(use_cases)
+    removals = MemberRemovals(revocation)
     rt.add_consumer(stream="AUDIT", subject=REMOVALS_SUBJECT, durable=REMOVALS_DURABLE, handler=removals.on_event)
     rt.grpc.add(
         sessions_pb2_grpc.add_SessionsServiceServicer_to_server,
-        SessionsServicer(use_cases, keys),
+        SessionsServicer(issuing=issuing, refresh=refresh, listing=listing, revocation=revocation, keys=keys),
         "deelrx.sessions.v1.SessionsService",
     )
     return rt

@@ -15,7 +15,7 @@ from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import type_filter
-from services.sessions.app import SessionUseCases
+from services.sessions.revocation import Revocation
 
 log = structlog.get_logger(__name__)
 
@@ -24,8 +24,8 @@ DURABLE = "sessions-member-removed"
 
 
 class MemberRemovals:
-    def __init__(self, use_cases: SessionUseCases) -> None:
-        self.use_cases = use_cases
+    def __init__(self, revocation: Revocation) -> None:
+        self.revocation = revocation
 
     async def on_event(self, msg: Msg) -> None:
         event = nats_bus.decode(msg, audit_pb2.AuditEvent)
@@ -34,6 +34,6 @@ class MemberRemovals:
         if event.type != "member.removed" or not event.team_id or event.target.type != "user" or not event.target.id:
             return
         context = common_pb2.RequestContext(request_id=event.request_id)
-        revoked = await self.use_cases.revoke_many(context, event.target.id, event.team_id, "", "member_removed")
+        revoked = await self.revocation.revoke_many(context, event.target.id, event.team_id, "", "member_removed")
         if revoked:
             log.info("member_sessions_revoked", team_id=event.team_id, user_id=event.target.id, revoked=revoked)

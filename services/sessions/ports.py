@@ -1,11 +1,15 @@
-"""The narrow ports the use cases depend on (SQL store, signing-key store, revocation feed)."""
+"""The narrow ports the use cases depend on: transactions, the SQL stores, hot reads, the
+signing key and the revocation feed (audit events go through the kit's `AuditTrail`).
+main.py wires the adapters; unit tests wire fakes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sessions.domain.devices import Device
@@ -15,6 +19,28 @@ from services.sessions.domain.records import (
     SessionRecord,
     SigningKeyRecord,
 )
+
+
+class Transactions(Protocol):
+    """Where transactions begin: every store call runs inside one of these."""
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-write unit of work: commit on success, roll back on any error."""
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-only transaction (never takes SQLite's write lock)."""
+
+
+class TokenSigner(Protocol):
+    """The active access-token signing key."""
+
+    async def signer(self) -> tuple[str, Ed25519PrivateKey]: ...
+
+
+class SessionReads(Protocol):
+    """Hot reads outside any use case's transaction (each is its own read-only transaction)."""
+
+    async def session(self, session_id: str) -> SessionRecord | None: ...
 
 
 class SessionStore(Protocol):
@@ -49,7 +75,6 @@ class SessionStore(Protocol):
     ) -> bool: ...
     async def forget_successor_of(self, tx: AsyncSession, family_id: str, successor_hash: str) -> None: ...
     async def forget_stale_successors(self, tx: AsyncSession, rotated_before: datetime) -> int: ...
-    async def delete_ended(self, tx: AsyncSession, ended_before: datetime) -> int: ...
 
 
 class SigningKeyStore(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
@@ -24,12 +24,12 @@ PURGE_INTERVAL_SECONDS = 300.0
 LOCK_NAME = "deelrx-sessions-purge"
 
 
-def ended_before(cutoff: datetime) -> object:
+def ended_before(cutoff: datetime) -> ColumnElement[bool]:
     s = sessions_table.c
     return or_(s.expires_at <= cutoff, s.idle_expires_at <= cutoff, s.revoked_at <= cutoff)
 
 
-def _tokens_expired(now: datetime) -> object:
+def _tokens_expired(now: datetime) -> ColumnElement[bool]:
     families = select(sessions_table.c.family_id).where(ended_before(now - ENDED_TOKEN_RETENTION))
     return refresh_tokens.c.family_id.in_(families)
 

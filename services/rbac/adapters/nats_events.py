@@ -1,8 +1,10 @@
-"""Listening to `rbac.changed.<team_id>` so this replica drops snapshots other replicas made stale."""
+"""`rbac.changed.<team_id>` on core NATS: announcing this replica's changes at once, and listening
+to other replicas' so this one drops the snapshots they made stale."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -64,3 +66,25 @@ class ChangeListener:
             except Exception as exc:  # noqa: BLE001
                 log.debug("rbac_unsubscribe_failed", error=str(exc))
             self._subscription = None
+
+
+class CoreNatsAnnouncer:
+    """The `ChangeAnnouncer` port: publishes the change notice on core NATS before the write is
+    answered, so a request that follows it is decided at this revision everywhere."""
+
+    def __init__(self) -> None:
+        # The runtime's connection, set once connected.
+        self.nc: Any = None
+
+    async def attach(self, nc: Any) -> None:
+        self.nc = nc
+
+    async def announce(self, team_id: str, revision: int, user_id: str) -> None:
+        if self.nc is None or not self.nc.is_connected:
+            return
+        notice = rbac_pb2.AuthorizationChanged(team_id=team_id, revision=revision, user_id=user_id)
+        try:
+            await self.nc.publish(RBAC_CHANGED_PREFIX + team_id, notice.SerializeToString())
+            await self.nc.flush(timeout=1)
+        except Exception as exc:  # noqa: BLE001 - the outbox relay delivers it
+            log.warning("rbac_announce_failed", team_id=team_id, error=str(exc))

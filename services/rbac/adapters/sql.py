@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from sqlalchemy import (
@@ -19,11 +19,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata, reading, transaction
 from deelrx_kit.outbox import outbox_table
-from services.rbac.domain.team import RoleBinding, TeamAuthorization
+from services.rbac.domain.team import AppliedOperation, RoleBinding, TeamAuthorization
 
 RoleOverrides = dict[str, dict[str, frozenset[str]]]
 
@@ -93,21 +93,12 @@ team_revisions = Table(
 )
 
 
-@dataclass(frozen=True)
-class AppliedOperation:
-    operation_id: str
-    team_id: str
-    user_id: str
-    role: str
-    applied_at: datetime
-
-
 def _binding(row: object) -> RoleBinding:
     return RoleBinding(row.team_id, row.user_id, row.role, row.joined_at)  # type: ignore[attr-defined]
 
 
 class RbacStore:
-    """Queries run inside the caller's session; app.py decides where transactions begin."""
+    """Queries run inside the caller's session; the use cases decide where transactions begin."""
 
     # -- revisions ------------------------------------------------------------------------
     async def lock_team(self, session: AsyncSession, team_id: str) -> int:
@@ -261,3 +252,16 @@ class RbacStore:
                 )
             )
         )
+
+
+class SqlTransactions:
+    """The `Transactions` port over the service's engine (`deelrx_kit.db`)."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self.db = db
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return transaction(self.db)
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return reading(self.db)

@@ -23,6 +23,17 @@ class RoleBinding:
 
 
 @dataclass(frozen=True)
+class AppliedOperation:
+    """What an AddMember operation applied, kept after the member leaves (idempotency)."""
+
+    operation_id: str
+    team_id: str
+    user_id: str
+    role: str
+    applied_at: datetime
+
+
+@dataclass(frozen=True)
 class TeamAuthorization:
     team_id: str
     revision: int

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +16,7 @@ from deelrx_kit import redis_keys
 from deelrx_kit.ids import new_id
 from deelrx_kit.nats_bus import SESSIONS_REVOKED_SUBJECT
 from deelrx_kit.outbox import Outbox
+from deelrx_kit.redis_url import AnyRedis
 from deelrx_kit.timestamps import to_timestamp
 from services.sessions.domain.records import RevocationNotice
 
@@ -27,7 +27,7 @@ REDIS_TTL_MARGIN_SECONDS = 60
 
 
 class RedisNatsRevocations:
-    def __init__(self, redis: Redis, outbox: Outbox, access_ttl_seconds: int) -> None:
+    def __init__(self, redis: AnyRedis, outbox: Outbox, access_ttl_seconds: int) -> None:
         self.redis = redis
         self.outbox = outbox
         self.ttl_seconds = access_ttl_seconds + REDIS_TTL_MARGIN_SECONDS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,11 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Select,
     String,
     Table,
     and_,
+    bindparam,
     delete,
     insert,
     or_,
@@ -26,9 +29,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata
+from deelrx_kit.db import UtcDateTime, dialect_insert, new_metadata, reading, single_read, transaction
 from deelrx_kit.outbox import outbox_table
 from services.sessions.domain.devices import Device
 from services.sessions.domain.records import RefreshTokenRecord, SessionRecord, SigningKeyRecord
@@ -150,6 +153,10 @@ def _session(row: Any) -> SessionRecord:
     )
 
 
+def _session_by_id(session_id: str) -> Select[Any]:
+    return select(sessions_table).where(sessions_table.c.id == session_id)
+
+
 def _not_revoked_live(now: datetime) -> Any:
     t = sessions_table.c
     return and_(t.revoked_at.is_(None), t.expires_at > now, t.idle_expires_at > now)
@@ -191,7 +198,7 @@ class SqlSessionStore:
         Every writer locks the session row before its refresh tokens, so a refresh and a
         revocation never wait on each other in opposite orders.
         """
-        query = select(sessions_table).where(sessions_table.c.id == session_id)
+        query = _session_by_id(session_id)
         if for_update:
             query = query.with_for_update()
         row = (await tx.execute(query)).first()
@@ -388,15 +395,6 @@ class SqlSessionStore:
         )
         return _rowcount(result)
 
-    async def delete_ended(self, tx: AsyncSession, ended_before: datetime) -> int:
-        """Drop refresh tokens of sessions that ended long ago (the session rows stay)."""
-        s = sessions_table.c
-        ended = select(s.family_id).where(
-            or_(s.expires_at < ended_before, s.idle_expires_at < ended_before, s.revoked_at < ended_before)
-        )
-        result = await tx.execute(delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(ended)))
-        return _rowcount(result)
-
 
 def _key(row: Any) -> SigningKeyRecord:
     return SigningKeyRecord(
@@ -507,3 +505,33 @@ class SqlSigningKeyStore:
         t = signing_keys.c
         result = await tx.execute(delete(signing_keys).where(t.active_slot.is_(None), t.retired_at < before))
         return _rowcount(result)
+
+
+# Built once: the statement, its compiled form and cache key are reused by every GetSession.
+_SESSION_BY_ID = select(sessions_table).where(sessions_table.c.id == bindparam("session_id"))
+
+
+class SqlSessionReads:
+    """The `SessionReads` port: each read is one statement outside any transaction of the
+    caller (`deelrx_kit.db.single_read`), the cheap path for GetSession."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def session(self, session_id: str) -> SessionRecord | None:
+        async with single_read(self.engine) as conn:
+            row = (await conn.execute(_SESSION_BY_ID, {"session_id": session_id})).first()
+        return None if row is None else _session(row)
+
+
+class SqlTransactions:
+    """The `Transactions` port over the service's engine (`deelrx_kit.db`)."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self.db = db
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return transaction(self.db)
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return reading(self.db)

@@ -19,11 +19,11 @@ from deelrx_kit.clock import FrozenClock
 from deelrx_kit.db import reading
 from deelrx_kit.grpc_server import channel
 from gateway.tokens import InvalidToken, TokenVerifier
-from services.sessions.adapters.sql import SqlSigningKeyStore, signing_keys
+from services.sessions.adapters.sql import SqlSigningKeyStore, SqlTransactions, signing_keys
 from services.sessions.domain.sealing import Sealer
 from services.sessions.domain.signing_keys import RotationSchedule
-from services.sessions.key_ring import KeyRing
 from services.sessions.main import bootstrap
+from services.sessions.signing import SigningKeys
 from tests.integration.harness import make_settings
 from tests.integration.sessions.conftest import Harness
 
@@ -35,7 +35,7 @@ TTL = 300
 @dataclass
 class Rotating:
     service: Harness
-    replicas: list[KeyRing]
+    replicas: list[SigningKeys]
     verifier: TokenVerifier
 
 
@@ -58,7 +58,14 @@ async def rotating(
     schedule = RotationSchedule(timedelta(seconds=SIGN_FOR), timedelta(seconds=PUBLISH_AHEAD))
     # Two more replicas of the key ring on the same database, racing each other.
     replicas = [
-        KeyRing(rt.sessionmaker, SqlSigningKeyStore(), Sealer(settings.secret(), "signing-key"), clock, TTL, schedule)
+        SigningKeys(
+            SqlTransactions(rt.sessionmaker),
+            SqlSigningKeyStore(),
+            Sealer(settings.secret(), "signing-key"),
+            clock,
+            TTL,
+            schedule,
+        )
         for _ in range(2)
     ]
     # A gateway's verifier on the test clock that never refetches on an unknown kid: a token

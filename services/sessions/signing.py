@@ -1,4 +1,8 @@
-"""The signing keys of access tokens: one active Ed25519 key, sealed at rest.
+"""SigningKeys: the access tokens' signing keys, one active Ed25519 key, sealed at rest.
+
+A use-case module: it begins the transactions over the `SigningKeyStore` port and follows the
+pure schedule of `domain/signing_keys.py`; the gRPC servicer calls it for the JWKS and for an
+operator's rotation, the issuing use cases for the current signer (`TokenSigner` port).
 
 Scheduled rotation (`maintain()`, every replica, one at a time under the rotation lock):
 the successor is published `publish_ahead` before the active key's signing period ends, signs
@@ -8,6 +12,7 @@ rotation withdraws the active key from the JWKS at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -17,15 +22,14 @@ from typing import Any
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx_kit.clock import Clock
-from deelrx_kit.db import reading, transaction
 from deelrx_kit.ids import new_id
 from services.sessions.domain import signing_keys
 from services.sessions.domain.records import SigningKeyRecord
 from services.sessions.domain.sealing import Sealer
-from services.sessions.ports import SigningKeyStore
+from services.sessions.ports import SigningKeyStore, Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -40,19 +44,19 @@ class Rotation:
     retired_kid: str  # stopped signing ("" when there was no active key)
 
 
-class KeyRing:
+class SigningKeys:
     """The service's Ed25519 signing keys, private halves sealed at rest."""
 
     def __init__(
         self,
-        db: async_sessionmaker[AsyncSession],
+        transactions: Transactions,
         store: SigningKeyStore,
         sealer: Sealer,
         clock: Clock,
         access_ttl_seconds: int,
         schedule: signing_keys.RotationSchedule | None = None,
     ) -> None:
-        self.db = db
+        self.transactions = transactions
         self.store = store
         self.sealer = sealer
         self.clock = clock
@@ -78,15 +82,15 @@ class KeyRing:
 
     async def ensure_active(self) -> str:
         """There is always one active key; replicas starting together agree on one."""
-        async with transaction(self.db) as tx:
+        async with self.transactions.writing() as tx:
             current = await self.store.active(tx)
             if current is not None:
                 return current.kid
         try:
-            async with transaction(self.db) as tx:
+            async with self.transactions.writing() as tx:
                 kid = await self._insert_new_active(tx, self.clock.now())
         except IntegrityError:
-            async with transaction(self.db) as tx:
+            async with self.transactions.writing() as tx:
                 current = await self.store.active(tx)
             if current is None:
                 raise
@@ -100,7 +104,7 @@ class KeyRing:
             if kid in self._private:
                 return kid, self._private[kid]
         for _ in range(2):
-            async with transaction(self.db) as tx:
+            async with self.transactions.writing() as tx:
                 key = await self.store.active(tx)
             if key is not None:
                 private = self._unseal(key)
@@ -119,7 +123,7 @@ class KeyRing:
         verifiers fetch on its unknown `kid`). An emergency rotation withdraws the old key
         from the JWKS at once: tokens it signed stop verifying, clients renew."""
         kid, public_raw, sealed = await self._new_key()
-        async with transaction(self.db) as tx:
+        async with self.transactions.writing() as tx:
             now = self.clock.now()
             await self.store.lock(tx, self.holder, now)
             active = await self.store.active(tx)
@@ -141,7 +145,7 @@ class KeyRing:
         """One step of the scheduled rotation, under the rotation lock (one replica at a time;
         each re-reads what the previous one did)."""
         kid, public_raw, sealed = await self._new_key()
-        async with transaction(self.db) as tx:
+        async with self.transactions.writing() as tx:
             now = self.clock.now()
             await self.store.lock(tx, self.holder, now)
             active = await self.store.active(tx)
@@ -170,20 +174,23 @@ class KeyRing:
     async def jwks(self) -> dict[str, Any]:
         now = self.clock.now()
         window = signing_keys.publication_window(self.access_ttl_seconds)
-        async with reading(self.db) as tx:
+        async with self.transactions.reading() as tx:
             keys = await self.store.published(tx, now - window)
         if not any(k.active for k in keys):
             await self.ensure_active()
-            async with transaction(self.db) as tx:
+            async with self.transactions.writing() as tx:
                 keys = await self.store.published(tx, now - window)
         published = [signing_keys.PublishedKey(k.kid, k.public_raw, k.active, k.retired_at) for k in keys]
         return signing_keys.jwks(published, now, self.access_ttl_seconds)
+
+    async def jwks_json(self) -> str:
+        return json.dumps(await self.jwks(), separators=(",", ":"))
 
     async def maintain(self) -> None:
         """The scheduled rotation step; drop retired keys past their publication window."""
         await self.rotate_on_schedule()
         now = self.clock.now()
-        async with transaction(self.db) as tx:
+        async with self.transactions.writing() as tx:
             dropped = await self.store.delete_retired_before(
                 tx, now - signing_keys.publication_window(self.access_ttl_seconds)
             )
