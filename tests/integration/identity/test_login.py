@@ -10,7 +10,7 @@ from sqlalchemy import select
 from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.db import create_engine
 from deelrx_kit.errors import DomainError
-from services.identity.adapters.sql import users
+from services.identity.adapters.tables import users
 
 from .conftest import PASSWORD, Identity, audit_events, make_settings, start_identity
 
