@@ -131,6 +131,7 @@ def measure(service: str, method: str, *, callers: int, seconds: float, seed_cou
             proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env, stdout=log, stderr=log)
         try:
             infra.wait_for_port(port, proc=proc, timeout=60)
+            print(f"# {service} pid {proc.pid} (e.g. for py-spy)", file=sys.stderr, flush=True)
             calls, cpu, wall = asyncio.run(
                 _drive(seed, f"127.0.0.1:{port}", data_dir, proc.pid, callers, seconds, seed_count)
             )

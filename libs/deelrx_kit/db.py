@@ -7,15 +7,19 @@ schema named after the service (its `search_path`) when the URL points at Postgr
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, TypeDecorator, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from deelrx_kit.clock import utc
@@ -147,6 +151,73 @@ async def reading(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
     async with sessionmaker() as session:
         await session.connection(execution_options={READ_ONLY_OPTION: True, "postgresql_readonly": True})
         yield session
+
+
+class _SyncRead:
+    """A synchronous SQLite connection behind the async `execute` the stores call."""
+
+    def __init__(self, conn: Connection, engine: AsyncEngine) -> None:
+        self.conn = conn
+        self.engine = engine
+
+    async def execute(self, statement: Any, params: Any = None, /) -> Any:
+        try:
+            return self.conn.execute(statement, params)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            # Busy (rare under WAL, e.g. while a writer rebuilds the WAL index): wait for it the
+            # usual way, off the event loop.
+            async with self.engine.connect() as aconn:
+                await aconn.execution_options(**{READ_ONLY_OPTION: True})
+                return (await aconn.execute(statement, params)).freeze()()
+
+
+_sqlite_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_reader(engine: AsyncEngine) -> Engine:
+    """A plain pysqlite engine on the same file, read-only, whose connections give up at once
+    instead of waiting for a lock (WAL readers never wait for writers; the async path is the
+    fallback for the rare moment they would). Disposed with `engine`."""
+    reader = _sqlite_readers.get(engine.sync_engine)
+    if reader is None:
+        reader = sa_create_engine(
+            engine.url.set(drivername="sqlite+pysqlite"),
+            connect_args={"check_same_thread": False, "timeout": 0},
+            hide_parameters=True,
+        )
+
+        @event.listens_for(reader, "connect")
+        def _read_only(dbapi_conn: Any, _: Any) -> None:
+            dbapi_conn.isolation_level = None  # no implicit BEGIN: one SELECT is its own snapshot
+            dbapi_conn.execute("PRAGMA query_only = ON")
+
+        @event.listens_for(engine.sync_engine, "engine_disposed")
+        def _dispose_reader(_: Any) -> None:
+            gone = _sqlite_readers.pop(engine.sync_engine, None)
+            if gone is not None:
+                gone.dispose()
+
+        _sqlite_readers[engine.sync_engine] = reader
+    return reader
+
+
+@asynccontextmanager
+async def single_read(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """For exactly one read-only statement (the hot point reads), the cheapest consistent read.
+
+    SQLite: the statement runs on the event loop through a plain sqlite3 connection. A WAL
+    read of a few pages takes microseconds, far less than handing it to aiosqlite's thread and
+    back (several thread switches per statement). PostgreSQL (and in-memory SQLite): a
+    read-only transaction on a pooled connection, without an ORM session."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with _sqlite_reader(engine).connect() as conn:
+            yield _SyncRead(conn, engine)
+        return
+    async with engine.connect() as aconn:
+        await aconn.execution_options(**{READ_ONLY_OPTION: True, "postgresql_readonly": True})
+        yield aconn
 
 
 def _alembic_config(migrations_dir: Path, url: str, schema: str) -> Any:

@@ -28,6 +28,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str) -> None:
         self.service = service
+        # grpc.aio asks the interceptor on every call: the wrapped handler of each method is
+        # built once, not per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -37,8 +40,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        if method in ("Check", "Watch") and "grpc.health" in handler_call_details.method:
+        full_method = handler_call_details.method
+        cached = self._wrapped.get(full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, full_method)
+        self._wrapped[full_method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[-1]
+        if method in ("Check", "Watch") and "grpc.health" in full_method:
             return handler
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
@@ -60,7 +72,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
         if isinstance(exc, DomainError):
             GRPC_REQUESTS.labels(self.service, method, exc.code).inc()
-            log.info("rpc_failed", method=method, code=exc.code)
+            log.debug("rpc_failed", method=method, code=exc.code)  # an answer, not a fault
             await context.abort(exc.grpc_status, exc.message, trailing_metadata=grpc_errors.encode(exc))
         if isinstance(exc, Exception) and is_transient(exc):
             # A database, Redis or network hiccup: the caller may retry (503 at the gateway).
@@ -75,12 +87,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     def _wrap_unary(self, inner: Any, method: str) -> Any:
+        ok = GRPC_REQUESTS.labels(self.service, method, "ok")
+        latency = GRPC_LATENCY.labels(self.service, method)
+
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             structlog.contextvars.bind_contextvars(rpc=method, **_context_ids(request))
             try:
                 response = await inner(request, context)
-                GRPC_REQUESTS.labels(self.service, method, "ok").inc()
+                ok.inc()
                 return response
             except asyncio.CancelledError:
                 raise
@@ -89,7 +104,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:  # noqa: BLE001 - the one place errors are mapped
                 await self._fail(context, method, exc)
             finally:
-                GRPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+                latency.observe(time.perf_counter() - started)
                 structlog.contextvars.unbind_contextvars("rpc", "request_id", "user_id", "session_id", "team_id")
 
         return call

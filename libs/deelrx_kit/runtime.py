@@ -8,6 +8,7 @@ servicer onto it, and hands it to `run()`.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,15 @@ def run(build: Callable[[Settings], ServiceRuntime], service: str) -> None:
 
     async def main() -> None:
         runtime = build(settings)
-        await run_until_signalled(runtime.start, runtime.stop)
+
+        async def start() -> None:
+            await runtime.start()
+            # Everything built so far (modules, tables, compiled protobufs) lives as long as the
+            # process: freezing it keeps the collector from walking it again after each burst of
+            # request garbage, which otherwise costs more CPU than serving the requests.
+            gc.collect()
+            gc.freeze()
+
+        await run_until_signalled(start, runtime.stop)
 
     asyncio.run(main())

@@ -33,6 +33,9 @@ class Database(Protocol):
     def reading(self) -> AbstractAsyncContextManager[Tx]:
         """A read-only transaction: never takes a write lock."""
 
+    def lookup(self) -> AbstractAsyncContextManager[Tx]:
+        """For exactly one read-only statement (the hot reads): the cheapest consistent read."""
+
 
 # -- records the stores hand out besides the domain model ------------------------------------
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from services.identity.adapters.tables import teams
 from services.identity.domain.model import Team, TeamSettings
 from services.identity.ports import Tx
+
+_BY_IDS = select(teams).where(teams.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _team(row: Any) -> Team:
@@ -55,7 +57,7 @@ class SqlTeamStore:
     async def many(self, tx: Tx, team_ids: Sequence[str]) -> list[Team]:
         if not team_ids:
             return []
-        rows = (await tx.execute(select(teams).where(teams.c.id.in_(list(team_ids))))).all()
+        rows = (await tx.execute(_BY_IDS, {"ids": list(team_ids)})).all()
         found = {row.id: _team(row) for row in rows}
         return [found[i] for i in dict.fromkeys(team_ids) if i in found]
 

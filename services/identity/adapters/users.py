@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from services.identity.adapters.sql_common import changed
 from services.identity.adapters.tables import users
@@ -22,6 +22,10 @@ _PROFILE = select(
     users.c.created_at,
 )
 
+# Built once: the hot reads reuse the statement and its cached compilation.
+_BY_ID = _PROFILE.where(users.c.id == bindparam("user_id"))
+_BY_EMAIL = _PROFILE.where(users.c.email_normalized == bindparam("email"))
+
 
 def _user(row: Any) -> User:
     return User(
@@ -37,11 +41,11 @@ def _user(row: Any) -> User:
 
 class SqlUserStore:
     async def get(self, tx: Tx, user_id: str) -> User | None:
-        row = (await tx.execute(_PROFILE.where(users.c.id == user_id))).first()
+        row = (await tx.execute(_BY_ID, {"user_id": user_id})).first()
         return _user(row) if row else None
 
     async def by_email(self, tx: Tx, email_normalized: str) -> User | None:
-        row = (await tx.execute(_PROFILE.where(users.c.email_normalized == email_normalized))).first()
+        row = (await tx.execute(_BY_EMAIL, {"email": email_normalized})).first()
         return _user(row) if row else None
 
     async def email_taken(self, tx: Tx, email_normalized: str) -> bool:

@@ -21,7 +21,7 @@ class ProfileUseCases:
     async def get_user(self, user_id: str) -> User:
         if not user_id:
             raise not_found("User not found")
-        async with self.core.db.reading() as tx:
+        async with self.core.db.lookup() as tx:
             user = await self.core.stores.users.get(tx, user_id)
         if user is None:
             raise not_found("User not found")

@@ -35,7 +35,7 @@ class TeamUseCases:
         wanted = [i for i in team_ids if has_prefix(i, "tm")]
         if not wanted:
             return []
-        async with self.core.db.reading() as tx:
+        async with self.core.db.lookup() as tx:
             return await self.core.stores.teams.many(tx, wanted)
 
     async def create_team(

@@ -68,6 +68,8 @@ class FakeDatabase:
     async def reading(self) -> AsyncIterator[Any]:
         yield object()
 
+    lookup = reading
+
 
 def _user_row(memory: Memory, email_normalized: str) -> dict[str, Any] | None:
     return next((r for r in memory.users.values() if r["email_normalized"] == email_normalized), None)
