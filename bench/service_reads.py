@@ -78,9 +78,15 @@ async def _get_teams(chan: grpc.aio.Channel, data_dir: Path, count: int) -> tupl
     return stub.GetTeams, requests
 
 
+async def _no_database(chan: grpc.aio.Channel, data_dir: Path, count: int) -> tuple[Callable[[Any], Any], list[Any]]:
+    """The floor: GetTeams for ids that cannot be teams is answered without the database."""
+    return identity_pb2_grpc.IdentityServiceStub(chan).GetTeams, [identity_pb2.GetTeamsRequest(team_ids=["none"])]
+
+
 CASES: dict[tuple[str, str], Seed] = {
     ("identity", "GetUser"): _get_user,
     ("identity", "GetTeams"): _get_teams,
+    ("identity", "GetTeams-no-database"): _no_database,
 }
 
 
