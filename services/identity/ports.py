@@ -2,7 +2,8 @@
 
 The SQL adapters (adapters/*.py) implement the stores, `main.bootstrap()` wires them, and the
 unit tests use in-memory fakes. Every store call runs inside the caller's transaction `tx`,
-opened by `Database` (the only place a use case begins one).
+opened by `Database` (the only place a use case begins one). The clock is the kit's
+`deelrx_kit.clock.Clock` Protocol.
 """
 
 from __future__ import annotations

@@ -52,11 +52,9 @@ class Memory:
 class FakeDatabase:
     def __init__(self, memory: Memory) -> None:
         self.memory = memory
-        self.transactions = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
-        self.transactions += 1
         saved = copy.deepcopy(self.memory.__dict__)
         try:
             yield object()

@@ -18,6 +18,7 @@ def world() -> World:
 async def test_a_verified_link_creates_the_account_once(world: World) -> None:
     await world.app.signup.start("Ada@Example.com", PASSWORD, "Ada")
     token = world.link_token("ada@example.com")
+    assert world.mails_sent  # the mail relay was woken once the sign-up was committed
 
     user_id = await world.app.signup.verify_email(token)
 
