@@ -7,7 +7,6 @@ of them listed rather than the first one only.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -87,8 +86,9 @@ def _grpc_tls_problems(settings: Settings) -> list[str]:
 
 def _database_problems(settings: Settings, service: str) -> list[str]:
     own_name = f"DEELRX_{service.upper()}_DATABASE_URL"
-    url = os.environ.get(own_name, "") or settings.database_url
-    name = own_name if os.environ.get(own_name) else "DEELRX_DATABASE_URL"
+    own: str = getattr(settings, f"{service}_database_url", "")
+    url = own or settings.database_url
+    name = own_name if own else "DEELRX_DATABASE_URL"
     if not url:
         return [f"{own_name} (or DEELRX_DATABASE_URL) is not set: production does not run on SQLite"]
     parts = urlsplit(url)

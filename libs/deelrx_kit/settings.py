@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deelrx_kit.mtls import TlsFiles
+
+if TYPE_CHECKING:
+    from deelrx_kit.keyring import Keyring
 
 # The one table of services: name -> (default gRPC port, default metrics port). The launcher,
 # the settings below and the gateway's clients are derived from it; adding a service starts here
@@ -56,6 +60,11 @@ class Settings(BaseSettings):
     # Infrastructure. Empty means "embedded default" (SQLite file per service; `make run`
     # starts NATS and Redis itself and sets these for the processes it launches).
     database_url: str = ""
+    # A service's own database, when it is not the shared one (DEELRX_<SERVICE>_DATABASE_URL).
+    identity_database_url: str = ""
+    sessions_database_url: str = ""
+    rbac_database_url: str = ""
+    audit_database_url: str = ""
     nats_url: str = "nats://127.0.0.1:4222"
     redis_url: str = "redis://127.0.0.1:6379/0"
     smtp_url: str = ""
@@ -87,8 +96,14 @@ class Settings(BaseSettings):
     # Run migrations when a service starts (development); production runs them once, before the
     # rollout, with the migration role (`python -m deelrx_kit.migrate`), and sets this to false.
     migrate_on_start: bool = True
-    # Per-service Prometheus endpoints on admin_host (ports: DEELRX_<SERVICE>_METRICS_PORT).
+    # Per-service Prometheus endpoints on admin_host (ports: DEELRX_<SERVICE>_METRICS_PORT,
+    # else the service's default from SERVICE_PORTS).
     metrics_enabled: bool = True
+    identity_metrics_port: int | None = None
+    sessions_metrics_port: int | None = None
+    rbac_metrics_port: int | None = None
+    audit_metrics_port: int | None = None
+    detector_metrics_port: int | None = None
 
     # Keys. Empty means "derive a development key from the data dir" (never in production).
     secret_key: SecretStr = SecretStr("")
@@ -175,7 +190,7 @@ class Settings(BaseSettings):
     argon2_memory_cost_kib: int = 19456
     argon2_parallelism: int = 1
 
-    def keyring(self):  # type: ignore[no-untyped-def]
+    def keyring(self) -> Keyring:
         """The encryption-at-rest keyring (deelrx_kit.keyring)."""
         from deelrx_kit.keyring import load_keyring
 
@@ -206,9 +221,8 @@ class Settings(BaseSettings):
 
     def metrics_port(self, service: str) -> int:
         """`DEELRX_<SERVICE>_METRICS_PORT`, else the service's default."""
-        import os
-
-        return int(os.environ.get(f"DEELRX_{service.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS[service]))
+        port: int | None = getattr(self, f"{service}_metrics_port")
+        return DEFAULT_METRICS_PORTS[service] if port is None else port
 
     @cached_property
     def public_origin(self) -> str:
@@ -233,16 +247,10 @@ class Settings(BaseSettings):
 
     def service_database_url(self, service: str) -> str:
         """`DEELRX_<SERVICE>_DATABASE_URL`, else the shared URL, else a SQLite file."""
-        import os
-
-        own = os.environ.get(f"DEELRX_{service.upper()}_DATABASE_URL", "")
+        own: str = getattr(self, f"{service}_database_url", "")
         if own:
             return own
         if self.database_url:
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
-
-
-def load_settings() -> Settings:
-    return Settings()

@@ -1,25 +1,16 @@
-"""IdentityService servicer: protobuf in, use case, protobuf out. Nothing else.
-
-RPCs not built yet answer UNIMPLEMENTED explicitly: the generated base servicer raises
-NotImplementedError, which the kit interceptor would report as INTERNAL.
-"""
+"""IdentityService servicer: protobuf in, use case, protobuf out. Nothing else."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
 from deelrx_kit import timestamps
 from deelrx_kit.timestamps import to_timestamp
-from services.identity.account_holds import AccountHolds
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
 from services.identity.domain.session_grant import grant_for
 from services.identity.domain.team_rules import Invitation
-from services.identity.mfa_app import MfaUseCases
-from services.identity.team_admin import TeamAdmin
 
 
 def user_pb(user: User) -> identity_pb2.User:
@@ -74,40 +65,32 @@ def _optional(request: Any, name: str) -> Any:
     return getattr(request, name) if request.HasField(name) else None
 
 
-NOT_YET_IMPLEMENTED = ()
-
-
-async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented yet")
-
-
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, app: IdentityApp) -> None:
         self.app = app
-        self.team_admin = TeamAdmin(app)
 
     async def StartSignup(
         self, request: identity_pb2.StartSignupRequest, context: Any
     ) -> identity_pb2.StartSignupResponse:
-        await self.app.start_signup(request.email, request.password, request.name, request.context)
+        await self.app.signup.start(request.email, request.password, request.name, request.context)
         return identity_pb2.StartSignupResponse()
 
     async def VerifyEmail(
         self, request: identity_pb2.VerifyEmailRequest, context: Any
     ) -> identity_pb2.VerifyEmailResponse:
-        user_id = await self.app.verify_email(request.token, request.context, request.password)
+        user_id = await self.app.signup.verify_email(request.token, request.context, request.password)
         return identity_pb2.VerifyEmailResponse(user_id=user_id)
 
     async def ResendVerification(
         self, request: identity_pb2.ResendVerificationRequest, context: Any
     ) -> identity_pb2.ResendVerificationResponse:
-        await self.app.resend_verification(request.email, request.context)
+        await self.app.signup.resend_verification(request.email, request.context)
         return identity_pb2.ResendVerificationResponse()
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: Any
     ) -> identity_pb2.AuthenticateResponse:
-        result = await self.app.authenticate(
+        result = await self.app.login.authenticate(
             request.email, request.password, request.context, request.token_delivery or "cookie", request.device_token
         )
         response = identity_pb2.AuthenticateResponse(
@@ -125,35 +108,31 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return response
 
     async def GetUser(self, request: identity_pb2.GetUserRequest, context: Any) -> identity_pb2.GetUserResponse:
-        return identity_pb2.GetUserResponse(user=user_pb(await self.app.get_user(request.user_id)))
+        return identity_pb2.GetUserResponse(user=user_pb(await self.app.profile.get_user(request.user_id)))
 
     async def SetActiveTeam(
         self, request: identity_pb2.SetActiveTeamRequest, context: Any
     ) -> identity_pb2.SetActiveTeamResponse:
-        team = await self.app.set_active_team(request.user_id, request.team_id)
+        team = await self.app.profile.set_active_team(request.user_id, request.team_id)
         response = identity_pb2.SetActiveTeamResponse()
         if team is not None:
             response.team.CopyFrom(team_pb(team))
         return response
 
     async def GetTeams(self, request: identity_pb2.GetTeamsRequest, context: Any) -> identity_pb2.GetTeamsResponse:
-        teams = await self.app.get_teams(list(request.team_ids))
+        teams = await self.app.teams.get_teams(list(request.team_ids))
         return identity_pb2.GetTeamsResponse(teams=[team_pb(t) for t in teams])
 
     async def CreateTeam(
         self, request: identity_pb2.CreateTeamRequest, context: Any
     ) -> identity_pb2.CreateTeamResponse:
-        team = await self.app.create_team(request.owner_user_id, request.name, request.context)
+        team = await self.app.teams.create_team(request.owner_user_id, request.name, request.context)
         return identity_pb2.CreateTeamResponse(team=team_pb(team))
 
     # -- account security --------------------------------------------------------------
-    def _mfa(self) -> MfaUseCases:
-        assert self.app.mfa is not None
-        return self.app.mfa
-
     async def VerifyMfa(self, request: identity_pb2.VerifyMfaRequest, context: Any) -> identity_pb2.VerifyMfaResponse:
         factor = request.WhichOneof("factor")
-        auth, delivery = await self._mfa().verify(
+        auth, delivery = await self.app.mfa_login.verify(
             request.mfa_token,
             request.code if factor == "code" else "",
             request.recovery_code if factor == "recovery_code" else "",
@@ -174,7 +153,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Reauthenticate(
         self, request: identity_pb2.ReauthenticateRequest, context: Any
     ) -> identity_pb2.ReauthenticateResponse:
-        amr, auth_time = await self._mfa().reauthenticate(
+        amr, auth_time = await self.app.mfa_login.reauthenticate(
             request.user_id, request.password, request.code, request.context
         )
         return identity_pb2.ReauthenticateResponse(amr=amr, auth_time=to_timestamp(auth_time))
@@ -182,7 +161,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def NotifyNewDevice(
         self, request: identity_pb2.NotifyNewDeviceRequest, context: Any
     ) -> identity_pb2.NotifyNewDeviceResponse:
-        await self.app.passwords.notify_new_device(request.user_id, request.device_label, request.context)
+        await self.app.profile.notify_new_device(request.user_id, request.device_label, request.context)
         return identity_pb2.NotifyNewDeviceResponse()
 
     async def RequestPasswordReset(
@@ -208,7 +187,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetMfaStatus(
         self, request: identity_pb2.GetMfaStatusRequest, context: Any
     ) -> identity_pb2.GetMfaStatusResponse:
-        status = await self._mfa().status(request.user_id)
+        status = await self.app.mfa.status(request.user_id)
         return identity_pb2.GetMfaStatusResponse(
             totp_enabled=status.totp_enabled, recovery_codes_remaining=status.recovery_codes_remaining
         )
@@ -216,31 +195,31 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def EnrollTotp(
         self, request: identity_pb2.EnrollTotpRequest, context: Any
     ) -> identity_pb2.EnrollTotpResponse:
-        start = await self._mfa().enroll(request.user_id, request.context)
+        start = await self.app.mfa.enroll(request.user_id, request.context)
         return identity_pb2.EnrollTotpResponse(secret=start.secret, otpauth_uri=start.otpauth_uri, qr_svg=start.qr_svg)
 
     async def ConfirmTotp(
         self, request: identity_pb2.ConfirmTotpRequest, context: Any
     ) -> identity_pb2.ConfirmTotpResponse:
-        codes = await self._mfa().confirm(request.user_id, request.code, request.context)
+        codes = await self.app.mfa.confirm(request.user_id, request.code, request.context)
         return identity_pb2.ConfirmTotpResponse(recovery_codes=codes)
 
     async def DisableTotp(
         self, request: identity_pb2.DisableTotpRequest, context: Any
     ) -> identity_pb2.DisableTotpResponse:
-        await self._mfa().disable(request.user_id, request.password, request.code, request.context)
+        await self.app.mfa.disable(request.user_id, request.password, request.code, request.context)
         return identity_pb2.DisableTotpResponse()
 
     async def RegenerateRecoveryCodes(
         self, request: identity_pb2.RegenerateRecoveryCodesRequest, context: Any
     ) -> identity_pb2.RegenerateRecoveryCodesResponse:
-        codes = await self._mfa().regenerate_codes(request.user_id, request.code, request.context)
+        codes = await self.app.mfa.regenerate_codes(request.user_id, request.code, request.context)
         return identity_pb2.RegenerateRecoveryCodesResponse(recovery_codes=codes)
 
     async def UpdateTeam(
         self, request: identity_pb2.UpdateTeamRequest, context: Any
     ) -> identity_pb2.UpdateTeamResponse:
-        team = await self.team_admin.update_team(
+        team = await self.app.teams.update_team(
             request.context,
             request.team_id,
             name=_optional(request, "name"),
@@ -253,7 +232,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def UpdateBilling(
         self, request: identity_pb2.UpdateBillingRequest, context: Any
     ) -> identity_pb2.UpdateBillingResponse:
-        team = await self.team_admin.update_billing(
+        team = await self.app.teams.update_billing(
             request.context, request.team_id, request.plan, _optional(request, "billing_email")
         )
         return identity_pb2.UpdateBillingResponse(team=team_pb(team))
@@ -261,15 +240,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def CreateInvitation(
         self, request: identity_pb2.CreateInvitationRequest, context: Any
     ) -> identity_pb2.CreateInvitationResponse:
-        invitation = await self.team_admin.create_invitation(
-            request.context, request.team_id, request.email, request.role
-        )
+        invitation = await self.app.invitations.create(request.context, request.team_id, request.email, request.role)
         return identity_pb2.CreateInvitationResponse(invitation=invitation_pb(invitation))
 
     async def ListInvitations(
         self, request: identity_pb2.ListInvitationsRequest, context: Any
     ) -> identity_pb2.ListInvitationsResponse:
-        found, cursor = await self.team_admin.list_invitations(request.team_id, request.page.limit, request.page.cursor)
+        found, cursor = await self.app.invitations.list_pending(
+            request.team_id, request.page.limit, request.page.cursor
+        )
         response = identity_pb2.ListInvitationsResponse(invitations=[invitation_pb(i) for i in found])
         response.page.next_cursor = cursor
         return response
@@ -277,27 +256,23 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def RevokeInvitation(
         self, request: identity_pb2.RevokeInvitationRequest, context: Any
     ) -> identity_pb2.RevokeInvitationResponse:
-        await self.team_admin.revoke_invitation(request.context, request.team_id, request.invitation_id)
+        await self.app.invitations.revoke(request.context, request.team_id, request.invitation_id)
         return identity_pb2.RevokeInvitationResponse()
 
     async def AcceptInvitation(
         self, request: identity_pb2.AcceptInvitationRequest, context: Any
     ) -> identity_pb2.AcceptInvitationResponse:
-        accepted = await self.team_admin.accept_invitation(request.context, request.user_id, request.token)
+        accepted = await self.app.invitations.accept(request.context, request.user_id, request.token)
         return identity_pb2.AcceptInvitationResponse(
             team_id=accepted.team_id, role=accepted.role, invitation_id=accepted.invitation_id
         )
 
-    # -- automatic responses to security alerts (services/identity/account_holds.py) -------
-    def _holds(self) -> AccountHolds:
-        assert self.app.holds is not None
-        return self.app.holds
-
+    # -- automatic responses to security alerts (use_cases/account_holds.py) ---------------
     async def LockAccount(
         self, request: identity_pb2.LockAccountRequest, context: Any
     ) -> identity_pb2.LockAccountResponse:
         until = timestamps.to_datetime(request.until, "until")
-        applied = await self._holds().lock(
+        applied = await self.app.holds.lock(
             request.alert_id, request.user_id, request.subject_hash, until, request.reason, request.context
         )
         return identity_pb2.LockAccountResponse(applied=applied)
@@ -305,14 +280,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def RequireMfa(
         self, request: identity_pb2.RequireMfaRequest, context: Any
     ) -> identity_pb2.RequireMfaResponse:
-        applied = await self._holds().require_mfa(request.alert_id, request.user_id, request.reason, request.context)
+        applied = await self.app.holds.require_mfa(request.alert_id, request.user_id, request.reason, request.context)
         return identity_pb2.RequireMfaResponse(applied=applied)
 
     async def NotifyTeamOwners(
         self, request: identity_pb2.NotifyTeamOwnersRequest, context: Any
     ) -> identity_pb2.NotifyTeamOwnersResponse:
         raised_at = timestamps.to_datetime(request.alert_time, "alert_time")
-        mailed = await self._holds().notify_owners(
+        mailed = await self.app.holds.notify_owners(
             request.alert_id,
             request.team_id,
             list(request.owner_user_ids),
@@ -322,7 +297,3 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.context,
         )
         return identity_pb2.NotifyTeamOwnersResponse(mailed=mailed)
-
-
-for _name in NOT_YET_IMPLEMENTED:
-    setattr(IdentityServicer, _name, _unimplemented)

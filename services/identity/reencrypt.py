@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from deelrx_kit.db import create_engine, session_factory, transaction
 from deelrx_kit.keyring import Keyring
 from deelrx_kit.settings import Settings
-from services.identity.adapters.security_sql import TotpRepository
+from services.identity.adapters.totp import SqlTotpStore
+from services.identity.use_cases.second_factor import totp_aad
 
 
-def _aad(user_id: str) -> bytes:
-    return f"totp:{user_id}".encode()  # as services/identity/mfa_app.py binds it
-
-
-async def reseal_totp_secrets(sessionmaker, keyring: Keyring) -> int:  # type: ignore[no-untyped-def]
-    repo = TotpRepository()
+async def reseal_totp_secrets(sessionmaker: async_sessionmaker[AsyncSession], keyring: Keyring) -> int:
+    repo = SqlTotpStore()
     changed = 0
     async with transaction(sessionmaker) as session:
         for row in await repo.sealed_secrets(session):
             blob = bytes(row.totp_secret_encrypted)
             if keyring.needs_reseal(blob):
-                changed += int(await repo.replace_sealed(session, row.id, blob, keyring.reseal(blob, _aad(row.id))))
+                changed += int(await repo.replace_sealed(session, row.id, blob, keyring.reseal(blob, totp_aad(row.id))))
     return changed
 
 

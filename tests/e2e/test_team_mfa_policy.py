@@ -14,7 +14,7 @@ from sqlalchemy import update
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
 from deelrx_kit.db import create_engine
 from deelrx_kit.grpc_server import channel
-from services.identity.adapters.sql import teams
+from services.identity.adapters.tables import teams
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD, new_email, sign_up_and_verify
 from tests.e2e.test_account_security import bearer, oathtool_code

@@ -450,7 +450,7 @@ async def _require_mfa_in_store(suite: RunningSuite, team_id: str) -> None:
     from sqlalchemy import update
 
     from deelrx_kit.db import create_engine
-    from services.identity.adapters.sql import teams
+    from services.identity.adapters.tables import teams
 
     engine = create_engine(suite.settings.service_database_url("identity"), "identity")
     try:

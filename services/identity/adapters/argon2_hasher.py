@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from deelrx_kit.settings import Settings
+
+T = TypeVar("T")
 
 
 class Argon2Hasher:
@@ -32,7 +36,7 @@ class Argon2Hasher:
         self.running = 0  # hashes in progress now (observed by tests and metrics)
         self.peak = 0
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._slots:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -46,10 +50,10 @@ class Argon2Hasher:
         return cls(settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism)
 
     async def hash(self, password: str) -> str:
-        return str(await self._run(self._hasher.hash, password))
+        return await self._run(self._hasher.hash, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return bool(await self._run(self._verify, password_hash, password))
+        return await self._run(self._verify, password_hash, password)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

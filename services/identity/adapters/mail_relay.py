@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
 from deelrx_kit.keyring import Keyring
-from services.identity.adapters.sql import MailOutboxRepository
+from services.identity.adapters.mail_outbox import SqlMailOutbox
 from services.identity.domain.mail import OutgoingMail
 from services.identity.ports import Mailer
 
@@ -27,7 +27,7 @@ MAX_RETRY = timedelta(minutes=10)
 
 
 def retry_delay(attempts: int) -> timedelta:
-    return min(FIRST_RETRY * (2 ** min(attempts, 20)), MAX_RETRY)
+    return min(FIRST_RETRY * int(2 ** min(attempts, 20)), MAX_RETRY)
 
 
 class MailRelay:
@@ -45,7 +45,7 @@ class MailRelay:
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.batch = batch
-        self.outbox = MailOutboxRepository(keyring)
+        self.outbox = SqlMailOutbox(keyring)
         self._wake = asyncio.Event()
 
     def notify(self) -> None:

@@ -14,7 +14,7 @@ from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.db import create_engine
 from deelrx_kit.ids import new_id
 from deelrx_kit.timestamps import to_timestamp
-from services.identity.adapters.account_holds_sql import AccountHoldRepository
+from services.identity.adapters.account_holds import SqlAccountHoldStore
 from services.identity.domain import totp
 
 from .conftest import PASSWORD, Identity, audit_events, call, ctx, failure
@@ -158,7 +158,7 @@ async def test_require_mfa_with_totp_asks_totp_and_clears_after(identity: Identi
     engine = create_engine(identity.settings.database_url, "identity")
     try:
         async with engine.connect() as conn:
-            hold = await AccountHoldRepository().get(conn, f"user:{user_id}")  # type: ignore[arg-type]
+            hold = await SqlAccountHoldStore().get(conn, f"user:{user_id}")  # type: ignore[arg-type]
     finally:
         await engine.dispose()
     assert hold is not None and not hold.mfa_required  # the demand was met by the TOTP step

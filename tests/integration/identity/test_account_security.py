@@ -13,7 +13,7 @@ from sqlalchemy import inspect, select, text
 from deelrx.identity.v1 import identity_pb2 as pb
 from deelrx_kit.db import create_engine
 from deelrx_kit.errors import DomainError
-from services.identity.adapters.sql import mail_outbox, users
+from services.identity.adapters.tables import mail_outbox, users
 from services.identity.domain import totp
 from tests.integration.harness import domain_error, eventually
 
@@ -365,7 +365,8 @@ async def test_a_known_device_gets_only_its_own_ten_guesses(identity: Identity) 
 async def test_mail_bodies_wait_in_the_outbox_sealed(tmp_path, database_url, nats_url, redis_url, clock) -> None:
     from deelrx.identity.v1 import identity_pb2_grpc
     from deploy.local.infra import free_port
-    from services.identity.adapters.sql import MailOutboxRepository, mail_outbox
+    from services.identity.adapters.mail_outbox import SqlMailOutbox
+    from services.identity.adapters.tables import mail_outbox
 
     from .conftest import make_settings, start_identity
 
@@ -378,7 +379,7 @@ async def test_mail_bodies_wait_in_the_outbox_sealed(tmp_path, database_url, nat
         async with rt.sessionmaker() as session:
             row = (await session.execute(select(mail_outbox))).one()
         assert row.body_text.startswith("sealed:") and "verify-email" not in row.body_text
-        opened = MailOutboxRepository(settings.keyring()).body_of(row)
+        opened = SqlMailOutbox(settings.keyring()).body_of(row)
         assert "/verify-email?token=" in opened
     finally:
         await chan.close()
@@ -388,7 +389,7 @@ async def test_mail_bodies_wait_in_the_outbox_sealed(tmp_path, database_url, nat
 async def test_expired_reset_tokens_and_mfa_challenges_are_purged(identity: Identity) -> None:
     from deelrx_kit.purge import purge
     from services.identity import purge as identity_purge
-    from services.identity.adapters.security_sql import mfa_challenges, password_resets
+    from services.identity.adapters.tables import mfa_challenges, password_resets
 
     user_id = await identity.account("purge@example.com")
     await enable_totp(identity, user_id)

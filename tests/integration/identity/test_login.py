@@ -10,7 +10,7 @@ from sqlalchemy import select
 from deelrx_kit.audit_events import keyed_hash
 from deelrx_kit.db import create_engine
 from deelrx_kit.errors import DomainError
-from services.identity.adapters.sql import users
+from services.identity.adapters.tables import users
 from tests.integration.harness import AuditTap
 
 from .conftest import PASSWORD, Identity, make_settings, start_identity

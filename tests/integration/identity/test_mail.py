@@ -16,7 +16,7 @@ from deelrx.identity.v1 import identity_pb2 as pb
 from deelrx.identity.v1 import identity_pb2_grpc
 from deelrx_kit.clock import FrozenClock
 from deploy.local.infra import free_port
-from services.identity.adapters.sql import mail_outbox
+from services.identity.adapters.tables import mail_outbox
 from tests.integration.harness import eventually
 
 from .conftest import PASSWORD, call, ctx, make_settings, start_identity, token_of

@@ -11,8 +11,16 @@ from sqlalchemy import func, insert, select, text
 from deelrx_kit import db
 from deelrx_kit.purge import purge
 from services.identity import purge as identity_purge
-from services.identity.adapters.account_holds_sql import account_holds, security_responses
-from services.identity.adapters.sql import login_accounts, login_clients, mail_throttle, pending_signups
+from services.identity.adapters.signups import SqlPendingSignupStore
+from services.identity.adapters.tables import (
+    account_holds,
+    login_accounts,
+    login_clients,
+    mail_throttle,
+    pending_signups,
+    security_responses,
+)
+from services.identity.use_cases.signup import MAX_PENDING_SIGNUPS_PER_ADDRESS
 
 MIGRATIONS = Path(__file__).parents[3] / "services" / "identity" / "migrations"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -158,10 +166,10 @@ async def test_repeated_signups_of_one_address_keep_only_the_newest(database_url
             async with sessions() as s, s.begin():
                 row = _signup(i, "ada@example.com", NOW + timedelta(days=1), NOW + timedelta(seconds=i))
                 await s.execute(insert(pending_signups).values(**row))
-                await identity_purge.keep_newest_signups(s, "ada@example.com")
+                await SqlPendingSignupStore().keep_newest(s, "ada@example.com", MAX_PENDING_SIGNUPS_PER_ADDRESS)
         async with sessions() as s:
             kept = sorted((await s.execute(select(pending_signups.c.id))).scalars())
-        newest = [f"sgn_{i:04d}" for i in range(signups)][-identity_purge.MAX_PENDING_SIGNUPS_PER_ADDRESS :]
+        newest = [f"sgn_{i:04d}" for i in range(signups)][-MAX_PENDING_SIGNUPS_PER_ADDRESS:]
         assert kept == newest
     finally:
         await engine.dispose()
