@@ -7,7 +7,10 @@
   failure; a counter that reached the limit stays until a password reset clears it;
 - mail throttles: an hour after the last mail (the longest interval they enforce is 15 minutes),
   except the permanent `first_sign_in` marker;
-- password reset tokens and MFA login challenges: once expired.
+- password reset tokens and MFA login challenges: once expired;
+- account holds of automatic responses: a day after the last change, once the lock ended and
+  no second factor is still demanded; mailed sign-in codes once expired; the record of the
+  responses applied per alert after 30 days (no alert is redelivered that late).
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deelrx_kit.clock import Clock
 from deelrx_kit.purge import PurgeRule, purge_loop
 from services.identity.adapters.tables import (
+    account_holds,
     login_accounts,
     login_clients,
     mail_throttle,
     mfa_challenges,
+    mfa_mail_codes,
     password_resets,
     pending_signups,
+    security_responses,
 )
 from services.identity.domain import lockout
 
@@ -34,6 +40,8 @@ CLIENT_COUNTER_RETENTION = timedelta(days=1)
 CLEARED_ACCOUNT_RETENTION = timedelta(hours=1)
 ACCOUNT_FAILURE_MEMORY = timedelta(days=30)
 MAIL_THROTTLE_RETENTION = timedelta(hours=1)
+HOLD_RETENTION = timedelta(days=1)
+RESPONSE_MEMORY = timedelta(days=30)
 PURGE_INTERVAL_SECONDS = 300.0
 LOCK_NAME = "deelrx-identity-purge"
 
@@ -54,6 +62,15 @@ def _login_accounts_expired(now: datetime) -> object:
     )
 
 
+def _holds_expired(now: datetime) -> object:
+    h = account_holds.c
+    return and_(
+        h.updated_at <= now - HOLD_RETENTION,
+        h.mfa_required_at.is_(None),
+        or_(h.locked_until.is_(None), h.locked_until <= now),
+    )
+
+
 RULES = (
     PurgeRule("pending_signups", pending_signups, lambda now: pending_signups.c.expires_at <= now),
     PurgeRule("login_clients", login_clients, _login_clients_expired),
@@ -67,7 +84,14 @@ RULES = (
         ),
     ),
     PurgeRule("password_resets", password_resets, lambda now: password_resets.c.expires_at <= now),
+    PurgeRule("mfa_mail_codes", mfa_mail_codes, lambda now: mfa_mail_codes.c.expires_at <= now),
     PurgeRule("mfa_challenges", mfa_challenges, lambda now: mfa_challenges.c.expires_at <= now),
+    PurgeRule("account_holds", account_holds, _holds_expired),
+    PurgeRule(
+        "security_responses",
+        security_responses,
+        lambda now: security_responses.c.applied_at <= now - RESPONSE_MEMORY,
+    ),
 )
 
 

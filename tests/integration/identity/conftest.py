@@ -44,11 +44,10 @@ class Identity:
 
     async def mails_to(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
         """Wait for at least `count` mails to `address` (the file mailer's .eml files)."""
-        return await eventually(
-            lambda: [m for m in self._read_mails() if str(m["To"]).lower() == address.lower()],
-            lambda found: len(found) >= count,
-            timeout,
-        )
+        return await eventually(lambda: self.read_mails_to(address), lambda found: len(found) >= count, timeout)
+
+    def read_mails_to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self._read_mails() if str(m["To"]).lower() == address.lower()]
 
     def _read_mails(self) -> list[EmailMessage]:
         if not self.mail_dir.exists():

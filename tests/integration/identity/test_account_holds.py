@@ -16,8 +16,9 @@ from deelrx_kit.ids import new_id
 from deelrx_kit.timestamps import to_timestamp
 from services.identity.adapters.account_holds import SqlAccountHoldStore
 from services.identity.domain import totp
+from tests.integration.harness import AuditTap, domain_error
 
-from .conftest import PASSWORD, Identity, audit_events, call, ctx, failure
+from .conftest import PASSWORD, Identity, call, ctx
 from .test_account_security import enable_totp, forgot, reset, reset_token
 
 CODE_RE = re.compile(r"^\s+(\d{6})$", re.MULTILINE)
@@ -30,13 +31,11 @@ def _lock(identity: Identity, alert_id: str, minutes: int = 15, **account: str) 
     )
 
 
-async def _events(nats_client: Any, type_: str, alert_id: str, count: int) -> list[Any]:
-    return await audit_events(
-        nats_client, lambda e: e.type == type_ and e.details["alert_id"] == alert_id, count, timeout=5
-    )
+async def _events(tap: AuditTap, type_: str, alert_id: str, count: int) -> list[Any]:
+    return await tap.wait(lambda e: e.type == type_ and e.details["alert_id"] == alert_id, count, timeout=5)
 
 
-async def test_a_hold_answers_account_locked_and_ends_by_itself(identity: Identity, nats_client: Any) -> None:
+async def test_a_hold_answers_account_locked_and_ends_by_itself(identity: Identity, audit_tap: AuditTap) -> None:
     user_id = await identity.account("held@example.com")
     alert_id = new_id("alr")
     first = await call(identity.stub.LockAccount, _lock(identity, alert_id, user_id=user_id))
@@ -52,7 +51,7 @@ async def test_a_hold_answers_account_locked_and_ends_by_itself(identity: Identi
 
     held_mails = [m for m in await identity.mails_to("held@example.com", 2) if "on hold" in str(m["Subject"])]
     assert len(held_mails) == 1
-    [event] = await _events(nats_client, "auth.account_locked", alert_id, 1)
+    [event] = await _events(audit_tap, "auth.account_locked", alert_id, 1)
     assert (event.target.type, event.target.id) == ("user", user_id)
     assert event.details["reason"] == "security:brute_force" and event.details["scope"] == "hold"
 
@@ -93,14 +92,14 @@ async def test_bad_response_requests_are_clean_4xx(identity: Identity) -> None:
         ),
     ]
     for method, request in bad:
-        assert (await failure(method, request)).code == "validation_error", request
+        assert (await domain_error(method(request))).code == "validation_error", request
     missing = _lock(identity, alert_id, user_id=new_id("usr"))
-    assert (await failure(identity.stub.LockAccount, missing)).code == "not_found"
+    assert (await domain_error(identity.stub.LockAccount(missing))).code == "not_found"
     # Nothing was applied by the refused requests.
     assert (await identity.login("bad-requests@example.com")).user.id == user_id
 
 
-async def test_require_mfa_without_totp_mails_a_code_and_clears_after(identity: Identity, nats_client: Any) -> None:
+async def test_require_mfa_without_totp_mails_a_code_and_clears_after(identity: Identity, audit_tap: AuditTap) -> None:
     user_id = await identity.account("step@example.com")
     alert_id = new_id("alr")
     request = pb.RequireMfaRequest(context=ctx(), alert_id=alert_id, user_id=user_id, reason="security:new_device")
@@ -115,19 +114,19 @@ async def test_require_mfa_without_totp_mails_a_code_and_clears_after(identity: 
     assert match, body
     code = match.group(1)
     wrong = "000000" if code != "000000" else "111111"
-    error = await failure(
-        identity.stub.VerifyMfa, pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, code=wrong)
+    error = await domain_error(
+        identity.stub.VerifyMfa(pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, code=wrong))
     )
     assert error.code == "invalid_mfa_code"
     done = await call(identity.stub.VerifyMfa, pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, code=code))
     assert done.user.id == user_id and list(done.amr) == ["pwd", "otp"]
     # Single use, and the demand is met: the next login is a plain password login again.
-    again = await failure(
-        identity.stub.VerifyMfa, pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, code=code)
+    again = await domain_error(
+        identity.stub.VerifyMfa(pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, code=code))
     )
     assert again.code == "invalid_mfa_code"
     assert not (await identity.login("step@example.com")).mfa_required
-    [event] = await _events(nats_client, "auth.mfa_step_required", alert_id, 1)
+    [event] = await _events(audit_tap, "auth.mfa_step_required", alert_id, 1)
     assert (event.target.type, event.target.id) == ("user", user_id)
 
 
@@ -140,7 +139,7 @@ async def test_a_mailed_code_expires_with_its_challenge(identity: Identity) -> N
     assert match
     identity.clock.advance(minutes=5, seconds=1)
     request = pb.VerifyMfaRequest(context=ctx(), mfa_token=first.mfa_token, code=match.group(1))
-    assert (await failure(identity.stub.VerifyMfa, request)).code == "invalid_mfa_code"
+    assert (await domain_error(identity.stub.VerifyMfa(request))).code == "invalid_mfa_code"
     assert (await identity.login("slow@example.com")).mfa_required  # still demanded
 
 
@@ -164,7 +163,7 @@ async def test_require_mfa_with_totp_asks_totp_and_clears_after(identity: Identi
     assert hold is not None and not hold.mfa_required  # the demand was met by the TOTP step
 
 
-async def test_owners_get_one_notice_per_alert_without_secrets(identity: Identity, nats_client: Any) -> None:
+async def test_owners_get_one_notice_per_alert_without_secrets(identity: Identity, audit_tap: AuditTap) -> None:
     owner = await identity.account("owner@example.com", name="Olive Owner")
     team = await call(identity.stub.CreateTeam, pb.CreateTeamRequest(context=ctx(), owner_user_id=owner, name="Acme"))
     alert_id = new_id("alr")
@@ -185,5 +184,5 @@ async def test_owners_get_one_notice_per_alert_without_secrets(identity: Identit
     assert "Acme" in body and "brute_force" in body and "high" in body and "/audit" in body
     for secret in (PASSWORD, identity.settings.secret_key.get_secret_value(), "token=", "hmac-sha256"):
         assert secret not in body
-    [event] = await _events(nats_client, "security.owners_notified", alert_id, 1)
+    [event] = await _events(audit_tap, "security.owners_notified", alert_id, 1)
     assert event.team_id == team.team.id and event.details["owners_mailed"] == 1
