@@ -1,5 +1,5 @@
 """`python -m bench.wrk.me_verify`: wrk against `GET /v1/auth/me` and `GET /v1/auth/verify` with
-Bearer tokens rotating over many users (bench/wrk/rotate_tokens.lua).
+Bearer tokens rotating over many users (bench/wrk/rotate.lua).
 
 Starts the suite as `make run` does (bench/__main__.py), makes `BENCH_USERS` (120) verified users,
 each the owner of its own team on the enterprise plan (so the per-team rate limit never
@@ -28,7 +28,7 @@ from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from deelrx_kit.grpc_server import channel
 
-LUA = Path(__file__).with_name("rotate_tokens.lua")
+LUA = Path(__file__).with_name("rotate.lua")  # header mode: one "Authorization: ..." line per user
 
 
 async def _users(base: str, env: dict[str, str], mail_dir: Path, count: int) -> list[str]:
@@ -99,7 +99,7 @@ def main() -> int:
         try:
             tokens = asyncio.run(_users(base, suite.env, data_dir / "mail", users))
             tokens_file = data_dir / "tokens.txt"
-            tokens_file.write_text("\n".join(tokens) + "\n")
+            tokens_file.write_text("".join(f"Authorization: Bearer {t}\n" for t in tokens))
             for path in ("/v1/auth/me", "/v1/auth/verify"):
                 _wrk(base + path, tokens_file, seconds=3)  # warm-up: JIT-free Python, but caches and pools
                 print(json.dumps({"path": path, **_wrk(base + path, tokens_file)}), flush=True)
