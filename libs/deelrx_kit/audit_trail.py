@@ -55,31 +55,10 @@ class AuditTrail:
         await self.outbox.add(tx, audit_events.subject_for(event), event, event.id)
 
     async def record(
-        self,
-        tx: AsyncSession,
-        type: str,
-        context: common_pb2.RequestContext | None,
-        *,
-        team_id: str = "",
-        actor_user_id: str = "",
-        target: tuple[str, str] | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-        subject_hash: str = "",
-        session_id: str = "",
+        self, tx: AsyncSession, type: str, context: common_pb2.RequestContext | None, **fields: Any
     ) -> audit_pb2.AuditEvent:
-        """Build the event and stage it in `tx` (see `build`)."""
-        event = self.build(
-            type,
-            context,
-            team_id=team_id,
-            actor_user_id=actor_user_id,
-            target=target,
-            outcome=outcome,
-            details=details,
-            subject_hash=subject_hash,
-            session_id=session_id,
-        )
+        """Build the event (the keyword fields of `build`) and stage it in `tx`."""
+        event = self.build(type, context, **fields)
         await self.stage(tx, event)
         return event
 
