@@ -116,6 +116,9 @@ def suite_env(
         "DEELRX_RATE_LIMIT_REFRESH_PER_IP": "10000",
         "DEELRX_RATE_LIMIT_PUBLIC_PER_IP": "10000",
         "DEELRX_AUDIT_STREAM_HEARTBEAT_SECONDS": "1",
+        # The account-security walk guesses TOTP codes on purpose and then signs in again: the
+        # mfa_guessing response only mails the owners here (locking has its own e2e test, by brute force).
+        "DEELRX_DETECTOR_RESPONSES": '{"mfa_guessing": ["notify_owners"]}',
     }
     for name in SERVICES:
         env[f"DEELRX_{name.upper()}_ADDR"] = f"127.0.0.1:{infra.free_port()}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.e2e.conftest import RunningSuite
 from tests.e2e.flows import PASSWORD
 from tests.e2e.team_flows import account, create_team, join
-from tests.e2e.test_audit_http import eventually
+from tests.integration.harness import wait_until
 
 WRONG = "not the password 000"
 
@@ -29,28 +29,31 @@ def test_a_brute_force_holds_the_account_and_mails_the_owners(suite: RunningSuit
     assert "Brute Force Target Ltd" in body and WRONG not in body and victim.email not in body
 
     # The victim sees the hold in their own security activity (their session lives on).
-    held = eventually(
+    held = wait_until(
         lambda: victim.client.get("/v1/me/security-activity", params={"type": "auth.account_locked"}).json()["events"],
         lambda events: len(events) >= 1,
         timeout=30,
+        interval=1.0,  # each poll counts toward the caller's rate limit
     )
     assert held[0]["details"]["reason"] == "security:brute_force"
     with suite.client() as fresh:
         r = fresh.post("/v1/auth/login", json={"email": victim.email, "password": PASSWORD})
         assert r.status_code == 429 and r.json()["code"] == "account_locked", r.text
         assert int(r.headers["Retry-After"]) > 0
-    refused = eventually(
+    refused = wait_until(
         lambda: victim.client.get("/v1/me/security-activity", params={"type": "auth.login_failed"}).json()["events"],
         lambda events: any(e["details"].get("lock") == "hold" for e in events),
         timeout=30,
+        interval=1.0,  # each poll counts toward the caller's rate limit
     )
     assert any(e["details"].get("lock") == "hold" for e in refused)  # held, not only the client's lock
 
     # The team's trail holds the responses.
-    found = eventually(
+    found = wait_until(
         lambda: owner.client.get(f"/v1/teams/{tid}/audit-events", params={"type": "security.*"}).json()["events"],
         lambda events: {"security.owners_notified", "security.response_taken"} <= {e["type"] for e in events},
         timeout=30,
+        interval=1.0,  # each poll counts toward the caller's rate limit
     )
     actions = {e["details"]["action"] for e in found if e["type"] == "security.response_taken"}
     assert "notify_owners" in actions

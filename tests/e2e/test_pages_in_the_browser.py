@@ -42,7 +42,7 @@ class Authenticator:
 
 
 def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.get_by_label("Email").fill(email)
+    page.get_by_label("Email", exact=True).fill(email)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
 
@@ -152,7 +152,7 @@ def test_a_new_owner_and_their_staff_member(suite: RunningSuite, browser: Browse
         owner.goto("/signup")
         looks.check(page, "signup")
         page.get_by_label("Your name").fill("Olive Owner")
-        page.get_by_label("Email").fill(owner_email)
+        page.get_by_label("Email", exact=True).fill(owner_email)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_role("heading", name="Check your email")).to_be_visible()

@@ -18,8 +18,7 @@ from sqlalchemy import text
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
 from deelrx.identity.v1 import identity_pb2, identity_pb2_grpc
-from deelrx_kit import nats_bus
-from deelrx_kit.audit_events import new_event
+from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.db import create_engine
 from deelrx_kit.grpc_server import channel
 from tests.e2e.conftest import RunningSuite
@@ -106,7 +105,7 @@ def test_three_replicas_serve_a_starter_team_at_most_its_limit(suite: RunningSui
         sentinel = new_event("team.updated", source="test", now=datetime.now(UTC), team_id=team_id)
         nc = await nats.connect(suite.nats_url)
         await nc.jetstream().publish(
-            nats_bus.AUDIT_SUBJECT_PREFIX + sentinel.type,
+            subject_for(sentinel),
             sentinel.SerializeToString(),
             headers={"Nats-Msg-Id": sentinel.id},
         )

@@ -90,7 +90,7 @@ async def test_restarting_nats_mid_stream_loses_and_doubles_nothing(tmp_path: Pa
         sentinel_team = new_id("tm")
         async with db.transaction(sessions) as s:
             e = event("customer.updated", team_id=sentinel_team)
-            await outbox.add(s, nats_bus.AUDIT_SUBJECT_PREFIX + e.type, e, e.id)
+            await outbox.add(s, subject_for(e), e, e.id)
         outbox.notify()
         await eventually(lambda: _stored(audit_url, [sentinel_team]), lambda n: n == 1, timeout=60)
         assert in_between < EVENTS
