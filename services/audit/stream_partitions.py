@@ -47,10 +47,6 @@ class StreamPartitions:
         self.lease = timedelta(seconds=lease_seconds)
         self.partitions = partitions
 
-    @property
-    def held(self) -> frozenset[int]:
-        return self.consumers.running
-
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
