@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import os
 import re
 import subprocess
@@ -116,9 +117,17 @@ def suite_env(
         "DEELRX_RATE_LIMIT_REFRESH_PER_IP": "10000",
         "DEELRX_RATE_LIMIT_PUBLIC_PER_IP": "10000",
         "DEELRX_AUDIT_STREAM_HEARTBEAT_SECONDS": "1",
-        # The account-security walk guesses TOTP codes on purpose and then signs in again: the
-        # mfa_guessing response only mails the owners here (locking has its own e2e test, by brute force).
-        "DEELRX_DETECTOR_RESPONSES": '{"mfa_guessing": ["notify_owners"]}',
+        # One suite serves many tests from one address and two user agents (httpx, Chromium):
+        # guessing codes, replaying tokens and sharing sessions are what some tests do on purpose.
+        # Here those rules only mail the owners, so one test's alert cannot lock, revoke or demand
+        # a second factor of another's account; brute_force keeps its defaults (lock + notify),
+        # which tests/e2e/test_automatic_responses.py proves end to end.
+        "DEELRX_DETECTOR_RESPONSES": json.dumps(
+            {
+                rule: ["notify_owners"]
+                for rule in ("mfa_guessing", "session_anomaly", "refresh_token_reuse", "credential_stuffing")
+            }
+        ),
     }
     for name in SERVICES:
         env[f"DEELRX_{name.upper()}_ADDR"] = f"127.0.0.1:{infra.free_port()}"
