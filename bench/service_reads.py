@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench import procs
 from deelrx.common.v1 import common_pb2
 from deelrx.rbac.v1 import rbac_pb2, rbac_pb2_grpc
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
@@ -39,7 +40,6 @@ from deploy.local import infra
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "service_reads.json"
 CONCURRENCY = 16
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # seed(channel) -> request factory (call index -> request message)
 Seed = Callable[[grpc.aio.Channel], Awaitable[Callable[[int], Any]]]
@@ -135,13 +135,6 @@ TARGETS = {
 }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def start_service(service: str, tmp: Path, infra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = infra.free_port()
     upper = service.upper()
@@ -195,9 +188,9 @@ async def measure(
                 samples.append(time.perf_counter_ns() - started)
 
         profiler = start_profiler(pid, seconds, profile) if profile else None
-        cpu_before, begin = cpu_seconds(pid), time.perf_counter()
+        cpu_before, begin = procs.cpu_seconds(pid), time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
-        wall, cpu = time.perf_counter() - begin, cpu_seconds(pid) - cpu_before
+        wall, cpu = time.perf_counter() - begin, procs.cpu_seconds(pid) - cpu_before
         if profiler is not None:
             profiler.wait(30)
     samples.sort()
