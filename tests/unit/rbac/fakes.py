@@ -5,18 +5,13 @@ adapters' transactions roll back."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
 
-from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deelrx.audit.v1 import audit_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import FrozenClock
@@ -27,36 +22,10 @@ from services.rbac.domain.team import AppliedOperation, RoleBinding, TeamAuthori
 from services.rbac.memberships import Memberships
 from services.rbac.roles import Roles
 from services.rbac.snapshots import Snapshots
-
-TX = cast(AsyncSession, object())
-
-
-class FakeTransactions:
-    def __init__(self, *parts: Any) -> None:
-        self.parts = parts
-        self.writes = 0
-        self.reads = 0
-
-    @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[AsyncSession]:
-        saved = [copy.deepcopy(vars(p)) for p in self.parts]
-        try:
-            yield TX
-        except BaseException:
-            for part, state in zip(self.parts, saved, strict=True):
-                vars(part).update(state)
-            raise
-
-    def writing(self) -> Any:
-        self.writes += 1
-        return self._unit()
-
-    def reading(self) -> Any:
-        self.reads += 1
-        return self._unit()
+from tests.unit.fake_ports import FakeOutbox, FakeTransactions, Rollback
 
 
-class FakeRbacStore:
+class FakeRbacStore(Rollback):
     def __init__(self) -> None:
         self.members: dict[tuple[str, str], RoleBinding] = {}
         self.overrides: dict[str, dict[str, frozenset[str]]] = {}
@@ -129,20 +98,7 @@ class FakeRbacStore:
         self.assignments.discard((team_id, customer_id, user_id))
 
 
-class FakeOutbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, Message]] = []
-
-    async def add(self, session: AsyncSession, subject: str, message: Message, msg_id: str) -> None:
-        self.messages.append((subject, message))
-
-    def notify(self) -> None:
-        pass
-
-    def events(self, type: str | None = None) -> list[audit_pb2.AuditEvent]:
-        found = [m for _, m in self.messages if isinstance(m, audit_pb2.AuditEvent)]
-        return [e for e in found if type is None or e.type == type]
-
+class FakeRbacOutbox(FakeOutbox):
     def notices(self) -> list[rbac_pb2.AuthorizationChanged]:
         return [m for _, m in self.messages if isinstance(m, rbac_pb2.AuthorizationChanged)]
 
@@ -159,7 +115,7 @@ class FakeAnnouncer:
 class World:
     clock: FrozenClock
     store: FakeRbacStore
-    outbox: FakeOutbox
+    outbox: FakeRbacOutbox
     announcer: FakeAnnouncer
     transactions: FakeTransactions
     snapshots: Snapshots
@@ -171,7 +127,7 @@ class World:
 
 def world() -> World:
     clock = FrozenClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
-    store, outbox, announcer = FakeRbacStore(), FakeOutbox(), FakeAnnouncer()
+    store, outbox, announcer = FakeRbacStore(), FakeRbacOutbox(), FakeAnnouncer()
     transactions = FakeTransactions(store, outbox)
     snapshots = Snapshots(transactions, store)
     changes = TeamChanges(

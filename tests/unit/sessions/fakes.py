@@ -5,18 +5,14 @@ fails half-way leaves nothing behind, as the SQL adapters' transactions do."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deelrx.audit.v1 import audit_pb2
 from deelrx_kit.audit_trail import AuditTrail
 from deelrx_kit.clock import FrozenClock
 from deelrx_kit.settings import Settings
@@ -28,43 +24,7 @@ from services.sessions.listing import Listing
 from services.sessions.refresh import Refresh
 from services.sessions.revocation import Revocation
 from services.sessions.tokens import TokenMint
-
-TX = cast(AsyncSession, object())  # fakes never look at the transaction handle
-
-
-class Rollback:
-    """State a fake transaction snapshots and restores."""
-
-    def snapshot(self) -> Any:
-        return copy.deepcopy({k: v for k, v in vars(self).items() if not k.startswith("_")})
-
-    def restore(self, state: Any) -> None:
-        vars(self).update(state)
-
-
-class FakeTransactions:
-    def __init__(self, *parts: Rollback) -> None:
-        self.parts = parts
-        self.writes = 0
-        self.reads = 0
-
-    @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[AsyncSession]:
-        saved = [p.snapshot() for p in self.parts]
-        try:
-            yield TX
-        except BaseException:
-            for part, state in zip(self.parts, saved, strict=True):
-                part.restore(state)
-            raise
-
-    def writing(self) -> Any:
-        self.writes += 1
-        return self._unit()
-
-    def reading(self) -> Any:
-        self.reads += 1
-        return self._unit()
+from tests.unit.fake_ports import FakeOutbox, FakeTransactions, Rollback
 
 
 class FakeSessionStore(Rollback):
@@ -195,22 +155,6 @@ class FakeSessionReads:
 
     async def session(self, session_id: str) -> SessionRecord | None:
         return self.store.sessions.get(session_id)
-
-
-class FakeOutbox(Rollback):
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, Message]] = []
-        self._notified = 0
-
-    async def add(self, session: AsyncSession, subject: str, message: Message, msg_id: str) -> None:
-        self.messages.append((subject, message))
-
-    def notify(self) -> None:
-        self._notified += 1
-
-    def events(self, type: str | None = None) -> list[audit_pb2.AuditEvent]:
-        found = [m for _, m in self.messages if isinstance(m, audit_pb2.AuditEvent)]
-        return [e for e in found if type is None or e.type == type]
 
 
 class FakeRevocations(Rollback):
