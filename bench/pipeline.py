@@ -27,6 +27,7 @@ import nats
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import procs as proc_stats
 from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_events import new_event, subject_for
@@ -61,7 +62,15 @@ async def _stored(engine: AsyncEngine, teams: list[str]) -> int:
     return int(n or 0)
 
 
-async def _throughput(nats_url: str, database_url: str, events_count: int) -> dict[str, Any]:
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    # The publisher (this process) started the others: its tree would count them twice.
+    return {
+        name: proc_stats.cpu_seconds(pid) if name == "publisher" else proc_stats.tree_cpu_seconds(pid)
+        for name, pid in pids.items()
+    }
+
+
+async def _throughput(nats_url: str, database_url: str, events_count: int, pids: dict[str, int]) -> dict[str, Any]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     teams = [new_id("tm") for _ in range(CHAINS)]
@@ -72,6 +81,7 @@ async def _throughput(nats_url: str, database_url: str, events_count: int) -> di
     ]
     # Serialized ahead, as an outbox holds them: the clock measures the pipeline, not protobuf.
     staged = [(subject_for(e), e.SerializeToString(), {"Nats-Msg-Id": e.id}) for e in events]
+    cpu_before = _cpu(pids)
     begin = time.perf_counter()
     for start in range(0, events_count, PUBLISH_WINDOW):
         acks = [
@@ -90,6 +100,8 @@ async def _throughput(nats_url: str, database_url: str, events_count: int) -> di
     if os.environ.get("BENCH_PROGRESS"):
         print("progress (seconds, stored):", progress[::5])
     total = time.perf_counter() - begin
+    # Where the machine's two cores went while the events flowed (the publisher is this process).
+    cpu = {name: round(after - cpu_before[name], 2) for name, after in _cpu(pids).items()}
     stored = await _stored(engine, teams)
     await engine.dispose()
     await nc.close()
@@ -101,6 +113,7 @@ async def _throughput(nats_url: str, database_url: str, events_count: int) -> di
         "publish_per_second": round(events_count / published, 1),
         "total_seconds": round(total, 2),
         "events_per_second": round(events_count / total, 1),
+        "cpu_seconds": cpu,
     }
 
 
@@ -199,7 +212,11 @@ def run(database: str, *, events: int = EVENTS, audit_replicas: int = AUDIT_REPL
                 await nc.close()
                 await asyncio.sleep(2)  # the services bind their consumers, replicas share the partitions
                 delay = await _alert_delay(procs[0].url)
-                throughput = await _throughput(procs[0].url, database_url, events)
+                pids = {"publisher": os.getpid(), "nats": procs[0].process.pid, "detector": services[-1].pid}
+                pids.update({f"audit-{i}": p.pid for i, p in enumerate(services[:-1])})
+                if database == "postgres":
+                    pids["postgres"] = procs[2].process.pid
+                throughput = await _throughput(procs[0].url, database_url, events, pids)
                 return [throughput, delay]
 
             results = asyncio.run(measure())

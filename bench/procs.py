@@ -31,3 +31,31 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mib(pid: int) -> float:
     return round(rss_kib_from_status(Path(f"/proc/{pid}/status").read_text()) / 1024, 1)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from every /proc/<n>/stat)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and of its living descendants (a PostgreSQL server's backends)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:
+            continue
+        todo.extend(children(current))
+    return total

@@ -53,12 +53,22 @@ STREAMS = [
     StreamSpec("DEADLETTER", [f"{DEAD_LETTER_PREFIX}>"], 90 * 86400, GIB // 4),
 ]
 
-# Consumers: redelivery after a failure waits BACKOFF_SECONDS[n-1] before delivery n+1; a
-# message that failed MAX_DELIVER times goes to the dead-letter stream.
+# Consumers: a handler that fails naks its message, asking for delivery n+1 after
+# NAK_DELAYS_SECONDS[n-1]; a message that failed MAX_DELIVER times goes to the dead-letter
+# stream. A message nobody acks (its consumer died, or still works through a large batch) is
+# delivered again after UNACKED_BACKOFF_SECONDS[n-1], the consumer's server-side `backoff`.
+# JetStream takes the first backoff step as the ack wait, so it must not be short: a one-second
+# step redelivered every event of a batch that waited a second behind a busy writer.
 ACK_WAIT_SECONDS = 30
 MAX_DELIVER = 8
-BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+NAK_DELAYS_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+UNACKED_BACKOFF_SECONDS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0)
 MAX_ACK_PENDING = 10_000
+
+
+def nak_delay(delivered: int) -> float:
+    """How long a message that failed at its `delivered`-th delivery waits before the next."""
+    return NAK_DELAYS_SECONDS[min(max(delivered, 1), len(NAK_DELAYS_SECONDS)) - 1]
 
 
 async def connect(
@@ -197,7 +207,7 @@ def consumer_config(durable: str, max_deliver: int = MAX_DELIVER) -> ConsumerCon
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ACK_WAIT_SECONDS,
         max_deliver=max_deliver,
-        backoff=list(BACKOFF_SECONDS[: max(max_deliver - 1, 1)]),
+        backoff=list(UNACKED_BACKOFF_SECONDS[: max(max_deliver - 1, 1)]),
         max_ack_pending=MAX_ACK_PENDING,
     )
 
@@ -265,7 +275,7 @@ async def consume(
     """Pull from a durable consumer until `stop`; ack after the handler succeeded.
 
     Handlers must be idempotent: a message whose ack was lost is delivered again.
-    A handler failure naks the message with the backoff of its delivery count; at the last
+    A handler failure naks the message with the delay of its delivery count (nak_delay); at the last
     delivery (or at once for a PoisonMessage) it goes to the dead-letter stream.
     With a `batch_handler`, each fetched batch is handled at once; the messages it hands
     back, or all of them when it fails, then go through `handler` one by one.
@@ -305,6 +315,6 @@ async def consume(
                     await dead_letter(js, msg, durable, f"{type(exc).__name__}: {exc}")
                     continue
                 log.exception("event_handler_failed", durable=durable, subject=msg.subject, delivered=delivered)
-                await msg.nak(delay=BACKOFF_SECONDS[min(delivered, len(BACKOFF_SECONDS)) - 1])
+                await msg.nak(delay=nak_delay(delivered))
             else:
                 await msg.ack()

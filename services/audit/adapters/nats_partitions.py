@@ -201,7 +201,7 @@ class PartitionConsumers:
                     if delivered >= self.max_deliver and js is not None:
                         await nats_bus.dead_letter(js, msg, b.durable, f"{type(exc).__name__}: {exc}")
                     else:
-                        await msg.nak(delay=nats_bus.BACKOFF_SECONDS[min(delivered, len(nats_bus.BACKOFF_SECONDS)) - 1])
+                        await msg.nak(delay=nats_bus.nak_delay(delivered))
                 b.stored.set_result(True)
             return
         if stored:
