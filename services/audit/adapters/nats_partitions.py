@@ -22,7 +22,6 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from deelrx.audit.v1 import audit_pb2
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import partition_filter
 from services.audit.adapters.protobuf_records import decode_event
@@ -51,7 +50,7 @@ class _Fetched:
     durable: str
     msgs: list[Msg]
     records: list[EventRecord]
-    messages: list[audit_pb2.AuditEvent]
+    payloads: list[bytes]
     stored: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -65,7 +64,7 @@ class PartitionConsumers:
         js: Callable[[], JetStreamContext | None],
         *,
         owner: str,
-        announce: Callable[[Sequence[EventRecord], Sequence[audit_pb2.AuditEvent]], None],
+        announce: Callable[[Sequence[EventRecord], Sequence[bytes]], None],
         max_deliver: int = nats_bus.MAX_DELIVER,
         fetch_batch: int = FETCH_BATCH,
         write_batch: int = WRITE_BATCH,
@@ -146,7 +145,7 @@ class PartitionConsumers:
 
     async def _decode(self, js: JetStreamContext, partition: int, durable: str, msgs: list[Msg]) -> _Fetched | None:
         records: list[EventRecord] = []
-        messages: list[audit_pb2.AuditEvent] = []
+        payloads: list[bytes] = []
         good: list[Msg] = []
         for msg in msgs:
             decoded = decode_event(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
@@ -155,9 +154,9 @@ class PartitionConsumers:
                 await nats_bus.dead_letter(js, msg, durable, "poison: unreadable audit event")
                 continue
             records.append(decoded[0])
-            messages.append(decoded[1])
+            payloads.append(decoded[1])
             good.append(msg)
-        return _Fetched(partition, durable, good, records, messages) if good else None
+        return _Fetched(partition, durable, good, records, payloads) if good else None
 
     # -- writing, one writer per replica -------------------------------------------------
     async def _write_loop(self) -> None:
@@ -205,8 +204,8 @@ class PartitionConsumers:
                 b.stored.set_result(True)
             return
         if stored:
-            messages = {r.id: m for b in batches for r, m in zip(b.records, b.messages, strict=True)}
-            self.announce([c.event for c in stored], [messages[c.event.id] for c in stored])
+            payloads = {r.id: p for b in batches for r, p in zip(b.records, b.payloads, strict=True)}
+            self.announce([c.event for c in stored], [payloads[c.event.id] for c in stored])
         # After the commit: a lost ack only means a redelivery, which the store skips.
         for b in batches:
             for msg in b.msgs:

@@ -16,7 +16,9 @@ from deelrx_kit import timestamps
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import EventRecord
 
-Decoded = tuple[EventRecord, audit_pb2.AuditEvent]
+# An event as stored, and its message as others should see it (the published bytes, with the
+# id and time the store filled in appended: parsing concatenated messages merges them).
+Decoded = tuple[EventRecord, bytes]
 
 
 def _clip(value: str, size: int) -> str:
@@ -81,14 +83,19 @@ def event_record(ev: audit_pb2.AuditEvent, received_at: datetime) -> EventRecord
 
 def decode_event(data: bytes, msg_id: str, received_at: datetime | None = None) -> Decoded | None:
     """An AuditEvent as published (its id from the message id when the body lacks one), as a
-    record and as the message; None for what no retry can make storable (unreadable, no id
+    record and as message bytes; None for what no retry can make storable (unreadable, no id
     or type)."""
     try:
         ev = audit_pb2.AuditEvent.FromString(data)
-        ev.id = ev.id or msg_id
+        filled = audit_pb2.AuditEvent()
+        if not ev.id:
+            ev.id = filled.id = msg_id
         if not ev.id or not ev.type:
             return None
-        return event_record(ev, received_at or datetime.now(UTC)), ev
+        record = event_record(ev, received_at or datetime.now(UTC))
+        if not ev.HasField("time"):
+            filled.time.CopyFrom(timestamps.to_timestamp(record.time))
+        return record, data + filled.SerializeToString() if filled.ByteSize() else data
     except (DecodeError, ValueError):
         return None
 

@@ -157,4 +157,5 @@ class AuditEventFeed:
             raise nats_bus.PoisonMessage("unreadable audit event") from None
         if not ev.id:
             raise nats_bus.PoisonMessage("audit event without id")
-        await self.detector.observe(observation(ev, self.sink.clock.now()))
+        if self.detector.ruleset.reads(ev.type, session_id=ev.session_id):
+            await self.detector.observe(observation(ev, self.sink.clock.now()))

@@ -563,6 +563,18 @@ class RuleSet:
 
     specs: tuple[RuleSpec, ...] = DEFAULT_RULES
     rules: list[Rule] = field(init=False)
+    _types: frozenset[str] = field(init=False)
+    _untyped_per: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = build_rules(self.specs)
+        self._types = frozenset(t for r in self.rules for t in r.spec.event_types)
+        # Rules that read every event, and what they count them by.
+        self._untyped_per = frozenset(r.spec.per for r in self.rules if not r.spec.event_types)
+
+    def reads(self, event_type: str, *, session_id: str) -> bool:
+        """Whether any rule can count an event of this type (with or without a session): most
+        of a CRM's events are read by no rule and are passed over before any work."""
+        if event_type in self._types or self._untyped_per - {"session"}:
+            return True
+        return bool(session_id) and "session" in self._untyped_per

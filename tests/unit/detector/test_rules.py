@@ -6,6 +6,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.detector.adapters.memory_windows import MemoryWindowStore
 from services.detector.app import Detector
@@ -256,3 +258,56 @@ async def test_a_grace_replay_alerts_only_from_another_device_or_ip() -> None:
     assert await engine.observe(replay("Firefox on Linux", "203.0.113.7")) == []  # the client retrying
     [alert] = await engine.observe(replay("Chrome on Windows", "198.51.100.9"))
     assert (alert.rule, alert.subject) == ("refresh_token_reuse", "user:usr_g")
+
+
+_TYPES = sorted({t for s in DEFAULT_RULES for t in s.event_types} | {"customer.updated", "team.updated", "auth.logout"})
+
+
+@given(
+    type=st.sampled_from(_TYPES),
+    session_id=st.sampled_from(["", "ses_1"]),
+    user_id=st.sampled_from(["", "usr_1"]),
+    subject_hash=st.sampled_from(["", "h1"]),
+    ip=st.sampled_from(["", "203.0.113.9", "2001:db8::1"]),
+    user_agent=st.sampled_from(["", "Firefox"]),
+    team_id=st.sampled_from(["", "tm_1"]),
+    to_role=st.sampled_from(["", "owner", "staff"]),
+    without_sessions=st.booleans(),
+)
+def test_an_event_passed_over_unread_is_one_no_rule_could_count(
+    type: str,
+    session_id: str,
+    user_id: str,
+    subject_hash: str,
+    ip: str,
+    user_agent: str,
+    team_id: str,
+    to_role: str,
+    without_sessions: bool,
+) -> None:
+    specs = tuple(s for s in DEFAULT_RULES if not (without_sessions and s.id == "session_anomaly"))
+    rules = RuleSet(specs)
+    obs = Observation(
+        id="evt_1",
+        time=T0,
+        type=type,
+        session_id=session_id,
+        user_id=user_id,
+        actor_user_id=user_id,
+        subject_hash=subject_hash,
+        ip=ip,
+        user_agent=user_agent,
+        team_id=team_id,
+        to_role=to_role,
+    )
+    if not rules.reads(type, session_id=session_id):
+        assert not any(r.applies(obs) and r.subject(obs) for r in rules.rules)
+
+
+def test_events_of_no_rule_are_read_only_for_the_session_rule() -> None:
+    rules = RuleSet()
+    assert rules.reads(LOGIN_FAILED, session_id="")
+    assert rules.reads("customer.updated", session_id="ses_1")  # session_anomaly reads every session event
+    assert not rules.reads("customer.updated", session_id="")
+    without_sessions = RuleSet(tuple(s for s in DEFAULT_RULES if s.id != "session_anomaly"))
+    assert not without_sessions.reads("customer.updated", session_id="ses_1")
