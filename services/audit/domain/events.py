@@ -108,9 +108,26 @@ def canonical_document(event: EventRecord, *, chain_key: str, seq: int, stored_a
     }
 
 
+_string = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept as it is
+_details = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical_bytes(event: EventRecord, *, chain_key: str, seq: int, stored_at: datetime) -> bytes:
-    doc = canonical_document(event, chain_key=chain_key, seq=seq, stored_at=stored_at)
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """json.dumps(canonical_document(...), sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False), byte for byte, written out with the keys in sorted order: it runs for
+    every event stored or verified, and sorting and walking a fresh dict each time cost
+    about half of it."""
+    e = event
+    return (
+        f'{{"actor":{{"ip":{_string(e.actor_ip)},"user_agent":{_string(e.actor_user_agent)},'
+        f'"user_id":{_string(e.actor_user_id)}}},"chain_key":{_string(chain_key)},'
+        f'"details":{_details(e.details)},"id":{_string(e.id)},"outcome":{_string(e.outcome)},'
+        f'"request_id":{_string(e.request_id)},"seq":{int(seq)},"session_id":{_string(e.session_id)},'
+        f'"source":{_string(e.source)},"stored_at":"{time_text(stored_at)}",'
+        f'"subject_hash":{_string(e.subject_hash)},"target":{{"id":{_string(e.target_id)},'
+        f'"type":{_string(e.target_type)}}},"team_id":{_string(e.team_id)},"time":"{time_text(e.time)}",'
+        f'"type":{_string(e.type)}}}'
+    ).encode("utf-8")
 
 
 def link_hash(prev_hash: str, canonical: bytes) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.audit.domain.events import (
     GENESIS_HASH,
@@ -13,6 +16,7 @@ from services.audit.domain.events import (
     ChainVerifier,
     EventRecord,
     canonical_bytes,
+    canonical_document,
     chain,
 )
 
@@ -100,3 +104,48 @@ def test_a_row_moved_to_another_team_is_bad() -> None:
     rows = build(3)
     rows[1] = replace(rows[1], event=replace(rows[1].event, team_id="tm_2"))
     assert verify(rows, rows[-1])[2] == "evt_1"
+
+
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    fields=st.fixed_dictionaries(
+        {
+            name: _text
+            for name in (
+                "id",
+                "type",
+                "team_id",
+                "actor_user_id",
+                "actor_ip",
+                "actor_user_agent",
+                "target_type",
+                "target_id",
+                "outcome",
+                "source",
+                "request_id",
+                "subject_hash",
+                "session_id",
+            )
+        }
+    ),
+    details=st.dictionaries(_text, _json, max_size=4),
+    when=st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)),
+    stored_at=st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC)),
+    chain_key=_text,
+    seq=st.integers(min_value=1, max_value=2**40),
+)
+def test_canonical_bytes_are_the_sorted_compact_json_of_the_canonical_document(
+    fields: dict[str, str], details: dict[str, object], when: datetime, stored_at: datetime, chain_key: str, seq: int
+) -> None:
+    # Every stored chain was hashed over this exact text: the bytes must never change.
+    ev = EventRecord(time=when, details=details, **fields)
+    doc = canonical_document(ev, chain_key=chain_key, seq=seq, stored_at=stored_at)
+    expected = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert canonical_bytes(ev, chain_key=chain_key, seq=seq, stored_at=stored_at) == expected
