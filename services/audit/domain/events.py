@@ -127,7 +127,7 @@ def canonical_bytes(event: EventRecord, *, chain_key: str, seq: int, stored_at: 
         f'"subject_hash":{_string(e.subject_hash)},"target":{{"id":{_string(e.target_id)},'
         f'"type":{_string(e.target_type)}}},"team_id":{_string(e.team_id)},"time":"{time_text(e.time)}",'
         f'"type":{_string(e.type)}}}'
-    ).encode("utf-8")
+    ).encode()
 
 
 def link_hash(prev_hash: str, canonical: bytes) -> str:
