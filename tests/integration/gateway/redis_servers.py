@@ -26,7 +26,7 @@ class RedisServer:
     """One redis-server the test owns (pause with SIGSTOP, stop, start again on its port)."""
 
     data_dir: Path
-    port: int = field(default_factory=infra.free_port)
+    port: int = 0  # 0: a free port, chosen when it first starts
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     config: Path | None = None  # a config file first on the command line (Sentinel needs one)
@@ -36,19 +36,22 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        """Restarts keep the port; the first start of a server without one picks a free port."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
+        self.port, self.proc = infra.listen_on(self.port or None, self._spawn)
+        return self
+
+    def _spawn(self, port: int) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 redis_server_bin(),
                 *([str(self.config)] if self.config else []),
-                *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir)),
+                *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.data_dir)),
                 *("--save", "", "--appendonly", "no", *self.extra),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        infra.wait_for_port(self.port, proc=self.proc)
-        return self
 
     def pause(self) -> None:
         assert self.proc is not None
