@@ -8,9 +8,13 @@ transaction whose block raises restores every fake (tests/unit/fake_ports.py).""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deelrx_kit.audit_partitions import PARTITIONS
 from deelrx_kit.clock import FrozenClock
 from services.audit.app import AuditLog
+from services.audit.archive_sink import ArchiveFile, ArchiveStoreError
 from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.domain.alerts import AlertRecord, AlertState
 from services.audit.domain.checkpoints import Checkpoint
@@ -26,6 +31,7 @@ from services.audit.domain.events import ChainedEvent
 from services.audit.domain.months import MonthRange
 from services.audit.domain.paging import Cursor
 from services.audit.live_hub import LiveHub, LiveItem
+from services.audit.retention import Archiver
 from services.audit.stream_partitions import StreamPartitions
 from services.audit.triage import AuditActions
 from tests.unit.fake_ports import FakeOutbox, FakeSessionmaker, Rollback
@@ -201,6 +207,59 @@ class FakeCheckpoints(Rollback):
         return [k for k, (seq, _) in sorted(self._events.heads.items()) if seq > last(k)][:limit]
 
 
+class FakeRetention:
+    """Retention's reads and removals over the fake events and checkpoints (no state of its own:
+    what it changes is theirs, and rolls back with them)."""
+
+    def __init__(self, events: FakeEvents, checkpoints: FakeCheckpoints) -> None:
+        self._events = events
+        self._checkpoints = checkpoints
+
+    async def chains_stored_before(self, session: AsyncSession, before: datetime, limit: int) -> list[str]:
+        return sorted({key for (key, _), c in self._events.rows.items() if c.stored_at < before})[:limit]
+
+    async def first_kept_seq(
+        self, session: AsyncSession, chain_key: str, after_seq: int, before: datetime
+    ) -> int | None:
+        kept = [c.seq for c in self._events.chain(chain_key) if c.seq > after_seq and c.stored_at >= before]
+        return min(kept, default=None)
+
+    async def drop_archived(
+        self, session: AsyncSession, chain_key: str, up_to_seq: int, head_hash: str, archived_at: datetime, archive: str
+    ) -> None:
+        for c in self._events.chain(chain_key):
+            if c.seq <= up_to_seq:
+                del self._events.rows[(chain_key, c.seq)]  # the id stays known, as in audit_event_ids
+        self._checkpoints.bases[chain_key] = (up_to_seq, head_hash)
+
+
+class FakeArchiveSink:
+    """Keeps each stored archive's bytes; `fail` makes the next stores fail as an unreachable bucket."""
+
+    def __init__(self, spool: Path) -> None:
+        self._spool = spool
+        self.stored: dict[str, bytes] = {}
+        self.fail = False
+
+    @property
+    def spool(self) -> Path:
+        self._spool.mkdir(parents=True, exist_ok=True)
+        return self._spool
+
+    async def store(self, archive: ArchiveFile) -> str:
+        if self.fail:
+            raise ArchiveStoreError("bucket unreachable")
+        data = archive.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != archive.sha256:
+            raise ArchiveStoreError("stored copy differs")
+        archive.path.unlink()
+        self.stored[archive.name] = data
+        return f"mem://archive/{archive.name}"
+
+    def lines(self, name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in gzip.decompress(self.stored[name]).decode().splitlines()]
+
+
 class FakeLeases(Rollback):
     """Replica heartbeats and partition leases, shared by the replicas of a test."""
 
@@ -301,6 +360,18 @@ class AuditWorld:
         )
         self.actions = AuditActions(sm, self.clock, self.outbox, alerts=self.alerts, triage=self.triage)  # type: ignore[arg-type]
         self.signer = ChainCheckpoints(sm, self.key, self.clock, events=self.events, checkpoints=self.checkpoints)
+        self.retention = FakeRetention(self.events, self.checkpoints)
+
+    def archiver(self, sink: FakeArchiveSink) -> Archiver:
+        return Archiver(
+            self.db.as_sessionmaker(),
+            self.key,
+            self.clock,
+            sink,
+            events=self.events,
+            checkpoints=self.checkpoints,
+            retention=self.retention,
+        )
 
     def replica(
         self, replica_id: str, *, partitions: int = PARTITIONS, **kw: Any
