@@ -16,6 +16,7 @@ from services.audit.app import LeaseLost, PartitionFence
 from services.audit.domain.alerts import AlertRecord
 from services.audit.domain.events import GENESIS_HASH, EventRecord, team_chain, user_chain
 from tests.unit.audit.fakes import T0, AuditWorld
+from tests.unit.fake_ports import TX
 
 _ids = itertools.count(1)
 
@@ -68,7 +69,7 @@ async def test_a_fenced_batch_is_stored_while_this_replica_holds_the_lease() -> 
     w = AuditWorld()
     e = event(team="t1")
     p = partition_of(e.chain_key)
-    await w.leases.claim(None, p, "r1", T0, T0 + timedelta(seconds=15))  # type: ignore[arg-type]
+    await w.leases.claim(TX, p, "r1", T0, T0 + timedelta(seconds=15))
 
     stored = await w.log.record_events([e], fence=PartitionFence("r1", frozenset({p})))
 
@@ -80,8 +81,8 @@ async def test_a_fenced_batch_whose_lease_is_lost_stores_nothing() -> None:
     a, b = event(team="t1"), event(team="t7")
     pa, pb = partition_of(a.chain_key), partition_of(b.chain_key)
     assert pa != pb
-    await w.leases.claim(None, pa, "r1", T0, T0 + timedelta(seconds=15))  # type: ignore[arg-type]
-    await w.leases.claim(None, pb, "r2", T0, T0 + timedelta(seconds=15))  # type: ignore[arg-type]
+    await w.leases.claim(TX, pa, "r1", T0, T0 + timedelta(seconds=15))
+    await w.leases.claim(TX, pb, "r2", T0, T0 + timedelta(seconds=15))
 
     with pytest.raises(LeaseLost) as lost:
         await w.log.record_events([a, b], fence=PartitionFence("r1", frozenset({pa, pb})))
@@ -94,7 +95,7 @@ async def test_a_lapsed_lease_fences_the_replica_that_stalled() -> None:
     w = AuditWorld()
     e = event(team="t1")
     p = partition_of(e.chain_key)
-    await w.leases.claim(None, p, "r1", T0, T0 + timedelta(seconds=15))  # type: ignore[arg-type]
+    await w.leases.claim(TX, p, "r1", T0, T0 + timedelta(seconds=15))
     w.clock.advance(seconds=16)
 
     with pytest.raises(LeaseLost) as lost:
