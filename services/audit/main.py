@@ -16,12 +16,12 @@ from deelrx_kit.nats_bus import ALERTS_SUBJECT
 from deelrx_kit.outbox import Outbox
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
-from services.audit.adapters import checkpoint_sql, partition_sql, sql, triage_sql
+from services.audit.adapters import checkpoint_sql, partition_sql, retention_sql, sql, triage_sql
 from services.audit.adapters.nats_events import ALERTS_DURABLE, AuditFeed
 from services.audit.adapters.nats_live import LiveRelay
 from services.audit.adapters.nats_partitions import PartitionConsumers
 from services.audit.app import AuditLog
-from services.audit.archive_sink import sink_from_settings
+from services.audit.archive_sink import ArchiveSink, sink_from_settings
 from services.audit.checkpoints import ChainCheckpoints, CheckpointKey
 from services.audit.grpc_api import AuditServicer
 from services.audit.live_hub import LiveHub
@@ -56,6 +56,12 @@ def chain_checkpoints(
     return ChainCheckpoints(sessionmaker, key, clock, events=sql, checkpoints=checkpoint_sql)
 
 
+def chain_archiver(
+    sessionmaker: async_sessionmaker[AsyncSession], key: CheckpointKey, clock: Clock, sink: ArchiveSink | Path
+) -> Archiver:
+    return Archiver(sessionmaker, key, clock, sink, events=sql, checkpoints=checkpoint_sql, retention=retention_sql)
+
+
 def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock | None = None) -> ServiceRuntime:
     rt = ServiceRuntime("audit", settings, grpc_port=grpc_port)
     sessionmaker = rt.use_database(Path(__file__).parent / "migrations")
@@ -70,9 +76,9 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     interval = settings.audit_checkpoint_interval_seconds
     rt.add_task(lambda stop: checkpoints.run(stop, interval))
     if settings.audit_retention_days:
-        archiver = Archiver(sessionmaker, key, clock, sink_from_settings(settings))
+        archive = chain_archiver(sessionmaker, key, clock, sink_from_settings(settings))
         age = timedelta(days=settings.audit_retention_days)
-        rt.add_task(lambda stop: archiver.run(stop, age, max(interval, 60.0)))
+        rt.add_task(lambda stop: archive.run(stop, age, max(interval, 60.0)))
     outbox = Outbox(triage_sql.outbox, clock)
     rt.use_outbox(outbox)
     # Events: one consumer per stream partition this replica holds a lease on. The host name

@@ -1,5 +1,5 @@
 """The narrow ports the audit use cases depend on: the SQL stores (events and chain heads,
-alerts and their triage, checkpoints, partition leases) and the outbound live announcer.
+alerts and their triage, checkpoints, retention, partition leases) and the outbound live announcer.
 Every store call runs inside the caller's transaction (`session`). The SQL adapters are modules
 of functions (services/audit/adapters/*_sql.py, sql.py), which satisfy these protocols;
 bootstrap (main.py) wires them."""
@@ -82,6 +82,19 @@ class CheckpointStore(Protocol):
     async def for_chain(self, session: AsyncSession, chain_key: str) -> list[Checkpoint]: ...
     async def add(self, session: AsyncSession, cp: Checkpoint) -> None: ...
     async def chains_moved_since_checkpoint(self, session: AsyncSession, limit: int) -> list[str]: ...
+
+
+class RetentionStore(Protocol):
+    """What retention reads and removes besides the chains and checkpoints."""
+
+    async def chains_stored_before(self, session: AsyncSession, before: datetime, limit: int) -> list[str]: ...
+    async def first_kept_seq(
+        self, session: AsyncSession, chain_key: str, after_seq: int, before: datetime
+    ) -> int | None: ...
+    async def drop_archived(
+        self, session: AsyncSession, chain_key: str, up_to_seq: int, head_hash: str, archived_at: datetime, archive: str
+    ) -> None:
+        """Delete the chain's events up to `up_to_seq`; the chain then starts at (up_to_seq, head_hash)."""
 
 
 class LeaseStore(Protocol):

@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, distinct, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deelrx_kit.clock import Clock
-from deelrx_kit.db import dialect_insert, reading, transaction
+from deelrx_kit.db import reading, transaction
 from deelrx_kit.periodic import run_every
-from services.audit.adapters import checkpoint_sql, sql
 from services.audit.adapters.archive_dir import DirectoryArchive
 from services.audit.archive_sink import ArchiveSink, ArchiveStoreError, describe
 from services.audit.checkpoints import CheckpointKey
 from services.audit.domain.events import GENESIS_HASH, ChainedEvent, ChainVerifier, canonical_document, time_text
+from services.audit.ports import CheckpointStore, EventStore, RetentionStore
 
 log = structlog.get_logger(__name__)
 
@@ -49,26 +48,27 @@ class Archiver:
         key: CheckpointKey,
         clock: Clock,
         sink: ArchiveSink | Path,
+        *,
+        events: EventStore,
+        checkpoints: CheckpointStore,
+        retention: RetentionStore,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.key = key
         self.clock = clock
         self.sink: ArchiveSink = DirectoryArchive(sink) if isinstance(sink, Path) else sink
+        self.events = events
+        self.checkpoints = checkpoints
+        self.retention = retention
 
     async def archive_chain(self, chain_key: str, before: datetime) -> str | None:
         """Archive, then delete, the chain's events stored before `before` (a prefix of it);
         the archive's location (a path or an s3:// URL), or None when there was nothing to do."""
         async with reading(self.sessionmaker) as s:
-            base = await checkpoint_sql.base_of(s, chain_key)
-            head = await sql.chain_head(s, chain_key)
+            base = await self.checkpoints.base_of(s, chain_key)
+            head = await self.events.chain_head(s, chain_key)
             start_seq, start_hash = base if base is not None else (0, GENESIS_HASH)
-            first_kept = await s.scalar(
-                select(sql.events.c.seq)
-                .where(sql.events.c.chain_key == chain_key, sql.events.c.seq > start_seq)
-                .where(sql.events.c.stored_at >= before)
-                .order_by(sql.events.c.seq)
-                .limit(1)
-            )
+            first_kept = await self.retention.first_kept_seq(s, chain_key, start_seq, before)
         if head is None:
             return None
         cut = (first_kept - 1) if first_kept is not None else head[0]
@@ -83,7 +83,7 @@ class Archiver:
             after = start_seq
             while after < cut:
                 async with reading(self.sessionmaker) as s:
-                    rows = await sql.chain_events(s, chain_key, after_seq=after, up_to_seq=cut, limit=BATCH)
+                    rows = await self.events.chain_events(s, chain_key, after_seq=after, up_to_seq=cut, limit=BATCH)
                 if not rows:
                     break
                 for r in rows:
@@ -107,30 +107,17 @@ class Archiver:
             tmp.unlink(missing_ok=True)
             return None
         async with transaction(self.sessionmaker) as s:
-            existing = {c.seq for c in await checkpoint_sql.for_chain(s, chain_key)}
+            existing = {c.seq for c in await self.checkpoints.for_chain(s, chain_key)}
             if cut not in existing:
-                await checkpoint_sql.add(s, cp)
-            await s.execute(delete(sql.events).where(sql.events.c.chain_key == chain_key, sql.events.c.seq <= cut))
-            bases = checkpoint_sql.chain_bases
-            values = {"seq": cut, "hash": last_hash, "archived_at": self.clock.now(), "archive": location[:500]}
-            await s.execute(
-                dialect_insert(s, bases)
-                .values(chain_key=chain_key, **values)
-                .on_conflict_do_update(index_elements=["chain_key"], set_=values)
-            )
+                await self.checkpoints.add(s, cp)
+            await self.retention.drop_archived(s, chain_key, cut, last_hash, self.clock.now(), location)
         log.info("audit_archived", chain_key=chain_key, up_to_seq=cut, archive=location)
         return location
 
     async def archive_older_than(self, age: timedelta, limit: int = 1000) -> int:
         before = self.clock.now() - age
         async with reading(self.sessionmaker) as s:
-            keys = list(
-                (
-                    await s.execute(
-                        select(distinct(sql.events.c.chain_key)).where(sql.events.c.stored_at < before).limit(limit)
-                    )
-                ).scalars()
-            )
+            keys = await self.retention.chains_stored_before(s, before, limit)
         done = 0
         for key in keys:
             if await self.archive_chain(key, before) is not None:

@@ -27,7 +27,7 @@ from services.audit.adapters.archive_s3 import S3Archive
 from services.audit.adapters.protobuf_records import event_record
 from services.audit.archive_sink import ArchiveFile, ArchiveStoreError, describe, sink_from_settings
 from services.audit.domain.checkpoints import Checkpoint
-from services.audit.retention import Archiver
+from services.audit.main import chain_archiver
 
 from .conftest import event
 from .test_checkpoints import _setup
@@ -79,7 +79,7 @@ async def test_the_archive_goes_to_the_bucket_and_the_chain_stays_verifiable(
     team = key.removeprefix("team:")
     sink = sink_from_settings(_settings(tmp_path, s3_endpoint, f"s3://{bucket}/deelrx/audit"))
     assert isinstance(sink, S3Archive)
-    archiver = Archiver(audit.sessionmaker, checkpoints.key, SystemClock(), sink)
+    archiver = chain_archiver(audit.sessionmaker, checkpoints.key, SystemClock(), sink)
 
     location = await archiver.archive_chain(key, before=datetime.now(UTC) + timedelta(seconds=1))
     assert location == f"s3://{bucket}/deelrx/audit/team_{team}-0000000001-0000000030.ndjson.gz"
@@ -106,7 +106,7 @@ async def test_nothing_is_deleted_when_the_bucket_cannot_take_the_archive(
 ) -> None:
     audit, checkpoints, key, ids = await _setup(database_url)
     sink = sink_from_settings(_settings(tmp_path, s3_endpoint, "s3://no-such-bucket/audit"))
-    archiver = Archiver(audit.sessionmaker, checkpoints.key, SystemClock(), sink)
+    archiver = chain_archiver(audit.sessionmaker, checkpoints.key, SystemClock(), sink)
     assert await archiver.archive_chain(key, before=datetime.now(UTC) + timedelta(seconds=1)) is None
     async with audit.sessionmaker() as s:
         kept = await sql.chain_events(s, key, after_seq=0, up_to_seq=100, limit=100)

@@ -122,11 +122,11 @@ async def test_archiving_keeps_the_chain_verifiable_across_the_cut(database_url:
     import json
     from datetime import timedelta
 
-    from services.audit.retention import Archiver
+    from services.audit.main import chain_archiver
 
     audit, checkpoints, key, ids = await _setup(database_url)
     team = key.removeprefix("team:")
-    archiver = Archiver(audit.sessionmaker, checkpoints.key, SystemClock(), tmp_path / "archive")
+    archiver = chain_archiver(audit.sessionmaker, checkpoints.key, SystemClock(), tmp_path / "archive")
     cut_time = datetime.now(UTC) + timedelta(seconds=1)
     later = [event("team.updated", team_id=team) for _ in range(5)]
     path = await archiver.archive_chain(key, before=cut_time)  # all 30 stored before the cut
