@@ -79,6 +79,7 @@ class Archiver:
         tmp = self.sink.spool / f"{name}.tmp"
         verifier = ChainVerifier(chain_key, start_seq=start_seq, start_hash=start_hash)
         last_hash = start_hash
+        newest: datetime | None = None
         with gzip.open(tmp, "wt", encoding="utf-8") as out:
             after = start_seq
             while after < cut:
@@ -90,6 +91,7 @@ class Archiver:
                     verifier.feed(r)
                     out.write(json.dumps(_row(r), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
                     last_hash = r.hash
+                    newest = r.event.time if newest is None else max(newest, r.event.time)
                 after = rows[-1].seq
             check = verifier.result(cut, last_hash)
             if not check.ok:
@@ -111,8 +113,23 @@ class Archiver:
             if cut not in existing:
                 await checkpoint_sql.add(s, cp)
             await s.execute(delete(sql.events).where(sql.events.c.chain_key == chain_key, sql.events.c.seq <= cut))
+            # Their id rows go too (the table would otherwise only grow); from now on the store
+            # refuses an event of this chain as old as the newest archived one (`archived_until`),
+            # so a late redelivery of an archived event is not chained a second time.
+            await s.execute(
+                delete(sql.event_ids).where(sql.event_ids.c.chain_key == chain_key, sql.event_ids.c.seq <= cut)
+            )
             bases = checkpoint_sql.chain_bases
-            values = {"seq": cut, "hash": last_hash, "archived_at": self.clock.now(), "archive": location[:500]}
+            before_cut = await s.scalar(select(bases.c.archived_until).where(bases.c.chain_key == chain_key))
+            if before_cut is not None and (newest is None or before_cut > newest):
+                newest = before_cut
+            values = {
+                "seq": cut,
+                "hash": last_hash,
+                "archived_at": self.clock.now(),
+                "archive": location[:500],
+                "archived_until": newest,
+            }
             await s.execute(
                 dialect_insert(s, bases)
                 .values(chain_key=chain_key, **values)
