@@ -30,10 +30,13 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from deelrx_kit import nats_bus
+from deelrx_kit.audit_partitions import PARTITIONS, partition_filter
 from deelrx_kit.settings import SERVICES, Settings
 from deploy.local import infra
 from deploy.local.launcher import Suite, prepare
 from services.audit.adapters.nats_events import ALERTS_DURABLE
+from services.audit.adapters.nats_legacy import LEGACY_DURABLE, LEGACY_FILTER
+from services.audit.adapters.nats_partitions import durable_name
 from services.detector.adapters.nats_events import DURABLE as DETECTOR_DURABLE
 from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
 from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
@@ -136,11 +139,14 @@ def suite_env(
 
 
 # The durable consumers of one suite that take DEELRX_NATS_CONSUMER_PREFIX: (stream, subject,
-# name without the prefix). The audit service's per-partition consumers are named by partition.
+# name without the prefix), among them the audit service's per-partition consumers and its
+# drain of the unpartitioned subjects.
 SUITE_CONSUMERS = (
     ("ALERTS", nats_bus.ALERTS_SUBJECT, ALERTS_DURABLE),
     ("AUDIT", f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", DETECTOR_DURABLE),
     ("AUDIT", REMOVALS_SUBJECT, REMOVALS_DURABLE),
+    *(("AUDIT", partition_filter(p), durable_name(p)) for p in range(PARTITIONS)),
+    ("AUDIT", LEGACY_FILTER, LEGACY_DURABLE),
 )
 
 

@@ -116,12 +116,14 @@ class AuditLog:
         self, events: Sequence[EventRecord], *, fence: PartitionFence | None = None, announce: bool = True
     ) -> list[ChainedEvent]:
         """Append a batch in one transaction, each chain in the order given; events already
-        stored (redeliveries) are skipped. The batch's chain heads are locked for the
-        transaction; it is retried only when another appender started one of its new
-        chains (or stored one of its events) first. With a `fence`, nothing is stored unless
-        this replica still holds those partitions (else LeaseLost names the lost ones), and
-        their leases cannot pass to another replica before the transaction ends. `announce`
-        False: the caller announces what was stored itself."""
+        stored (redeliveries) are skipped, and so are events of a chain no newer than what
+        retention archived from it (their ids are gone; see services/audit/retention.py).
+        The batch's chain heads are locked for the transaction; it is retried only when
+        another appender started one of its new chains (or stored one of its events) first.
+        With a `fence`, nothing is stored unless this replica still holds those partitions
+        (else LeaseLost names the lost ones), and their leases cannot pass to another replica
+        before the transaction ends. `announce` False: the caller announces what was stored
+        itself."""
         unique: dict[str, EventRecord] = {}
         for e in events:
             unique.setdefault(e.id, e)
@@ -140,6 +142,15 @@ class AuditLog:
                     # earlier appender stored on it is committed and visible.
                     heads = await self.events.lock_heads(s, list(by_chain)) if by_chain else {}
                     known = await self.events.existing_event_ids(s, list(unique))
+                    # Retention trimmed the ids of archived events: one no newer than the newest
+                    # archived of its chain is taken for a late redelivery and not chained again.
+                    archived = await self.checkpoints.archived_until(s, list(by_chain)) if by_chain else {}
+                    refused = [
+                        e.id
+                        for e in unique.values()
+                        if e.id not in known and e.chain_key in archived and e.time <= archived[e.chain_key]
+                    ]
+                    known.update(refused)
                     stored: list[ChainedEvent] = []
                     moved: list[ChainedEvent] = []
                     created: list[ChainedEvent] = []
@@ -161,6 +172,8 @@ class AuditLog:
             except IntegrityError:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
+            if refused:
+                log.warning("audit_events_older_than_archive", count=len(refused), event_ids=refused[:10])
             if stored and announce:
                 self.announce([c.event for c in stored])
             return stored

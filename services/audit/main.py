@@ -18,6 +18,7 @@ from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
 from services.audit.adapters import checkpoint_sql, partition_sql, retention_sql, sql, triage_sql
 from services.audit.adapters.nats_events import ALERTS_DURABLE, AuditFeed
+from services.audit.adapters.nats_legacy import LegacyDrain, WithLegacyDrain
 from services.audit.adapters.nats_live import LiveRelay
 from services.audit.adapters.nats_partitions import PartitionConsumers
 from services.audit.app import AuditLog
@@ -91,11 +92,22 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         owner=replica_id,
         announce=relay.announce_events,
         max_deliver=settings.nats_max_deliver,
+        consumer_prefix=settings.nats_consumer_prefix,
+    )
+    # Events an older version published on the unpartitioned subjects, stored by the holder of
+    # partition 0 (services/audit/adapters/nats_legacy.py).
+    drain = LegacyDrain(
+        audit,
+        lambda: rt.js.js,
+        owner=replica_id,
+        announce=relay.announce_events,
+        max_deliver=settings.nats_max_deliver,
+        consumer_prefix=settings.nats_consumer_prefix,
     )
     partitions = StreamPartitions(
         sessionmaker,
         clock,
-        consumers,
+        WithLegacyDrain(consumers, drain),
         leases=partition_sql,
         replica_id=replica_id,
         lease_seconds=settings.audit_partition_lease_seconds,

@@ -79,6 +79,7 @@ class CheckpointStore(Protocol):
     """Signed chain heads, and where a chain starts after archiving."""
 
     async def base_of(self, session: AsyncSession, chain_key: str) -> tuple[int, str] | None: ...
+    async def archived_until(self, session: AsyncSession, chain_keys: Collection[str]) -> dict[str, datetime]: ...
     async def for_chain(self, session: AsyncSession, chain_key: str) -> list[Checkpoint]: ...
     async def add(self, session: AsyncSession, cp: Checkpoint) -> None: ...
     async def chains_moved_since_checkpoint(self, session: AsyncSession, limit: int) -> list[str]: ...
@@ -92,9 +93,18 @@ class RetentionStore(Protocol):
         self, session: AsyncSession, chain_key: str, after_seq: int, before: datetime
     ) -> int | None: ...
     async def drop_archived(
-        self, session: AsyncSession, chain_key: str, up_to_seq: int, head_hash: str, archived_at: datetime, archive: str
+        self,
+        session: AsyncSession,
+        chain_key: str,
+        up_to_seq: int,
+        head_hash: str,
+        archived_at: datetime,
+        archive: str,
+        *,
+        archived_until: datetime | None,
     ) -> None:
-        """Delete the chain's events up to `up_to_seq`; the chain then starts at (up_to_seq, head_hash)."""
+        """Delete the chain's events (and their ids) up to `up_to_seq`; the chain then starts at
+        (up_to_seq, head_hash), and its events no newer than `archived_until` are refused."""
 
 
 class LeaseStore(Protocol):

@@ -79,6 +79,7 @@ class Archiver:
         tmp = self.sink.spool / f"{name}.tmp"
         verifier = ChainVerifier(chain_key, start_seq=start_seq, start_hash=start_hash)
         last_hash = start_hash
+        newest: datetime | None = None
         with gzip.open(tmp, "wt", encoding="utf-8") as out:
             after = start_seq
             while after < cut:
@@ -90,6 +91,7 @@ class Archiver:
                     verifier.feed(r)
                     out.write(json.dumps(_row(r), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
                     last_hash = r.hash
+                    newest = r.event.time if newest is None else max(newest, r.event.time)
                 after = rows[-1].seq
             check = verifier.result(cut, last_hash)
             if not check.ok:
@@ -110,7 +112,9 @@ class Archiver:
             existing = {c.seq for c in await self.checkpoints.for_chain(s, chain_key)}
             if cut not in existing:
                 await self.checkpoints.add(s, cp)
-            await self.retention.drop_archived(s, chain_key, cut, last_hash, self.clock.now(), location)
+            await self.retention.drop_archived(
+                s, chain_key, cut, last_hash, self.clock.now(), location, archived_until=newest
+            )
         log.info("audit_archived", chain_key=chain_key, up_to_seq=cut, archive=location)
         return location
 

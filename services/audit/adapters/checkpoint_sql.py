@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
+
 from sqlalchemy import Column, Integer, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +33,9 @@ chain_bases = Table(
     Column("hash", String(64), nullable=False),
     Column("archived_at", UtcDateTime, nullable=False),
     Column("archive", String(500), nullable=False),
+    # The newest event time archived from the chain (every cut so far): the id rows of archived
+    # events are trimmed, so an event this old or older is refused instead (app.record_events).
+    Column("archived_until", UtcDateTime, nullable=True),
 )
 
 
@@ -38,6 +44,15 @@ async def base_of(session: AsyncSession, chain_key: str) -> tuple[int, str] | No
         await session.execute(select(chain_bases.c.seq, chain_bases.c.hash).where(chain_bases.c.chain_key == chain_key))
     ).first()
     return None if row is None else (row.seq, row.hash)
+
+
+async def archived_until(session: AsyncSession, chain_keys: Collection[str]) -> dict[str, datetime]:
+    rows = await session.execute(
+        select(chain_bases.c.chain_key, chain_bases.c.archived_until).where(
+            chain_bases.c.chain_key.in_(sorted(chain_keys)), chain_bases.c.archived_until.is_not(None)
+        )
+    )
+    return {r.chain_key: r.archived_until for r in rows}
 
 
 async def for_chain(session: AsyncSession, chain_key: str) -> list[Checkpoint]:

@@ -68,8 +68,11 @@ class PartitionConsumers:
         max_deliver: int = nats_bus.MAX_DELIVER,
         fetch_batch: int = FETCH_BATCH,
         write_batch: int = WRITE_BATCH,
+        consumer_prefix: str = "",
     ) -> None:
         self.audit = audit
+        # DEELRX_NATS_CONSUMER_PREFIX: installations sharing one NATS keep their own consumers.
+        self.consumer_prefix = consumer_prefix
         self._js = js
         self.owner = owner
         self.announce = announce
@@ -111,7 +114,7 @@ class PartitionConsumers:
 
     # -- fetching, one loop per partition ------------------------------------------------
     async def _fetch_loop(self, partition: int, stop: asyncio.Event) -> None:
-        durable = durable_name(partition)
+        durable = self.consumer_prefix + durable_name(partition)
         sub = None
         try:
             while not stop.is_set():

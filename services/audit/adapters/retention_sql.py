@@ -1,7 +1,7 @@
 """Retention's reads and removals in SQL: which chains hold events stored before a time, where
-a chain's kept part begins, and dropping an archived prefix (the event rows; their ids stay in
-audit_event_ids, so a redelivery of an archived event is still recognised) while the chain's
-base moves to the archive's signed (seq, hash)."""
+a chain's kept part begins, and dropping an archived prefix (the event rows and their id rows)
+while the chain's base moves to the archive's signed (seq, hash) and its `archived_until` to
+the newest event time archived, below which the store refuses the chain's events."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deelrx_kit.db import dialect_insert
 from services.audit.adapters.checkpoint_sql import chain_bases
-from services.audit.adapters.sql import events
+from services.audit.adapters.sql import event_ids, events
 
 
 async def chains_stored_before(session: AsyncSession, before: datetime, limit: int) -> list[str]:
@@ -30,10 +30,30 @@ async def first_kept_seq(session: AsyncSession, chain_key: str, after_seq: int, 
 
 
 async def drop_archived(
-    session: AsyncSession, chain_key: str, up_to_seq: int, head_hash: str, archived_at: datetime, archive: str
+    session: AsyncSession,
+    chain_key: str,
+    up_to_seq: int,
+    head_hash: str,
+    archived_at: datetime,
+    archive: str,
+    *,
+    archived_until: datetime | None,
 ) -> None:
     await session.execute(delete(events).where(events.c.chain_key == chain_key, events.c.seq <= up_to_seq))
-    values = {"seq": up_to_seq, "hash": head_hash, "archived_at": archived_at, "archive": archive[:500]}
+    # The id rows go too (the table would otherwise only grow); from now on the store refuses an
+    # event of this chain as old as the newest archived one, so a late redelivery of an archived
+    # event is not chained a second time.
+    await session.execute(delete(event_ids).where(event_ids.c.chain_key == chain_key, event_ids.c.seq <= up_to_seq))
+    before = await session.scalar(select(chain_bases.c.archived_until).where(chain_bases.c.chain_key == chain_key))
+    if before is not None and (archived_until is None or before > archived_until):
+        archived_until = before
+    values = {
+        "seq": up_to_seq,
+        "hash": head_hash,
+        "archived_at": archived_at,
+        "archive": archive[:500],
+        "archived_until": archived_until,
+    }
     await session.execute(
         dialect_insert(session, chain_bases)
         .values(chain_key=chain_key, **values)

@@ -186,10 +186,14 @@ class FakeCheckpoints(Rollback):
     def __init__(self, events: FakeEvents) -> None:
         self.signed: dict[str, list[Checkpoint]] = {}
         self.bases: dict[str, tuple[int, str]] = {}
+        self.until: dict[str, datetime] = {}  # archived_until per chain
         self._events = events  # the chain heads, for "moved since its checkpoint"
 
     async def base_of(self, session: AsyncSession, chain_key: str) -> tuple[int, str] | None:
         return self.bases.get(chain_key)
+
+    async def archived_until(self, session: AsyncSession, chain_keys: Collection[str]) -> dict[str, datetime]:
+        return {k: self.until[k] for k in chain_keys if k in self.until}
 
     async def for_chain(self, session: AsyncSession, chain_key: str) -> list[Checkpoint]:
         return sorted(self.signed.get(chain_key, []), key=lambda c: c.seq)
@@ -225,12 +229,26 @@ class FakeRetention:
         return min(kept, default=None)
 
     async def drop_archived(
-        self, session: AsyncSession, chain_key: str, up_to_seq: int, head_hash: str, archived_at: datetime, archive: str
+        self,
+        session: AsyncSession,
+        chain_key: str,
+        up_to_seq: int,
+        head_hash: str,
+        archived_at: datetime,
+        archive: str,
+        *,
+        archived_until: datetime | None,
     ) -> None:
         for c in self._events.chain(chain_key):
             if c.seq <= up_to_seq:
-                del self._events.rows[(chain_key, c.seq)]  # the id stays known, as in audit_event_ids
+                del self._events.rows[(chain_key, c.seq)]
+                self._events.ids.discard(c.event.id)
         self._checkpoints.bases[chain_key] = (up_to_seq, head_hash)
+        before = self._checkpoints.until.get(chain_key)
+        if before is not None and (archived_until is None or before > archived_until):
+            archived_until = before
+        if archived_until is not None:
+            self._checkpoints.until[chain_key] = archived_until
 
 
 class FakeArchiveSink:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from deelrx_kit.audit_events import new_event, subject_for
 from deelrx_kit.audit_partitions import PARTITIONS, chain_key, partition_of, partition_token
+from services.audit.adapters.nats_legacy import is_partitioned
 from services.audit.adapters.protobuf_records import event_record
 from services.audit.domain.months import month_of, months_around
 from services.audit.domain.partitions import fair_share, plan
@@ -58,3 +59,12 @@ def test_months_cover_the_year_end() -> None:
     assert starts == ["2026-11", "2026-12", "2027-01", "2027-02"]
     jan = months_around(datetime(2027, 1, 15, tzinfo=UTC), before=1, ahead=0)
     assert [m.start.month for m in jan] == [12, 1]
+
+
+def test_the_legacy_drain_tells_old_subjects_from_partitioned_ones() -> None:
+    ev = new_event("member.removed", source="test", now=NOW, team_id="tm_1")
+    assert is_partitioned(subject_for(ev))
+    assert not is_partitioned("audit.events.member.removed")
+    # A type whose first word merely starts with p is old form, not a partition.
+    assert not is_partitioned("audit.events.password.changed")
+    assert not is_partitioned("audit.events.p1.x") and is_partitioned("audit.events.p15.x")
