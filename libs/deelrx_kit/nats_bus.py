@@ -55,14 +55,14 @@ STREAMS = [
 
 # Consumers: a handler that fails naks its message, asking for delivery n+1 after
 # NAK_DELAYS_SECONDS[n-1]; a message that failed MAX_DELIVER times goes to the dead-letter
-# stream. A message nobody acks (its consumer died, or still works through a large batch) is
-# delivered again after UNACKED_BACKOFF_SECONDS[n-1], the consumer's server-side `backoff`.
-# JetStream takes the first backoff step as the ack wait, so it must not be short: a one-second
-# step redelivered every event of a batch that waited a second behind a busy writer.
+# stream. A message nobody acks (its consumer died) is delivered again after ACK_WAIT_SECONDS.
+# No server-side `backoff`: JetStream takes its first step as the ack wait (a one-second step
+# redelivered every event of a batch that waited a second behind a busy writer), and from the
+# second delivery on it lets the backoff step, not the nak's own delay, decide when the message
+# comes back.
 ACK_WAIT_SECONDS = 30
 MAX_DELIVER = 8
 NAK_DELAYS_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
-UNACKED_BACKOFF_SECONDS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0)
 MAX_ACK_PENDING = 10_000
 
 
@@ -207,7 +207,6 @@ def consumer_config(durable: str, max_deliver: int = MAX_DELIVER) -> ConsumerCon
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ACK_WAIT_SECONDS,
         max_deliver=max_deliver,
-        backoff=list(UNACKED_BACKOFF_SECONDS[: max(max_deliver - 1, 1)]),
         max_ack_pending=MAX_ACK_PENDING,
     )
 

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from deelrx_kit import nats_bus
 from deelrx_kit.metrics import DEAD_LETTERS
 from deploy.local import infra
+from tests.integration.harness import eventually
 
 
 @pytest.fixture
@@ -44,13 +45,13 @@ async def test_streams_are_created_with_explicit_settings_and_never_rewritten(js
     assert (await js.stream_info("AUDIT")).config.max_age == 90 * 86400
 
 
-async def test_consumers_get_max_deliver_and_backoff_and_are_not_rewritten(js: JetStreamContext) -> None:
+async def test_consumers_get_max_deliver_and_ack_wait_and_are_not_rewritten(js: JetStreamContext) -> None:
     await nats_bus.ensure_streams(js)
     assert await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-consumer", max_deliver=5) == {}
     info = (await js.consumer_info("AUDIT", "t-consumer")).config
-    assert info.max_deliver == 5 and info.backoff == [30.0, 60.0, 120.0, 300.0]
-    # JetStream makes the first step the ack wait: a batch still being stored is not redelivered.
-    assert info.ack_wait == 30.0
+    # No server-side backoff: its first step would replace the 30 s ack wait, and its later
+    # steps would override the handlers' own nak delays.
+    assert info.max_deliver == 5 and not info.backoff and info.ack_wait == 30.0
     assert info.max_ack_pending == nats_bus.MAX_ACK_PENDING
     drift = await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-consumer", max_deliver=8)
     assert drift["max_deliver"] == (8, 5)
@@ -97,3 +98,28 @@ async def test_failing_and_unreadable_messages_go_to_the_dead_letter_stream(js: 
     assert broken.headers["Deelrx-Original-Subject"] == "audit.events.test"
     assert by_body[b"poison"].headers["Deelrx-Error"] == "poison: unreadable"
     assert DEAD_LETTERS.labels("t-dlq")._value.get() == before + 2
+
+
+async def test_a_failing_message_comes_back_after_each_naks_own_delay(js: JetStreamContext) -> None:
+    await nats_bus.ensure_streams(js)
+    deliveries: list[int] = []
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        deliveries.append(msg.metadata.num_delivered)
+        if len(deliveries) < 4:
+            raise RuntimeError("database says no")
+
+    await js.publish("audit.events.test.retry", b"x", headers={"Nats-Msg-Id": "retry-1"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        nats_bus.consume(
+            js, stream="AUDIT", subject="audit.events.test.retry", durable="t-retry", handler=handler, stop=stop
+        )
+    )
+    try:
+        # Nak delays 1 s, 2 s, 5 s: the fourth delivery comes within seconds, not after a
+        # backoff step of the consumer (30 s and more).
+        await eventually(lambda: list(deliveries), lambda d: d == [1, 2, 3, 4], timeout=25)
+    finally:
+        stop.set()
+        await task

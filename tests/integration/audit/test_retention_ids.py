@@ -16,7 +16,7 @@ from deelrx_kit.ids import new_id
 from services.audit.adapters import sql
 from services.audit.adapters.protobuf_records import event_record
 from services.audit.checkpoints import CheckpointKey
-from services.audit.retention import Archiver
+from services.audit.main import chain_archiver
 from tests.integration.harness import make_settings
 
 from .conftest import AuditHarness, event, publish
@@ -42,7 +42,7 @@ async def test_archived_ids_are_trimmed_and_a_late_redelivery_is_refused(databas
     team = key.removeprefix("team:")
     async with audit.sessionmaker() as s:
         archived = [c.event for c in await sql.chain_events(s, key, after_seq=0, up_to_seq=20, limit=100)]
-    archiver = Archiver(audit.sessionmaker, checkpoints.key, SystemClock(), tmp_path / "archive")
+    archiver = chain_archiver(audit.sessionmaker, checkpoints.key, SystemClock(), tmp_path / "archive")
     assert await archiver.archive_chain(key, before=datetime.now(UTC) + timedelta(seconds=1)) is not None
     assert await _id_rows(audit.sessionmaker, key) == 0
     later = [event("team.updated", team_id=team) for _ in range(3)]
@@ -80,7 +80,7 @@ async def test_a_late_redelivery_through_the_stream_leaves_the_chain_whole(audit
     sessions = session_factory(engine)
     try:
         key = CheckpointKey(make_settings(tmp_path).secret())  # the service's checkpoint key
-        archiver = Archiver(sessions, key, SystemClock(), tmp_path / "archive")
+        archiver = chain_archiver(sessions, key, SystemClock(), tmp_path / "archive")
         assert await archiver.archive_chain(f"team:{team}", before=datetime.now(UTC) + timedelta(seconds=1))
         assert await _id_rows(sessions, f"team:{team}") == 0
         # A consumer reset (or a new durable) delivers an archived event again, then a new one
