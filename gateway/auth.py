@@ -4,6 +4,7 @@ token binding, the enrollment-only scope and the per-team rate limit."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -14,7 +15,7 @@ from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import redis_keys
 from deelrx_kit.errors import DomainError
 from deelrx_kit.plans import DEFAULT_PLAN, limit_of
-from gateway import change_revisions, csrf
+from gateway import csrf
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.early_limits import limit_anonymous_ip, limit_refresh
@@ -122,12 +123,26 @@ async def _renew(gw: Gateway, request: Request, refresh_token: str) -> AccessCla
         raise DomainError("unauthenticated") from None
 
 
+Watch = Callable[[str, str | None], tuple[str, ...]]
+
+
+def watch_nothing(user_id: str, team_id: str | None) -> tuple[str, ...]:
+    return ()
+
+
 async def authenticate(
-    request: Request, *, renew: bool = True, rate_limit: bool = True, method: str | None = None
+    request: Request,
+    *,
+    renew: bool = True,
+    rate_limit: bool = True,
+    method: str | None = None,
+    watch: Watch = watch_nothing,
 ) -> AuthContext:
     """Resolve the caller or raise 401; records the caller on the request's exchange.
 
-    `method` is the method the CSRF rules judge (forward auth passes the proxied request's)."""
+    `method` is the method the CSRF rules judge (forward auth passes the proxied request's).
+    `watch` names the change revisions the route's caches compare (gateway/change_revisions.py),
+    read with the rate limit into `revisions`; routes without such a cache read none."""
     gw = gateway_of(request)
     try:
         ctx = await _credentials(gw, request, renew=renew, method=method or request.method)
@@ -140,7 +155,7 @@ async def authenticate(
     if rate_limit:
         # One Redis round trip: the limit, and whether sessions recorded a revocation that
         # the NATS feed has not brought yet.
-        decision = await limit_authenticated(gw, request, ctx)
+        decision = await limit_authenticated(gw, request, ctx, watch(ctx.user_id, ctx.team_id))
         if gw.revocations.known_revoked(ctx.session_id):
             revoked = True
         elif decision.revoked is not None:
@@ -217,11 +232,10 @@ async def _from_cookies(gw: Gateway, request: Request, *, renew: bool, method: s
     return AuthContext(claims, "cookie")
 
 
-async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext) -> Decision:
+async def limit_authenticated(gw: Gateway, request: Request, ctx: AuthContext, watch: tuple[str, ...] = ()) -> Decision:
     """Count the request against its team's plan (or the user's starter rate). The count is
     kept per team whatever the plan, so a plan change applies to the next request."""
     revoked_key = redis_keys.revoked_session(ctx.session_id)
-    watch = change_revisions.keys_for(ctx.user_id, ctx.team_id)
     if ctx.team_id:
         plan = await gw.plans.plan_of(ctx.team_id)
         return await gw.limiter.hit(f"team-{plan}", ctx.team_id, limit_of(plan), revoked_key, scope="team", watch=watch)

@@ -12,7 +12,7 @@ through the kit's NatsLink (plain subscriptions, made again with each new connec
 Each replica also sees writes made through any replica at once, through the change revisions in
 Redis (gateway/change_revisions.py); this feed carries changes made behind the gateway. After a
 reconnect, what was sent meanwhile is unknown: every cache is dropped and the revocations are
-loaded again.
+loaded again. While the feed is down, the /me and role caches keep entries for seconds only.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ class ChangeFeed:
     async def connected(self, nc: NATS) -> None:
         gw = self.gw
         gw.profiles.clear()
+        gw.profiles.feed_healthy = True
         if gw.roles is not None:
             gw.roles.invalidate()
             gw.roles.feed_healthy = True
@@ -103,6 +104,7 @@ class ChangeFeed:
         gw = self.gw
         gw.revocations.connected = False
         gw.nats_connected = False
+        gw.profiles.feed_healthy = False  # notices are lost meanwhile: short-lived entries only
         if gw.roles is not None:
             gw.roles.feed_healthy = False
 
@@ -110,7 +112,8 @@ class ChangeFeed:
         gw = self.gw
         gw.nats_connected = True
         gw.plans.invalidate()
-        gw.profiles.clear()
+        gw.profiles.clear()  # notices may have been missed
+        gw.profiles.feed_healthy = True
         if gw.roles is not None:
             gw.roles.invalidate()  # changes may have been missed
             gw.roles.feed_healthy = True

@@ -42,14 +42,31 @@ def team_key(team_id: str) -> str:
 
 
 def keys_for(user_id: str, team_id: str | None) -> tuple[str, ...]:
-    """What a request of this caller watches: its user's revision, then its team's."""
+    """The caller's revisions, its user's then its team's: what a write bumps and /v1/auth/me
+    watches."""
     return (user_key(user_id), team_key(team_id)) if team_id else (user_key(user_id),)
+
+
+def role_keys(user_id: str, team_id: str | None) -> tuple[str, ...]:
+    """What forward auth watches: the role cache's (gateway/roles.py), so nothing without a team."""
+    return keys_for(user_id, team_id) if team_id else ()
+
+
+def new_stamp() -> str:
+    return secrets.token_hex(8)
+
+
+def queue_read(pipe: Any, key: str) -> None:
+    """Two commands for the caller's pipeline (still one round trip): create the stamp when the
+    key is missing, then read it. Both name the same key, so they go to the same cluster node."""
+    pipe.execute_command("SET", key, new_stamp(), "NX", "EX", REVISION_TTL_SECONDS)
+    pipe.execute_command("GET", key)
 
 
 async def bump(redis: AnyRedis, breaker: RedisBreaker, user_id: str, team_id: str | None) -> bool:
     """New stamps for the user (and team); False when Redis could not be told (the NATS
     notices of the change then carry it to the other replicas)."""
-    stamp = secrets.token_hex(8)
+    stamp = new_stamp()
 
     async def write() -> Any:
         pipe = redis.pipeline(transaction=False)

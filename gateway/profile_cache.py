@@ -12,7 +12,9 @@ An entry is used only while all of these hold (docs/architecture.md, docs/securi
 - for a session summary, the caller's access token was issued before the entry was loaded: a
   refresh or re-authentication (which move `idle_expires_at`, `amr`) mints a new token, whose
   first /me loads the session again;
-- it is younger than ENTRY_TTL_SECONDS, a safety net, not the mechanism.
+- it is younger than ENTRY_TTL_SECONDS, a safety net, not the mechanism; while the NATS feed
+  is down (and until it is connected again), younger than ENTRY_TTL_WITHOUT_FEED_SECONDS, since
+  notices are then lost. Every entry is dropped when the feed (re)connects.
 A load that was under way when a notice arrived is not kept (the epoch counter).
 """
 
@@ -35,6 +37,8 @@ from gateway.clients import ServiceClients, call
 from gateway.presenters import session_json, user_json
 
 ENTRY_TTL_SECONDS = 300.0
+# While no notice can arrive: how stale a change made behind the gateway may be seen.
+ENTRY_TTL_WITHOUT_FEED_SECONDS = 5.0
 
 LOOKUPS = Counter(
     "deelrx_me_cache_lookups_total",
@@ -165,11 +169,15 @@ class ProfileCache:
         max_entries: int,
         *,
         ttl: float = ENTRY_TTL_SECONDS,
+        ttl_without_feed: float = ENTRY_TTL_WITHOUT_FEED_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._load = loaders
         self._ttl = ttl
+        self._ttl_without_feed = ttl_without_feed
+        # Set by gateway/change_feed.py: False until the feed is connected, and while it is down.
+        self.feed_healthy = False
         self._monotonic = monotonic
         self._wall = wall
         self.users: Lru[str, _Entry[dict[str, Any]]] = Lru(max_entries)
@@ -224,7 +232,8 @@ class ProfileCache:
         return value
 
     def _usable(self, entry: _Entry[Any], revisions: Revisions, issued_at: int | None) -> bool:
-        if entry.revisions != revisions or self._monotonic() - entry.loaded_at >= self._ttl:
+        ttl = self._ttl if self.feed_healthy else self._ttl_without_feed
+        if entry.revisions != revisions or self._monotonic() - entry.loaded_at >= ttl:
             return False
         # `iat` has a resolution of a second: a token from the second the load started in
         # may have come from a refresh the load did not see, so it loads again.

@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from redis.exceptions import NoScriptError
 
 from deelrx_kit import redis_keys
+from gateway import change_revisions
 from gateway.local_window import LocalWindow, share_of
 from gateway.ratelimit_script import LUA
 from gateway.redis_breaker import RedisBreaker, RedisUnavailable
@@ -70,8 +71,8 @@ class Decision:
     # Taken without Redis: "shared" (Redis), "cached" (known over-limit) or "local" (degraded).
     mode: str = "shared"
     first_refusal: bool = False
-    # Values of the `watch` keys, read in the same round trip (None when Redis was not asked;
-    # "" for a key that does not exist).
+    # Values of the `watch` keys, read in the same round trip (None when Redis was not asked, or
+    # a key vanished between its creation and its read: unknown).
     watched: tuple[str, ...] | None = None
 
     def headers(self) -> dict[str, str]:
@@ -148,7 +149,8 @@ class RateLimiter:
     ) -> Decision:
         """Count one request for `subject` under `policy` (the counter is keyed by `scope`,
         default `policy`, so a team keeps its count when its plan changes). The `watch` keys
-        are read in the same round trip (gateway/change_revisions.py)."""
+        (change revisions, created when missing) are read in the same round trip
+        (gateway/change_revisions.py)."""
         key = self.key(scope or policy, subject)
         cached = self._cached_refusal(key, policy, limit)
         if cached is not None:
@@ -198,8 +200,8 @@ class RateLimiter:
         pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, key, *args)
         if revoked_key is not None:
             pipe.execute_command("EXISTS", revoked_key)
-        for watched_key in watch:  # one GET each: the keys may live on different cluster nodes
-            pipe.execute_command("GET", watched_key)
+        for watched_key in watch:  # commands per key: the keys may live on different cluster nodes
+            change_revisions.queue_read(pipe, watched_key)
         results = await pipe.execute(raise_on_error=False)
         raw = results[0]
         if isinstance(raw, NoScriptError):  # first call after a Redis restart: load it once
@@ -210,8 +212,10 @@ class RateLimiter:
             if isinstance(result, BaseException):
                 raise result
         revoked = bool(results[1]) if revoked_key is not None else None
-        values = results[2 if revoked_key is not None else 1 :]
-        return raw, revoked, tuple(_text(v) for v in values) if watch else None
+        # Each key's (SET NX, GET) pair: the GET's answer. None (deleted in between): unknown.
+        values = results[2 if revoked_key is not None else 1 :][1::2]
+        known = bool(watch) and all(v is not None for v in values)
+        return raw, revoked, tuple(_text(v) for v in values) if known else None
 
     def _cached_refusal(self, key: str, policy: str, limit: int) -> Decision | None:
         entry = self._refused.get(key)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from deelrx.identity.v1 import identity_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit.errors import DomainError
-from gateway import csrf, device_cookie
+from gateway import change_revisions, csrf, device_cookie
 from gateway.auth import ENROLLMENT_SCOPE, IssuedTokens, apply_decision, authenticate, limit_anonymous, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
@@ -246,7 +246,7 @@ async def logout(request: Request) -> Response:
 
 @router.get("/me", response_model=MeOut, responses=PROBLEMS)
 async def me(request: Request) -> dict[str, Any]:
-    ctx = await authenticate(request)
+    ctx = await authenticate(request, watch=change_revisions.keys_for)
     # Answered from the gateway's caches while nothing changed (gateway/profile_cache.py).
     caller = Caller(ctx.user_id, ctx.session_id, ctx.team_id, ctx.claims.iat, ctx.revisions)
     return await gateway_of(request).profiles.me(caller)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx_kit.errors import DomainError
-from gateway import csrf
+from gateway import change_revisions, csrf
 from gateway.auth import authenticate
 from gateway.clients import call
 from gateway.state import gateway_of
@@ -71,7 +71,8 @@ async def _verify(request: Request, permission: str | None, resource: str | None
         refused = csrf.cross_site_refusal(request.headers, gw.settings.public_origin)
         if refused is not None:
             raise refused
-    ctx = await authenticate(request, renew=False, method=method)
+    # Reads the change revisions only for the role cache, so only with an active team.
+    ctx = await authenticate(request, renew=False, method=method, watch=change_revisions.role_keys)
     role = ""
     if ctx.team_id:
         assert gw.roles is not None

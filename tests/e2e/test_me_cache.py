@@ -109,6 +109,24 @@ def _team_with_member(suite: RunningSuite) -> tuple[Member, Member, str]:
     return owner, member, team_id
 
 
+def _change_role_behind_the_gateway(suite: RunningSuite, team_id: str, user_id: str, role: str) -> None:
+    """Straight to rbac: no gateway sees this write, and no change stamp moves."""
+
+    async def change() -> None:
+        async with channel(suite.env["DEELRX_RBAC_ADDR"]) as ch:
+            await rbac_pb2_grpc.RbacServiceStub(ch).ChangeRole(
+                rbac_pb2.ChangeRoleRequest(
+                    context=common_pb2.RequestContext(),
+                    team_id=team_id,
+                    user_id=user_id,
+                    role=role,
+                    actor_role="owner",
+                )
+            )
+
+    asyncio.run(change())
+
+
 def test_a_warm_me_makes_no_grpc_call(suite: RunningSuite) -> None:
     owner = account(suite)
     team_id = create_team(owner)
@@ -179,24 +197,25 @@ def test_a_change_made_behind_the_gateway_arrives_with_its_notice(suite: Running
     for base in (None, second_gateway):
         assert _me(member.client, base)["team"]["role"] == "staff"
 
-    async def change() -> None:  # straight to rbac: no gateway sees this write
-        async with channel(suite.env["DEELRX_RBAC_ADDR"]) as ch:
-            await rbac_pb2_grpc.RbacServiceStub(ch).ChangeRole(
-                rbac_pb2.ChangeRoleRequest(
-                    context=common_pb2.RequestContext(),
-                    team_id=team_id,
-                    user_id=member.user_id,
-                    role="manager",
-                    actor_role="owner",
-                )
-            )
-
-    asyncio.run(change())
+    _change_role_behind_the_gateway(suite, team_id, member.user_id, "manager")
     for base in (None, second_gateway):
         deadline = time.monotonic() + 10
         while _me(member.client, base)["team"]["role"] != "manager":
             assert time.monotonic() < deadline, "the rbac.changed notice never reached the gateway"
             time.sleep(0.05)
+
+
+def test_a_replica_whose_nats_is_down_trusts_its_cache_for_seconds_only(suite: RunningSuite, deaf_replica: str) -> None:
+    _, member, team_id = _team_with_member(suite)
+    for _ in range(2):  # loads, then serves from memory
+        assert _me(member.client, deaf_replica)["team"]["role"] == "staff"
+    _change_role_behind_the_gateway(suite, team_id, member.user_id, "manager")
+    # Its notice cannot reach this replica, and no stamp moved: only the short lifetime of entries
+    # while the feed is down (seconds, not the 5 minutes of a connected replica) brings it.
+    deadline = time.monotonic() + 45
+    while _me(member.client, deaf_replica)["team"]["role"] != "manager":
+        assert time.monotonic() < deadline, "the replica kept serving the old role"
+        time.sleep(1.5)  # at most ~30 requests: well inside the team's starter rate
 
 
 def test_verify_makes_one_redis_round_trip_and_no_grpc_call(suite: RunningSuite) -> None:

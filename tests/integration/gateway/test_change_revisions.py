@@ -1,5 +1,6 @@
 """Change revisions against a real Redis: read in the rate limiter's one round trip together
-with the revocation check, and moved by every write to a value never seen before."""
+with the revocation check, created by the read when missing, and moved by every write (or a
+vanished key) to a value never seen before."""
 
 from __future__ import annotations
 
@@ -29,14 +30,17 @@ async def test_revisions_ride_in_the_rate_limit_round_trip(client: aioredis.Redi
     trips = limiter.redis_round_trips
     first = await limiter.hit("team-starter", team, 100, revoked_key, scope="team", watch=watch)
     assert first.allowed and first.revoked is False
-    assert first.watched == ("", "")  # nothing written yet
+    # Nothing written yet: the read created a stamp for each, and reads it again unchanged.
+    assert first.watched is not None and all(first.watched) and first.watched[0] != first.watched[1]
     assert limiter.redis_round_trips == trips + 1
+    again = await limiter.hit("team-starter", team, 100, scope="team", watch=watch)
+    assert again.watched == first.watched
 
     breaker = RedisBreaker(client.ping)
     assert await change_revisions.bump(client, breaker, user, team)
     await client.set(revoked_key, "1")
     second = await limiter.hit("team-starter", team, 100, revoked_key, scope="team", watch=watch)
-    assert limiter.redis_round_trips == trips + 2
+    assert limiter.redis_round_trips == trips + 3
     assert second.revoked is True
     assert second.watched is not None and all(second.watched) and second.watched[0] == second.watched[1]
 
@@ -46,6 +50,13 @@ async def test_revisions_ride_in_the_rate_limit_round_trip(client: aioredis.Redi
     assert third.watched is not None and third.revoked is None
     assert third.watched[0] not in ("", second.watched[0]) and third.watched[1] == second.watched[1]
     assert 0 < await client.ttl(change_revisions.user_key(user)) <= change_revisions.REVISION_TTL_SECONDS
+
+    # A stamp that vanishes (flush, eviction, expiry) comes back as a new one, never as "unset".
+    await client.delete(*watch)
+    fourth = await limiter.hit("team-starter", team, 100, scope="team", watch=watch)
+    assert fourth.watched is not None and all(fourth.watched)
+    assert fourth.watched[0] != third.watched[0] and fourth.watched[1] != third.watched[1]
+    assert 0 < await client.ttl(change_revisions.team_key(team)) <= change_revisions.REVISION_TTL_SECONDS
 
 
 async def test_without_watched_keys_nothing_more_is_asked(client: aioredis.Redis) -> None:

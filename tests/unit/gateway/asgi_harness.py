@@ -1,5 +1,6 @@
 """The gateway's real ASGI app (pipeline, routes, error mapping) over a real Redis, with the
-services behind it replaced by in-process fakes: no service process is started."""
+services behind it replaced by in-process fakes: no service process is started, and no NATS
+feed is connected."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import jwt
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from deelrx.identity.v1 import identity_pb2
+from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
 from deelrx_kit import grpc_errors, redis_keys
 from deelrx_kit.errors import DomainError
@@ -39,10 +41,12 @@ class FakeVerifier:
     def __init__(self) -> None:
         self.known: dict[str, AccessClaims] = {}
 
-    def mint(self, session_id: str, user_id: str, *, lifetime: int = 900, age: int = 0) -> str:
+    def mint(
+        self, session_id: str, user_id: str, *, lifetime: int = 900, age: int = 0, team_id: str | None = None
+    ) -> str:
         now = int(time.time()) - age
         token = f"at_{secrets.token_hex(8)}"
-        self.known[token] = AccessClaims(user_id, session_id, None, ("pwd",), now, now + lifetime, None, now)
+        self.known[token] = AccessClaims(user_id, session_id, team_id, ("pwd",), now, now + lifetime, None, now)
         return token
 
     async def verify(self, token: str) -> AccessClaims:
@@ -121,12 +125,38 @@ class FakeSessions:
         self.revoked.append(request.session_id)
         return sessions_pb2.RevokeSessionResponse()
 
+    async def GetSession(
+        self, request: sessions_pb2.GetSessionRequest, timeout: float
+    ) -> sessions_pb2.GetSessionResponse:
+        now = int(time.time())
+        return sessions_pb2.GetSessionResponse(
+            session=sessions_pb2.Session(
+                id=request.session_id,
+                created_at=Timestamp(seconds=now),
+                expires_at=Timestamp(seconds=now + 3600),
+                idle_expires_at=Timestamp(seconds=now + 1800),
+            )
+        )
+
 
 @dataclass
 class FakeIdentity:
     """identity.Authenticate answering a complete login with the grant a test sets."""
 
     grant: identity_pb2.SessionGrant = field(default_factory=identity_pb2.SessionGrant)
+    # GetUser's answers: user id -> name (what identity holds now); every user read.
+    names: dict[str, str] = field(default_factory=dict)
+    user_reads: list[str] = field(default_factory=list)
+
+    async def GetUser(self, request: identity_pb2.GetUserRequest, timeout: float) -> identity_pb2.GetUserResponse:
+        self.user_reads.append(request.user_id)
+        name = self.names.get(request.user_id, "")
+        return identity_pb2.GetUserResponse(user=identity_pb2.User(id=request.user_id, name=name))
+
+    async def GetTeams(self, request: identity_pb2.GetTeamsRequest, timeout: float) -> identity_pb2.GetTeamsResponse:
+        return identity_pb2.GetTeamsResponse(
+            teams=[identity_pb2.Team(id=team_id, name="Acme", plan="starter") for team_id in request.team_ids]
+        )
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, timeout: float
@@ -141,6 +171,19 @@ class FakeIdentity:
             ),
             session_grant=self.grant,
         )
+
+
+@dataclass
+class FakeRbac:
+    """rbac's membership read: every caller is a staff member of any team."""
+
+    async def GetMembership(
+        self, request: rbac_pb2.GetMembershipRequest, timeout: float
+    ) -> rbac_pb2.GetMembershipResponse:
+        membership = rbac_pb2.Membership(
+            team_id=request.team_id, user_id=request.user_id, role="staff", permissions=["customers.read"]
+        )
+        return rbac_pb2.GetMembershipResponse(membership=membership)
 
 
 @dataclass
@@ -185,6 +228,7 @@ async def harness(redis_url: str, data_dir: Any) -> AsyncIterator[Harness]:
     process.gw.verifier = verifier  # type: ignore[assignment]
     process.gw.clients.sessions = sessions  # type: ignore[assignment]
     process.gw.clients.identity = identity  # type: ignore[assignment]
+    process.gw.clients.rbac = FakeRbac()  # type: ignore[assignment]
     process.gw.activity = None
     yield Harness(process, verifier, sessions, identity)
     await real_clients.close()

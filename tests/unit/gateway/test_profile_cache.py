@@ -61,7 +61,7 @@ class Clock:
 
 
 def caller(
-    user: str = "usr_a", team: str | None = "tm_1", revs: tuple[str, ...] | None = ("", ""), iat: int = 10
+    user: str = "usr_a", team: str | None = "tm_1", revs: tuple[str, ...] | None = ("u1", "t1"), iat: int = 10
 ) -> Caller:
     return Caller(user, f"ses_{user}", team, iat, revs)
 
@@ -70,7 +70,9 @@ def cache_for(source: Source, entries: int = 100) -> tuple[ProfileCache, Clock]:
     clock = Clock()
     wall = Clock()
     wall.now = 100.0  # tokens in these tests were issued at 10
-    return ProfileCache(source.loaders(), entries, monotonic=clock, wall=wall), clock
+    cache = ProfileCache(source.loaders(), entries, monotonic=clock, wall=wall)
+    cache.feed_healthy = True  # the NATS feed connected (its outages: test_me_cache_freshness.py)
+    return cache, clock
 
 
 async def test_a_warm_cache_answers_without_any_load() -> None:
@@ -91,7 +93,7 @@ async def test_a_moved_user_revision_reloads_the_users_parts_only() -> None:
     await cache.me(caller())
     source.calls.clear()
     source.users["usr_a"] = "Ada L."
-    answer = await cache.me(caller(revs=("u2", "")))
+    answer = await cache.me(caller(revs=("u2", "t1")))
     assert answer["user"]["name"] == "Ada L."
     assert sorted(source.calls) == ["membership", "session", "user"]
 
@@ -102,7 +104,7 @@ async def test_a_moved_team_revision_reloads_team_and_membership() -> None:
     await cache.me(caller())
     source.calls.clear()
     source.plan, source.role = "enterprise", "manager"
-    answer = await cache.me(caller(revs=("", "t2")))
+    answer = await cache.me(caller(revs=("u1", "t2")))
     assert answer["team"]["plan"] == "enterprise" and answer["team"]["role"] == "manager"
     assert sorted(source.calls) == ["membership", "team"]
 
