@@ -1,21 +1,11 @@
-"""Team `mfa_required`: a member without TOTP gets an enrollment-only session (`scp:
-"mfa_enrollment"`) at login (identity decides it: `session_grant`), and may not switch into such
-a team (403 `mfa_enrollment_required`, decided here). The scope is enforced in gateway/auth.py."""
+"""Team `mfa_required`: what it means for a member's session (an enrollment-only session at
+login, a refused switch into the team) is identity's decision (its session grant); the scope is
+enforced in gateway/auth.py. What stays here is the rule for whoever turns the policy on."""
 
 from __future__ import annotations
 
 from deelrx.identity.v1 import identity_pb2
 from deelrx_kit.errors import DomainError
-
-
-def enrollment_required(team: identity_pb2.Team | None, user: identity_pb2.User) -> bool:
-    return bool(team is not None and team.settings.mfa_required and not user.mfa_enabled)
-
-
-def check_team_switch(team: identity_pb2.Team, user: identity_pb2.User) -> None:
-    """For /v1/auth/switch-team: refuse a team whose policy the user does not meet yet."""
-    if enrollment_required(team, user):
-        raise DomainError("mfa_enrollment_required", "This team requires two-factor authentication; enable it first.")
 
 
 def check_can_require_mfa(actor: identity_pb2.User, turning_on: bool) -> None:

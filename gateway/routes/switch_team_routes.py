@@ -12,9 +12,8 @@ from gateway.auth import IssuedTokens, queue_cookies
 from gateway.clients import call
 from gateway.context import request_context
 from gateway.exchange import exchange_of
-from gateway.mfa_policy import check_team_switch
 from gateway.presenters import session_json
-from gateway.routes.team_routes import PROBLEMS, load_team
+from gateway.routes.team_routes import PROBLEMS
 from gateway.state import gateway_of
 from gateway.team_access import require_member
 from gateway.team_schemas import SwitchTeamBody
@@ -24,15 +23,18 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 @router.post("/switch-team", responses=PROBLEMS)
 async def switch_team(body: SwitchTeamBody, request: Request) -> dict[str, Any]:
-    """Membership is checked live; a team the caller is not in answers 404 like a missing one.
-    The session's limits follow the new team's settings (never extended: sessions keeps the
+    """Membership is checked live through rbac; a team the caller is not in answers 404 like a
+    missing one. What the session may do in the new team is identity's decision (GrantForTeam:
+    403 `mfa_enrollment_required` while the team requires TOTP the caller lacks, else its
+    timeouts), passed on to sessions as a login's grant is (never extended: sessions keeps the
     earlier absolute expiry). Delivery mirrors the request: cookies in, cookies out."""
     access, membership = await require_member(request, body.team_id)
     gw = gateway_of(request)
-    team = await load_team(gw, body.team_id)
-    if team.settings.mfa_required:
-        user = await call(gw.clients.identity.GetUser, identity_pb2.GetUserRequest(user_id=access.user_id))
-        check_team_switch(team, user.user)  # 403 mfa_enrollment_required without TOTP
+    granted = await call(
+        gw.clients.identity.GrantForTeam,
+        identity_pb2.GrantForTeamRequest(user_id=access.user_id, team_id=body.team_id),
+    )
+    team, grant = granted.team, granted.session_grant
     reply = await call(
         gw.clients.sessions.SwitchTeam,
         sessions_pb2.SwitchTeamRequest(
@@ -40,8 +42,8 @@ async def switch_team(body: SwitchTeamBody, request: Request) -> dict[str, Any]:
             session_id=access.auth.session_id,
             team_id=team.id,
             policy=sessions_pb2.SessionPolicy(
-                idle_timeout_minutes=team.settings.session_idle_timeout_minutes,
-                absolute_timeout_hours=team.settings.session_absolute_timeout_hours,
+                idle_timeout_minutes=grant.idle_timeout_minutes,
+                absolute_timeout_hours=grant.absolute_timeout_hours,
             ),
         ),
     )

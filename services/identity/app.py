@@ -21,6 +21,7 @@ from services.identity.use_cases.passwords import Passwords
 from services.identity.use_cases.profile import Profile
 from services.identity.use_cases.second_factor import SecondFactor
 from services.identity.use_cases.signup import Signup
+from services.identity.use_cases.team_switch import TeamSwitch
 from services.identity.use_cases.teams import Teams
 
 
@@ -33,6 +34,7 @@ class IdentityApp:
     passwords: Passwords
     profile: Profile
     teams: Teams
+    team_switch: TeamSwitch
     invitations: Invitations
     holds: AccountHolds
 
@@ -53,6 +55,7 @@ class IdentityApp:
             passwords=Passwords(core, attempts, holds),
             profile=Profile(core),
             teams=teams,
+            team_switch=TeamSwitch(core),
             invitations=Invitations(core, teams),
             holds=holds,
         )

@@ -9,7 +9,7 @@ from deelrx_kit import timestamps
 from deelrx_kit.timestamps import to_timestamp
 from services.identity.app import IdentityApp
 from services.identity.domain.model import Team, User
-from services.identity.domain.session_grant import grant_for
+from services.identity.domain.session_grant import SessionGrant, grant_for
 from services.identity.domain.team_rules import Invitation
 
 
@@ -41,7 +41,10 @@ def team_pb(team: Team) -> identity_pb2.Team:
 
 
 def session_grant_pb(user: User, team: Team | None) -> identity_pb2.SessionGrant:
-    grant = grant_for(user, team)
+    return grant_pb(grant_for(user, team))
+
+
+def grant_pb(grant: SessionGrant) -> identity_pb2.SessionGrant:
     return identity_pb2.SessionGrant(
         scope=grant.scope,
         idle_timeout_minutes=grant.idle_timeout_minutes,
@@ -118,6 +121,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if team is not None:
             response.team.CopyFrom(team_pb(team))
         return response
+
+    async def GrantForTeam(
+        self, request: identity_pb2.GrantForTeamRequest, context: Any
+    ) -> identity_pb2.GrantForTeamResponse:
+        found = await self.app.team_switch.grant(request.user_id, request.team_id)
+        return identity_pb2.GrantForTeamResponse(team=team_pb(found.team), session_grant=grant_pb(found.grant))
 
     async def GetTeams(self, request: identity_pb2.GetTeamsRequest, context: Any) -> identity_pb2.GetTeamsResponse:
         teams = await self.app.teams.get_teams(list(request.team_ids))

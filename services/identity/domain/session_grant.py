@@ -1,11 +1,15 @@
-"""What a session started by a complete login may do, decided from the user's active team:
-a member of a team with `mfa_required` who has no TOTP yet gets an enrollment-only session
-(the gateway lets it reach only the MFA routes), and the team's timeouts bound the session."""
+"""What a session may do in a team, decided from the team's settings and the user.
+
+At a complete login (the user's active team): a member of a team with `mfa_required` who has no
+TOTP yet gets an enrollment-only session (the gateway lets it reach only the MFA routes), and the
+team's timeouts bound the session. At a team switch the same member is refused instead: an
+existing session is never narrowed to enrollment, so the switch must not happen at all."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deelrx_kit.errors import DomainError
 from services.identity.domain.model import Team, User
 
 ENROLLMENT_SCOPE = "mfa_enrollment"
@@ -32,3 +36,12 @@ def grant_for(user: User, team: Team | None) -> SessionGrant:
         team.settings.session_idle_timeout_minutes,
         team.settings.session_absolute_timeout_hours,
     )
+
+
+def grant_for_switch(user: User, team: Team) -> SessionGrant:
+    """The grant of a session moving into `team`, or `mfa_enrollment_required` while the user
+    lacks the second factor the team requires."""
+    grant = grant_for(user, team)
+    if grant.enrollment_only:
+        raise DomainError("mfa_enrollment_required", "This team requires two-factor authentication; enable it first.")
+    return grant

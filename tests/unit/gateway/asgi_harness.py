@@ -74,6 +74,7 @@ class FakeSessions:
     refreshed: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
     created: list[sessions_pb2.CreateSessionRequest] = field(default_factory=list)
+    switched: list[sessions_pb2.SwitchTeamRequest] = field(default_factory=list)
 
     async def Refresh(self, request: sessions_pb2.RefreshRequest, timeout: float) -> sessions_pb2.RefreshResponse:
         self.refreshed.append(request.refresh_token)
@@ -119,6 +120,28 @@ class FakeSessions:
             ),
         )
 
+    async def SwitchTeam(
+        self, request: sessions_pb2.SwitchTeamRequest, timeout: float
+    ) -> sessions_pb2.SwitchTeamResponse:
+        self.switched.append(request)
+        now = int(time.time())
+        session = sessions_pb2.Session(
+            id=request.session_id,
+            user_id="usr_1",
+            team_id=request.team_id,
+            created_at=Timestamp(seconds=now),
+            expires_at=Timestamp(seconds=now + 3600),
+            idle_expires_at=Timestamp(seconds=now + 60 * request.policy.idle_timeout_minutes),
+        )
+        return sessions_pb2.SwitchTeamResponse(
+            session=session,
+            tokens=sessions_pb2.TokenPair(
+                access_token=signed_access_token(request.session_id, "usr_1"),
+                refresh_token=f"rt_{request.session_id}.y",
+                expires_in=900,
+            ),
+        )
+
     async def RevokeSession(
         self, request: sessions_pb2.RevokeSessionRequest, timeout: float
     ) -> sessions_pb2.RevokeSessionResponse:
@@ -141,7 +164,8 @@ class FakeSessions:
 
 @dataclass
 class FakeIdentity:
-    """identity.Authenticate answering a complete login with the grant a test sets."""
+    """identity.Authenticate answering a complete login with the grant a test sets; GrantForTeam
+    answering a team switch with it too, or failing with `switch_error`."""
 
     grant: identity_pb2.SessionGrant = field(default_factory=identity_pb2.SessionGrant)
     # GetUser's answers: user id -> name (what identity holds now); every user read.
@@ -157,6 +181,31 @@ class FakeIdentity:
         return identity_pb2.GetTeamsResponse(
             teams=[identity_pb2.Team(id=team_id, name="Acme", plan="starter") for team_id in request.team_ids]
         )
+
+    switch_error: DomainError | None = None
+    grants_asked: list[identity_pb2.GrantForTeamRequest] = field(default_factory=list)
+    active_teams: list[str] = field(default_factory=list)
+
+    async def GrantForTeam(
+        self, request: identity_pb2.GrantForTeamRequest, timeout: float
+    ) -> identity_pb2.GrantForTeamResponse:
+        self.grants_asked.append(request)
+        if self.switch_error is not None:
+            raise rpc_error(self.switch_error)
+        # The team's own settings say otherwise: the gateway must follow the grant only.
+        team = identity_pb2.Team(
+            id=request.team_id,
+            name="Acme",
+            plan="professional",
+            settings=identity_pb2.TeamSettings(session_idle_timeout_minutes=1, mfa_required=True),
+        )
+        return identity_pb2.GrantForTeamResponse(team=team, session_grant=self.grant)
+
+    async def SetActiveTeam(
+        self, request: identity_pb2.SetActiveTeamRequest, timeout: float
+    ) -> identity_pb2.SetActiveTeamResponse:
+        self.active_teams.append(request.team_id)
+        return identity_pb2.SetActiveTeamResponse()
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, timeout: float
@@ -175,15 +224,22 @@ class FakeIdentity:
 
 @dataclass
 class FakeRbac:
-    """rbac's membership read: every caller is a staff member of any team."""
+    """rbac.GetMembership over the memberships a test sets, (user id, team id) -> role; anyone
+    else is a member with `default_role` (None: not a member)."""
+
+    roles: dict[tuple[str, str], str] = field(default_factory=dict)
+    default_role: str | None = "staff"
 
     async def GetMembership(
         self, request: rbac_pb2.GetMembershipRequest, timeout: float
     ) -> rbac_pb2.GetMembershipResponse:
+        role = self.roles.get((request.user_id, request.team_id), self.default_role)
+        if role is None:
+            raise rpc_error(DomainError("not_found", "Membership not found"))
         membership = rbac_pb2.Membership(
-            team_id=request.team_id, user_id=request.user_id, role="staff", permissions=["customers.read"]
+            team_id=request.team_id, user_id=request.user_id, role=role, permissions=["customers.read"]
         )
-        return rbac_pb2.GetMembershipResponse(membership=membership)
+        return rbac_pb2.GetMembershipResponse(membership=membership, revision=1)
 
 
 @dataclass
@@ -192,6 +248,7 @@ class Harness:
     verifier: FakeVerifier
     sessions: FakeSessions
     identity: FakeIdentity
+    rbac: FakeRbac
     client_ip: str = field(default_factory=lambda: f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}")
 
     @property
@@ -223,14 +280,14 @@ def new_session_id() -> str:
 async def harness(redis_url: str, data_dir: Any) -> AsyncIterator[Harness]:
     settings = Settings(data_dir=data_dir, redis_url=redis_url, secret_key=SECRET_KEY, cors_origins="")
     process = bootstrap(settings)
-    verifier, sessions, identity = FakeVerifier(), FakeSessions(), FakeIdentity()
+    verifier, sessions, identity, rbac = FakeVerifier(), FakeSessions(), FakeIdentity(), FakeRbac()
     real_clients = process.gw.clients
     process.gw.verifier = verifier  # type: ignore[assignment]
     process.gw.clients.sessions = sessions  # type: ignore[assignment]
     process.gw.clients.identity = identity  # type: ignore[assignment]
-    process.gw.clients.rbac = FakeRbac()  # type: ignore[assignment]
+    process.gw.clients.rbac = rbac  # type: ignore[assignment]
     process.gw.activity = None
-    yield Harness(process, verifier, sessions, identity)
+    yield Harness(process, verifier, sessions, identity, rbac)
     await real_clients.close()
     await process.gw.limiter.breaker.close()
     await process.gw.redis.aclose()

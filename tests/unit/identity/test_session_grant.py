@@ -1,11 +1,15 @@
-"""Identity decides what a login's session may do, from the active team's settings."""
+"""Identity decides what a session may do in a team, from the team's settings: at login (the
+active team) and at a team switch."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from deelrx_kit.errors import DomainError
 from services.identity.domain.model import Team, TeamSettings, User
-from services.identity.domain.session_grant import ENROLLMENT_SCOPE, SessionGrant, grant_for
+from services.identity.domain.session_grant import ENROLLMENT_SCOPE, SessionGrant, grant_for, grant_for_switch
 from services.identity.grpc_api import session_grant_pb
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -36,3 +40,11 @@ def test_no_active_team_leaves_the_sessions_defaults() -> None:
 def test_the_grant_travels_in_identitys_answer() -> None:
     message = session_grant_pb(_user(mfa=False), _team(required=True))
     assert (message.scope, message.idle_timeout_minutes, message.absolute_timeout_hours) == ("mfa_enrollment", 45, 8)
+
+
+def test_a_switch_into_a_team_whose_policy_the_user_does_not_meet_is_refused_not_narrowed() -> None:
+    with pytest.raises(DomainError) as refused:
+        grant_for_switch(_user(mfa=False), _team(required=True))
+    assert refused.value.code == "mfa_enrollment_required" and refused.value.http_status == 403
+    assert grant_for_switch(_user(mfa=True), _team(required=True, idle=20, absolute=4)) == SessionGrant("", 20, 4)
+    assert grant_for_switch(_user(mfa=False), _team(required=False)) == SessionGrant("", 45, 8)

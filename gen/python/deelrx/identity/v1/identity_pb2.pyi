@@ -250,6 +250,22 @@ class SetActiveTeamResponse(_message.Message):
     team: Team
     def __init__(self, team: _Optional[_Union[Team, _Mapping]] = ...) -> None: ...
 
+class GrantForTeamRequest(_message.Message):
+    __slots__ = ("user_id", "team_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    team_id: str
+    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
+
+class GrantForTeamResponse(_message.Message):
+    __slots__ = ("team", "session_grant")
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    SESSION_GRANT_FIELD_NUMBER: _ClassVar[int]
+    team: Team
+    session_grant: SessionGrant
+    def __init__(self, team: _Optional[_Union[Team, _Mapping]] = ..., session_grant: _Optional[_Union[SessionGrant, _Mapping]] = ...) -> None: ...
+
 class RequestPasswordResetRequest(_message.Message):
     __slots__ = ("context", "email")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]

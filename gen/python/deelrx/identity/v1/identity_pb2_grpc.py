@@ -80,6 +80,11 @@ class IdentityServiceStub:
                 request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.SetActiveTeamRequest.SerializeToString,
                 response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.SetActiveTeamResponse.FromString,
                 _registered_method=True)
+        self.GrantForTeam = channel.unary_unary(
+                '/deelrx.identity.v1.IdentityService/GrantForTeam',
+                request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.GrantForTeamRequest.SerializeToString,
+                response_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.GrantForTeamResponse.FromString,
+                _registered_method=True)
         self.RequestPasswordReset = channel.unary_unary(
                 '/deelrx.identity.v1.IdentityService/RequestPasswordReset',
                 request_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.RequestPasswordResetRequest.SerializeToString,
@@ -234,6 +239,14 @@ class IdentityServiceServicer:
 
     def SetActiveTeam(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantForTeam(self, request, context):
+        """A session moving into another team (membership is rbac's, checked by the caller): the team
+        and the session grant there, or mfa_enrollment_required while the team's policy is unmet.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -404,6 +417,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.SetActiveTeam,
                     request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.SetActiveTeamRequest.FromString,
                     response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.SetActiveTeamResponse.SerializeToString,
+            ),
+            'GrantForTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantForTeam,
+                    request_deserializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.GrantForTeamRequest.FromString,
+                    response_serializer=deelrx_dot_identity_dot_v1_dot_identity__pb2.GrantForTeamResponse.SerializeToString,
             ),
             'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestPasswordReset,
@@ -745,6 +763,33 @@ class IdentityService:
             '/deelrx.identity.v1.IdentityService/SetActiveTeam',
             deelrx_dot_identity_dot_v1_dot_identity__pb2.SetActiveTeamRequest.SerializeToString,
             deelrx_dot_identity_dot_v1_dot_identity__pb2.SetActiveTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantForTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/deelrx.identity.v1.IdentityService/GrantForTeam',
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.GrantForTeamRequest.SerializeToString,
+            deelrx_dot_identity_dot_v1_dot_identity__pb2.GrantForTeamResponse.FromString,
             options,
             channel_credentials,
             insecure,
