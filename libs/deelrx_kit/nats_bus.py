@@ -273,9 +273,10 @@ async def ensure_consumer(
 async def _update_filter(js: JetStreamContext, stream: str, durable: str, old: list[str], new: list[str]) -> None:
     """Give the existing consumer the filter `new`, every other setting as stored.
 
-    The stored configuration goes back as the server gave it: nats-py's ConsumerConfig drops
-    the fields it does not know (max_batch, max_expires, priority groups...), so a round trip
-    through it would reset those. A server that refuses raises: the caller retries, and never
+    The stored configuration goes back as the server gave it: nats-py (2.16) has no update
+    call, and its add_consumer sends a ConsumerConfig, which drops the fields nats-py does not
+    know (max_batch, max_expires, priority groups...), so a round trip through it would reset
+    those. A server that refuses raises: the caller retries, and never
     reads with the old filter meanwhile.
     """
     api = js._prefix  # the JetStream API prefix the context was made with
@@ -288,7 +289,8 @@ async def _update_filter(js: JetStreamContext, stream: str, durable: str, old: l
         else:
             stored["filter_subjects"] = new
         request = {"stream_name": stream, "config": stored, "action": "update"}
-        await js._api_request(f"{api}.CONSUMER.CREATE.{stream}.{durable}", json.dumps(request).encode())
+        # The subject nats-py creates durables on, so a NATS account allowed that may update too.
+        await js._api_request(f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{durable}", json.dumps(request).encode())
     except APIError as exc:
         log.error("consumer_filter_update_failed", stream=stream, durable=durable, old=old, new=new, error=str(exc))
         raise
