@@ -162,8 +162,7 @@ async def _suite_consumers(nats_url: str, prefix: str, *, create: bool) -> None:
             await nats_bus.ensure_streams(js)
         for stream, subject, name in SUITE_CONSUMERS:
             if create:
-                config = nats_bus.consumer_config(prefix + name)
-                config.filter_subject = subject
+                config = nats_bus.with_filter(nats_bus.consumer_config(prefix + name), subject)
                 config.deliver_policy = DeliverPolicy.NEW
                 await js.add_consumer(stream, config=config)
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,13 +16,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from deelrx_kit.metrics import DEAD_LETTERS
 
 log = structlog.get_logger("deelrx.nats")
 
-# Subjects. Audit events go to `audit.events.<type>`; alerts to `security.alerts`.
+# Subjects. Audit events go to `audit.events.pNN.<type>` (audit_partitions); alerts to `security.alerts`.
 AUDIT_SUBJECT_PREFIX = "audit.events."
 ALERTS_SUBJECT = "security.alerts"
 SESSIONS_REVOKED_SUBJECT = "sessions.revoked"
@@ -211,15 +212,40 @@ def consumer_config(durable: str, max_deliver: int = MAX_DELIVER) -> ConsumerCon
     )
 
 
+# A consumer's filter: one subject, or several (NATS 2.10+; they must not overlap).
+Filter = str | Sequence[str]
+
+
+def filter_list(subject: Filter | None, subjects: Sequence[str] | None = None) -> list[str]:
+    """The filter subjects, sorted, whichever of the two fields holds them."""
+    if isinstance(subject, str):
+        found = [subject] if subject else []
+    else:
+        found = list(subject or [])
+    return sorted(found + list(subjects or []))
+
+
+def with_filter(config: ConsumerConfig, subject: Filter) -> ConsumerConfig:
+    """`config` filtered on `subject`: `filter_subject` for one, `filter_subjects` for several."""
+    wanted = filter_list(subject)
+    config.filter_subject = wanted[0] if len(wanted) == 1 else None
+    config.filter_subjects = wanted if len(wanted) > 1 else None
+    return config
+
+
 CONSUMER_FIELDS = ("ack_policy", "deliver_policy", "ack_wait", "max_deliver", "backoff", "max_ack_pending")
 
 
 async def ensure_consumer(
-    js: JetStreamContext, stream: str, subject: str, durable: str, max_deliver: int = MAX_DELIVER
+    js: JetStreamContext, stream: str, subject: Filter, durable: str, max_deliver: int = MAX_DELIVER
 ) -> dict[str, tuple[Any, Any]]:
-    """Create the durable consumer when missing; never rewrite an existing one (logged)."""
-    config = consumer_config(durable, max_deliver)
-    config.filter_subject = subject
+    """Create the durable consumer when missing. An existing one keeps its settings (those that
+    differ are logged and returned), except its filter, which is set to `subject`.
+
+    The filter is the exception: an older version's filter (a subject this version no longer
+    publishes on) reads nothing, silently, while the other settings are an operator's tuning.
+    """
+    config = with_filter(consumer_config(durable, max_deliver), subject)
     try:
         info = await js.consumer_info(stream, durable)
     except NotFoundError:
@@ -229,6 +255,9 @@ async def ensure_consumer(
             return {}
         except BadRequestError:
             info = await js.consumer_info(stream, durable)
+    found_filter = filter_list(info.config.filter_subject, info.config.filter_subjects)
+    if found_filter != filter_list(subject):
+        await _update_filter(js, stream, durable, found_filter, filter_list(subject))
     found = differences(config, info.config, CONSUMER_FIELDS)
     if found:
         log.warning(
@@ -238,6 +267,33 @@ async def ensure_consumer(
             this_version_wants={k: v[0] for k, v in found.items()},
         )
     return found
+
+
+async def _update_filter(js: JetStreamContext, stream: str, durable: str, old: list[str], new: list[str]) -> None:
+    """Give the existing consumer the filter `new`, every other setting as stored.
+
+    The stored configuration goes back as the server gave it: nats-py (2.16) has no update
+    call, and its add_consumer sends a ConsumerConfig, which drops the fields nats-py does not
+    know (max_batch, max_expires, priority groups...), so a round trip through it would reset
+    those. A server that refuses raises: the caller retries, and never
+    reads with the old filter meanwhile.
+    """
+    api = js._prefix  # the JetStream API prefix the context was made with
+    try:
+        stored = (await js._api_request(f"{api}.CONSUMER.INFO.{stream}.{durable}"))["config"]
+        stored.pop("filter_subject", None)
+        stored.pop("filter_subjects", None)
+        if len(new) == 1:
+            stored["filter_subject"] = new[0]
+        else:
+            stored["filter_subjects"] = new
+        request = {"stream_name": stream, "config": stored, "action": "update"}
+        # The subject nats-py creates durables on, so a NATS account allowed that may update too.
+        await js._api_request(f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{durable}", json.dumps(request).encode())
+    except APIError as exc:
+        log.error("consumer_filter_update_failed", stream=stream, durable=durable, old=old, new=new, error=str(exc))
+        raise
+    log.warning("consumer_filter_updated", stream=stream, durable=durable, old=old, new=new)
 
 
 async def dead_letter(js: JetStreamContext, msg: Msg, durable: str, error: str) -> None:
@@ -263,7 +319,7 @@ async def consume(
     js: JetStreamContext,
     *,
     stream: str,
-    subject: str,
+    subject: Filter,
     durable: str,
     handler: Handler,
     stop: asyncio.Event,

@@ -82,7 +82,7 @@ class ServiceRuntime:
         self,
         *,
         stream: str,
-        subject: str,
+        subject: nats_bus.Filter,
         durable: str,
         handler: nats_bus.Handler,
         batch_handler: nats_bus.BatchHandler | None = None,

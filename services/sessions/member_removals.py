@@ -14,12 +14,14 @@ from nats.aio.msg import Msg
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx_kit import nats_bus
-from deelrx_kit.audit_partitions import type_filter
+from deelrx_kit.audit_partitions import PREFIX, type_filter
 from services.sessions.revocation import Revocation
 
 log = structlog.get_logger(__name__)
 
-SUBJECT = type_filter("member.removed")  # from every partition
+# From every partition, and in the unpartitioned form an rbac of an older version still
+# publishes during an upgrade (the two filters never overlap: five tokens, four).
+SUBJECT = (type_filter("member.removed"), f"{PREFIX}member.removed")
 DURABLE = "sessions-member-removed"
 
 

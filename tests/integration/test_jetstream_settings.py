@@ -1,16 +1,20 @@
 """JetStream settings against a NATS server of its own: streams and consumers are created
-with explicit settings when missing and never rewritten; a message that keeps failing, or
-cannot be read at all, ends in the dead-letter stream with its error, counted in metrics."""
+with explicit settings when missing and never rewritten, except a consumer's filter, which
+follows the subjects this version reads; a message that keeps failing, or cannot be read at
+all, ends in the dead-letter stream with its error, counted in metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
+from structlog.testing import capture_logs
 
 from deelrx_kit import nats_bus
 from deelrx_kit.metrics import DEAD_LETTERS
@@ -56,6 +60,62 @@ async def test_consumers_get_max_deliver_and_ack_wait_and_are_not_rewritten(js: 
     drift = await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-consumer", max_deliver=8)
     assert drift["max_deliver"] == (8, 5)
     assert (await js.consumer_info("AUDIT", "t-consumer")).config.max_deliver == 5
+
+
+OLD_FILTER = "audit.events.member.removed"
+NEW_FILTERS = ["audit.events.*.member.removed", "audit.events.member.removed"]
+
+
+async def _stored_config(js: JetStreamContext, durable: str) -> dict:  # type: ignore[type-arg]
+    """The consumer's configuration as the server keeps it (all fields, known to nats-py or not)."""
+    msg = await js._nc.request(f"$JS.API.CONSUMER.INFO.AUDIT.{durable}", b"", timeout=5)
+    return json.loads(msg.data)["config"]  # type: ignore[no-any-return]
+
+
+async def _operator_edits(js: JetStreamContext, durable: str, **changes: object) -> None:
+    """What `nats consumer edit` does: the stored configuration with some fields changed."""
+    config = {**await _stored_config(js, durable), **changes}
+    request = json.dumps({"stream_name": "AUDIT", "config": config, "action": "update"}).encode()
+    reply = json.loads((await js._nc.request(f"$JS.API.CONSUMER.CREATE.AUDIT.{durable}", request, timeout=5)).data)
+    assert "error" not in reply, reply
+
+
+async def test_an_older_filter_is_replaced_and_the_operators_settings_are_kept(js: JetStreamContext) -> None:
+    await nats_bus.ensure_streams(js)
+    # Made by an older version, then tuned by an operator (max_batch is a field nats-py does not know).
+    await nats_bus.ensure_consumer(js, "AUDIT", OLD_FILTER, "t-filter")
+    await _operator_edits(js, "t-filter", max_deliver=12, max_batch=7)
+    await js.publish("audit.events.p03.member.removed", b"partitioned", headers={"Nats-Msg-Id": "f1"})
+
+    with capture_logs() as logs:
+        drift = await nats_bus.ensure_consumer(js, "AUDIT", NEW_FILTERS, "t-filter", max_deliver=8)
+    stored = await _stored_config(js, "t-filter")
+    assert sorted(stored["filter_subjects"]) == NEW_FILTERS and "filter_subject" not in stored
+    assert stored["max_deliver"] == 12 and stored["max_batch"] == 7  # the operator's, kept
+    assert drift == {"max_deliver": (8, 12)}
+    updated = [e for e in logs if e["event"] == "consumer_filter_updated"]
+    assert [(e["old"], e["new"]) for e in updated] == [([OLD_FILTER], NEW_FILTERS)]
+    # The event the old filter never matched is delivered now.
+    sub = await js.pull_subscribe_bind(durable="t-filter", stream="AUDIT")
+    assert [m.data for m in await sub.fetch(5, timeout=5)] == [b"partitioned"]  # max_batch 7
+
+    # Back to one subject; and a filter that is already right is left alone.
+    await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-filter", max_deliver=12)
+    stored = await _stored_config(js, "t-filter")
+    assert stored["filter_subject"] == "audit.events.>" and not stored.get("filter_subjects")
+    with capture_logs() as logs:
+        assert await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-filter", max_deliver=12) == {}
+    assert not [e for e in logs if e["event"].startswith("consumer_filter")]
+
+
+async def test_a_filter_the_server_refuses_fails_loudly_and_changes_nothing(js: JetStreamContext) -> None:
+    await nats_bus.ensure_streams(js)
+    await nats_bus.ensure_consumer(js, "AUDIT", OLD_FILTER, "t-refused")
+    overlapping = ["audit.events.>", "audit.events.*.member.removed"]  # JetStream refuses overlaps
+    with capture_logs() as logs, pytest.raises(APIError):
+        await nats_bus.ensure_consumer(js, "AUDIT", overlapping, "t-refused")
+    assert [e["log_level"] for e in logs if e["event"] == "consumer_filter_update_failed"] == ["error"]
+    assert (await _stored_config(js, "t-refused"))["filter_subject"] == OLD_FILTER
 
 
 async def test_failing_and_unreadable_messages_go_to_the_dead_letter_stream(js: JetStreamContext) -> None:
