@@ -181,7 +181,7 @@ def bootstrap(settings: Settings) -> GatewayProcess:
     link = NatsLink(settings, "gateway", ensure_streams=False)
     ChangeFeed(gw, resync_revocations).attach(link)
     process = GatewayProcess(gw, create_app(gw), create_admin_app(gw), link)
-    reporter.nats = lambda: process.nc
+    reporter.publisher.nats = lambda: process.nc
     return process
 
 
