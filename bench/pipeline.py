@@ -35,6 +35,7 @@ from deelrx_kit.db import READ_ONLY_OPTION, create_engine
 from deelrx_kit.ids import new_id
 from deploy.local import infra
 from services.audit.adapters import sql
+from services.detector.domain.rules import RULE_IDS
 
 EVENTS = int(os.environ.get("BENCH_PIPELINE_EVENTS", "20000"))
 ALERT_SAMPLES = int(os.environ.get("BENCH_ALERT_SAMPLES", "60"))
@@ -188,6 +189,9 @@ def run(database: str, *, events: int = EVENTS, audit_replicas: int = AUDIT_REPL
             "DEELRX_DETECTOR_METRICS_PORT": str(infra.free_port()),
             "DEELRX_SECRET_KEY": "bench-secret-0123456789abcdef-0123456789",
             "DEELRX_LOG_LEVEL": "WARNING",
+            # The automatic responses call identity, sessions and rbac, which this benchmark does
+            # not run: each would fail and bring its event back, holding up the detector.
+            "DEELRX_DETECTOR_RESPONSES": json.dumps({rule: [] for rule in RULE_IDS}),
         }
         audit_ports = []
         services = []
