@@ -40,6 +40,8 @@ from services.audit.adapters.nats_partitions import durable_name
 from services.detector.adapters.nats_events import DURABLE as DETECTOR_DURABLE
 from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
 from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
+from services.sessions.password_changes import DURABLE as PASSWORDS_DURABLE
+from services.sessions.password_changes import SUBJECT as PASSWORDS_SUBJECT
 from tests.conftest import Infra, _create_database, drop_database
 
 
@@ -145,6 +147,7 @@ SUITE_CONSUMERS = (
     ("ALERTS", nats_bus.ALERTS_SUBJECT, ALERTS_DURABLE),
     ("AUDIT", f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", DETECTOR_DURABLE),
     ("AUDIT", REMOVALS_SUBJECT, REMOVALS_DURABLE),
+    ("AUDIT", PASSWORDS_SUBJECT, PASSWORDS_DURABLE),
     *(("AUDIT", partition_filter(p), durable_name(p)) for p in range(PARTITIONS)),
     ("AUDIT", LEGACY_FILTER, LEGACY_DURABLE),
 )

@@ -31,6 +31,9 @@ from services.sessions.maintenance import maintenance_loop
 from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
 from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
 from services.sessions.member_removals import MemberRemovals
+from services.sessions.password_changes import DURABLE as PASSWORDS_DURABLE
+from services.sessions.password_changes import SUBJECT as PASSWORDS_SUBJECT
+from services.sessions.password_changes import PasswordChanges
 from services.sessions.purge import run_purges
 from services.sessions.refresh import Refresh
 from services.sessions.revocation import Revocation
@@ -96,6 +99,9 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     # A removed member's team sessions die even if the remover failed before revoking them.
     removals = MemberRemovals(revocation)
     rt.add_consumer(stream="AUDIT", subject=REMOVALS_SUBJECT, durable=REMOVALS_DURABLE, handler=removals.on_event)
+    # A password reset or change ends the older sessions even if the gateway's revocation failed.
+    passwords = PasswordChanges(revocation)
+    rt.add_consumer(stream="AUDIT", subject=PASSWORDS_SUBJECT, durable=PASSWORDS_DURABLE, handler=passwords.on_event)
     rt.grpc.add(
         sessions_pb2_grpc.add_SessionsServiceServicer_to_server,
         SessionsServicer(issuing=issuing, refresh=refresh, listing=listing, revocation=revocation, keys=keys),

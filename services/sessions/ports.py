@@ -55,7 +55,13 @@ class SessionStore(Protocol):
         self, tx: AsyncSession, user_id: str, team_id: str, now: datetime
     ) -> list[SessionRecord]: ...
     async def live_session_ids(
-        self, tx: AsyncSession, user_id: str, team_id: str, except_id: str, now: datetime
+        self,
+        tx: AsyncSession,
+        user_id: str,
+        team_id: str,
+        except_id: str,
+        now: datetime,
+        created_before: datetime | None = None,
     ) -> list[str]: ...
     async def revoke(
         self, tx: AsyncSession, session_ids: Sequence[str], now: datetime, reason: str

@@ -7,7 +7,7 @@ A revocation marks the sessions revoked, stages `SessionRevoked` in the same tra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,13 +78,23 @@ class Revocation:
         await self.announce(revoked)
 
     async def revoke_many(
-        self, ctx: common_pb2.RequestContext, user_id: str, team_id: str, except_session_id: str, reason: str
+        self,
+        ctx: common_pb2.RequestContext,
+        user_id: str,
+        team_id: str,
+        except_session_id: str,
+        reason: str,
+        *,
+        created_before: datetime | None = None,
     ) -> int:
+        """`created_before`: only sessions created by then (a login after a password reset lives)."""
         if not user_id:
             raise validation_error("/user_id", "a user id is required")
         reason = reason or "unspecified"
         async with self.transactions.writing() as tx:
-            ids = await self.store.live_session_ids(tx, user_id, team_id, except_session_id, self.clock.now())
+            ids = await self.store.live_session_ids(
+                tx, user_id, team_id, except_session_id, self.clock.now(), created_before
+            )
             revoked = await self.revoke_in(tx, ids, user_id, reason, ctx)
         await self.announce(revoked)
         return len(revoked)

@@ -1,7 +1,7 @@
 """Cross-service writes finish after an outage between their two steps: an accepted invitation
-whose membership step failed (rbac down), and a removal whose session revocation failed
-(sessions down). A retry, or for the removal rbac's durable event, completes the job; nothing is
-applied twice."""
+whose membership step failed (rbac down), and a removal or a password reset whose session
+revocation failed (sessions down). A retry, or the durable event of rbac or identity, completes
+the job; nothing is applied twice."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningSuite
+from tests.e2e.flows import PASSWORD
 from tests.e2e.team_flows import account, create_team, invite, switch
 
 pytestmark = pytest.mark.e2e
@@ -90,3 +91,39 @@ def test_removal_while_sessions_is_down_revokes_without_a_retry(suite: RunningSu
     assert r.status_code == 401 and r.json()["code"] == "session_expired", r.text
     r = _until_not_unavailable(lambda: owner.client.delete(f"/v1/teams/{team_id}/members/{staff.user_id}"))
     assert r.status_code == 404  # already removed; a retry changes nothing
+
+
+RESET_LINK = r"/reset-password\?token=([A-Za-z0-9_\-]+)"
+NEW_PASSWORD = "quiet meadow lantern 1977"
+
+
+def _refused_within(client: httpx.Client, timeout: float = 30.0) -> httpx.Response:
+    """/v1/auth/me polled until it refuses the session; a 429 (the polling itself) is no answer."""
+    deadline = time.monotonic() + timeout
+    while (r := client.get("/v1/auth/me")).status_code in (200, 429) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return r
+
+
+def test_password_reset_while_sessions_is_down_revokes_without_a_retry(suite: RunningSuite) -> None:
+    victim = account(suite)  # the session a thief holds
+    assert victim.client.get("/v1/auth/me").status_code == 200
+    mark = suite.mailbox.mark()
+    with suite.client() as anon:
+        assert anon.post("/v1/auth/password/forgot", json={"email": victim.email}).status_code == 202
+        token = suite.mailbox.wait_for(victim.email, RESET_LINK, after=mark)
+        with stopped(suite, "sessions"):
+            r = anon.post("/v1/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD})
+            assert r.status_code == 503, r.text  # the password is set; the revocation failed
+    # Nobody retries: sessions, back, revokes from identity's durable `password.reset` event.
+    r = _refused_within(victim.client)
+    assert r.status_code == 401 and r.json()["code"] == "session_expired", r.text
+    with suite.client() as owner:
+        r = owner.post("/v1/auth/login", json={"email": victim.email, "password": PASSWORD})
+        assert r.status_code == 401  # the old password is gone
+        body = {"email": victim.email, "password": NEW_PASSWORD, "token_delivery": "body"}
+        # The gateway's channel to sessions may still be backing off from the outage.
+        r = _until_not_unavailable(lambda: owner.post("/v1/auth/login", json=body))
+        assert r.status_code == 200, r.text
+        me = owner.get("/v1/auth/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+        assert me.status_code == 200  # a login after the reset lives

@@ -237,7 +237,13 @@ class SqlSessionStore:
         return [_session(r) for r in rows]
 
     async def live_session_ids(
-        self, tx: AsyncSession, user_id: str, team_id: str, except_id: str, now: datetime
+        self,
+        tx: AsyncSession,
+        user_id: str,
+        team_id: str,
+        except_id: str,
+        now: datetime,
+        created_before: datetime | None = None,
     ) -> list[str]:
         t = sessions_table.c
         query = select(t.id).where(t.user_id == user_id, _not_revoked_live(now))
@@ -245,6 +251,8 @@ class SqlSessionStore:
             query = query.where(t.team_id == team_id)
         if except_id:
             query = query.where(t.id != except_id)
+        if created_before is not None:
+            query = query.where(t.created_at <= created_before)
         return list((await tx.execute(query)).scalars())
 
     async def revoke(

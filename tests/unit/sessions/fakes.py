@@ -61,9 +61,19 @@ class FakeSessionStore(Rollback):
         return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
 
     async def live_session_ids(
-        self, tx: AsyncSession, user_id: str, team_id: str, except_id: str, now: datetime
+        self,
+        tx: AsyncSession,
+        user_id: str,
+        team_id: str,
+        except_id: str,
+        now: datetime,
+        created_before: datetime | None = None,
     ) -> list[str]:
-        return [s.id for s in await self.list_live_sessions(tx, user_id, team_id, now) if s.id != except_id]
+        return [
+            s.id
+            for s in await self.list_live_sessions(tx, user_id, team_id, now)
+            if s.id != except_id and (created_before is None or s.created_at <= created_before)
+        ]
 
     async def revoke(
         self, tx: AsyncSession, session_ids: Sequence[str], now: datetime, reason: str
