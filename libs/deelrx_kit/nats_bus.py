@@ -56,12 +56,15 @@ STREAMS = [
 
 # Consumers: a handler that fails naks its message, asking for delivery n+1 after
 # NAK_DELAYS_SECONDS[n-1]; a message that failed MAX_DELIVER times goes to the dead-letter
-# stream. A message nobody acks (its consumer died) is delivered again after ACK_WAIT_SECONDS.
+# stream. A message nobody acks (its consumer died, or stopped while the message was on its
+# way, as when an audit partition moves to another replica) is delivered again after
+# ACK_WAIT_SECONDS: long enough for a fetched batch to be stored (the audit consumers keep
+# at most two transactions' worth waiting), short enough for a handover.
 # No server-side `backoff`: JetStream takes its first step as the ack wait (a one-second step
 # redelivered every event of a batch that waited a second behind a busy writer), and from the
 # second delivery on it lets the backoff step, not the nak's own delay, decide when the message
 # comes back.
-ACK_WAIT_SECONDS = 30
+ACK_WAIT_SECONDS = 10
 MAX_DELIVER = 8
 NAK_DELAYS_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 MAX_ACK_PENDING = 10_000

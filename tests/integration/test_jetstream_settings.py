@@ -55,7 +55,7 @@ async def test_consumers_get_max_deliver_and_ack_wait_and_are_not_rewritten(js: 
     info = (await js.consumer_info("AUDIT", "t-consumer")).config
     # No server-side backoff: its first step would replace the 30 s ack wait, and its later
     # steps would override the handlers' own nak delays.
-    assert info.max_deliver == 5 and not info.backoff and info.ack_wait == 30.0
+    assert info.max_deliver == 5 and not info.backoff and info.ack_wait == nats_bus.ACK_WAIT_SECONDS == 10.0
     assert info.max_ack_pending == nats_bus.MAX_ACK_PENDING
     drift = await nats_bus.ensure_consumer(js, "AUDIT", "audit.events.>", "t-consumer", max_deliver=8)
     assert drift["max_deliver"] == (8, 5)

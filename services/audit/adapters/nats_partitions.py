@@ -82,6 +82,13 @@ class PartitionConsumers:
         self._running: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._queue: asyncio.Queue[_Fetched] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # Events fetched and not yet stored: the loops fetch no more past this, so a fetched
+        # event is acked within about two transactions, far inside the consumers' ack wait
+        # (sixteen loops of 2,000 would otherwise wait behind one writer).
+        self.max_waiting = 2 * write_batch
+        self._waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     @property
     def running(self) -> frozenset[int]:
@@ -122,6 +129,11 @@ class PartitionConsumers:
                 if js is None:  # not connected yet
                     await asyncio.sleep(0.1)
                     continue
+                if self._waiting >= self.max_waiting:
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), FETCH_WAIT_SECONDS)
+                    continue
                 try:
                     if sub is None:
                         await nats_bus.ensure_consumer(
@@ -138,6 +150,7 @@ class PartitionConsumers:
                 batch = await self._decode(js, partition, durable, msgs)
                 if batch is None:
                     continue
+                self._waiting += len(batch.msgs)
                 self._queue.put_nowait(batch)
                 if not await batch.stored:
                     return  # the lease went to another replica
@@ -176,6 +189,9 @@ class PartitionConsumers:
                 for b in batches:
                     if not b.stored.done():
                         b.stored.set_result(True)
+            finally:
+                self._waiting -= sum(len(b.msgs) for b in batches)
+                self._room.set()
 
     async def _write(self, batches: list[_Fetched]) -> None:
         partitions = frozenset(b.partition for b in batches)
