@@ -50,7 +50,9 @@ class Visit:
 
 def open_visit(browser: Browser, origin: str) -> Visit:
     context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    context.set_default_timeout(15_000)
+    # A login hashes the password with argon2id and crosses three services: under a full
+    # parallel test run on two cores one step took longer than 15 s.
+    context.set_default_timeout(30_000)
     visit = Visit(context, context.new_page(), origin)
 
     def only_the_suite(route: Route) -> None:

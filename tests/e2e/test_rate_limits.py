@@ -83,8 +83,9 @@ def test_three_replicas_serve_a_starter_team_at_most_its_limit(suite: RunningSui
     token, team_id = team_member_token(suite)
     # Three replicas that know they are three (their share, should Redis stall mid-burst).
     # A generous Redis deadline: this is about shared counting, and a starved 2-core test host
-    # must not pass for a hung Redis (the breaker has its own tests below).
-    three = {"DEELRX_GATEWAY_REPLICAS": "3", "DEELRX_REDIS_TIMEOUT_MS": "3000"}
+    # must not pass for a hung Redis (the breaker has its own tests below). Three gateways
+    # taking 300 requests at once on two cores answered Redis late by more than 3 s.
+    three = {"DEELRX_GATEWAY_REPLICAS": "3", "DEELRX_REDIS_TIMEOUT_MS": "10000"}
     with (
         gateway_replica(suite, tmp_path, **three) as first,
         gateway_replica(suite, tmp_path, **three) as second,

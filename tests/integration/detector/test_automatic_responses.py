@@ -81,7 +81,8 @@ class Services:
 
     async def owner_notices(self, email: str, expected: int) -> list[Any]:
         """At least `expected` security notices to `email` (after the mail every new account gets)."""
-        mails = await self.identity.mails_to(email, 1 + expected, timeout=5)
+        # Outbox -> JetStream -> detector -> identity -> mail relay: seconds on a busy 2-core host.
+        mails = await self.identity.mails_to(email, 1 + expected, timeout=30)
         return [m for m in mails if OWNER_NOTICE in str(m["Subject"])]
 
     async def notices_before_sentinel(self, email: str, tid: str, owner: str) -> list[Any]:
