@@ -173,3 +173,34 @@ def test_proc_files_are_read_even_with_spaces_in_the_command_name() -> None:
 def test_machine_description_is_read_from_proc() -> None:
     assert cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
     assert mem_total_gib("MemTotal:       25165824 kB\n") == 24.0
+
+
+def test_a_process_trees_cpu_counts_its_children() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.procs import children, cpu_seconds, tree_cpu_seconds
+
+    # A parent that waits while its child burns CPU: only the tree shows the child's work.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "'import time\\nend = time.time() + 60\\nwhile time.time() < end: pass'])",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while tree_cpu_seconds(parent.pid) - cpu_seconds(parent.pid) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert children(parent.pid), "the child never started"
+        assert tree_cpu_seconds(parent.pid) - cpu_seconds(parent.pid) >= 0.3
+    finally:
+        for child in children(parent.pid):
+            os.kill(child, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
