@@ -82,6 +82,11 @@ def service_channel(settings: Settings, service: str) -> grpc.aio.Channel:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.dns_min_time_between_resolutions_ms", 5_000),
+        # A restarted replica is reached again within seconds: gRPC's default reconnect backoff
+        # grows to 120 s, and after a short outage callers kept answering 503 for half a minute.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
     files = settings.grpc_tls_files()
     if files is None:
