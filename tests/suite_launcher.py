@@ -229,6 +229,7 @@ def launch_suite(
     if database == "postgres":
         fixed["DEELRX_DATABASE_URL"] = asyncio.run(_create_database(infrastructure.postgres_url))
         pg_name = fixed["DEELRX_DATABASE_URL"].rsplit("/", 1)[1]
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "suite.log"
     log = open(log_path, "ab")
     running: Suite | None = None
