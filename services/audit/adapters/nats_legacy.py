@@ -30,7 +30,7 @@ from nats.js import JetStreamContext
 
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import PREFIX
-from services.audit.adapters.protobuf_records import decode_event
+from services.audit.adapters.protobuf_records import decode_stream_message
 from services.audit.app import AuditLog, PartitionFence
 from services.audit.domain.events import EventRecord
 from services.audit.ports import PartitionConsumers
@@ -123,7 +123,7 @@ class LegacyDrain:
         for msg in msgs:
             if is_partitioned(msg.subject):
                 continue
-            decoded = decode_event(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
+            decoded = decode_stream_message(msg.data, msg.headers)
             if decoded is None:
                 rest.append(msg)
                 continue
@@ -135,7 +135,7 @@ class LegacyDrain:
     async def _one(self, msg: Msg) -> None:
         if is_partitioned(msg.subject):
             return
-        decoded = decode_event(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
+        decoded = decode_stream_message(msg.data, msg.headers)
         if decoded is None:
             raise nats_bus.PoisonMessage("unreadable audit event")
         await self._store([decoded[0]], [decoded[1]])

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import partition_filter
-from services.audit.adapters.protobuf_records import decode_event
+from services.audit.adapters.protobuf_records import decode_stream_message
 from services.audit.app import AuditLog, LeaseLost, PartitionFence
 from services.audit.domain.events import EventRecord
 
@@ -164,7 +164,7 @@ class PartitionConsumers:
         payloads: list[bytes] = []
         good: list[Msg] = []
         for msg in msgs:
-            decoded = decode_event(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
+            decoded = decode_stream_message(msg.data, msg.headers)
             if decoded is None:
                 # Redelivering would not help: kept in the dead-letter stream instead.
                 await nats_bus.dead_letter(js, msg, durable, "poison: unreadable audit event")

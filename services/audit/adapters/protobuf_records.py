@@ -100,6 +100,11 @@ def decode_event(data: bytes, msg_id: str, received_at: datetime | None = None) 
         return None
 
 
+def decode_stream_message(data: bytes, headers: dict[str, str] | None) -> Decoded | None:
+    """decode_event of a message from the AUDIT stream, its Nats-Msg-Id header as the fallback id."""
+    return decode_event(data, (headers or {}).get("Nats-Msg-Id", ""))
+
+
 def event_message(e: EventRecord) -> audit_pb2.AuditEvent:
     return audit_pb2.AuditEvent(
         id=e.id,
