@@ -19,6 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy,
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from deelrx_kit.metrics import DEAD_LETTERS
+from deelrx_kit.nats_pull import Puller, PullFailed, connection
 
 log = structlog.get_logger("deelrx.nats")
 
@@ -338,41 +339,60 @@ async def consume(
     With a `batch_handler`, each fetched batch is handled at once; the messages it hands
     back, or all of them when it fails, then go through `handler` one by one.
     """
-    sub = None
-    while not stop.is_set():
+    puller: Puller | None = None
+    try:
+        while not stop.is_set():
+            try:
+                if puller is None:
+                    await ensure_consumer(js, stream, subject, durable, max_deliver)
+                    puller = Puller(connection(js), stream, durable, stop)
+                    await puller.start()
+                msgs = await puller.fetch(batch, wait=1)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except Exception as exc:  # noqa: BLE001 - NATS down, stream or consumer missing: keep trying
+                log.warning("consume_retry", durable=durable, error=str(exc))
+                if isinstance(exc, PullFailed) and puller is not None:
+                    await puller.close()
+                    puller = None  # made again, with its consumer
+                await asyncio.sleep(1)
+                continue
+            await _handle(js, msgs, durable, handler, batch_handler, max_deliver)
+    finally:
+        if puller is not None:
+            await puller.close()
+
+
+async def _handle(
+    js: JetStreamContext,
+    msgs: list[Msg],
+    durable: str,
+    handler: Handler,
+    batch_handler: BatchHandler | None,
+    max_deliver: int,
+) -> None:
+    if batch_handler is not None:
         try:
-            if sub is None:
-                await ensure_consumer(js, stream, subject, durable, max_deliver)
-                sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
-            msgs = await sub.fetch(batch, timeout=1)
-        except (TimeoutError, nats.errors.TimeoutError):
-            continue
-        except Exception as exc:  # noqa: BLE001 - NATS down or stream missing: keep trying
-            log.warning("consume_retry", durable=durable, error=str(exc))
-            await asyncio.sleep(1)
-            continue
-        if batch_handler is not None:
-            try:
-                rest = await batch_handler(msgs)
-            except Exception:
-                log.exception("batch_handler_failed", durable=durable, size=len(msgs))
-                rest = msgs
-            handed_back = {id(m) for m in rest}
-            for msg in msgs:
-                if id(msg) not in handed_back:
-                    await msg.ack()
-            msgs = rest
+            rest = await batch_handler(msgs)
+        except Exception:
+            log.exception("batch_handler_failed", durable=durable, size=len(msgs))
+            rest = msgs
+        handed_back = {id(m) for m in rest}
         for msg in msgs:
-            try:
-                await handler(msg)
-            except PoisonMessage as exc:
-                await dead_letter(js, msg, durable, f"poison: {exc}")
-            except Exception as exc:
-                delivered = msg.metadata.num_delivered
-                if delivered >= max_deliver:
-                    await dead_letter(js, msg, durable, f"{type(exc).__name__}: {exc}")
-                    continue
-                log.exception("event_handler_failed", durable=durable, subject=msg.subject, delivered=delivered)
-                await msg.nak(delay=nak_delay(delivered))
-            else:
+            if id(msg) not in handed_back:
                 await msg.ack()
+        msgs = rest
+    for msg in msgs:
+        try:
+            await handler(msg)
+        except PoisonMessage as exc:
+            await dead_letter(js, msg, durable, f"poison: {exc}")
+        except Exception as exc:
+            delivered = msg.metadata.num_delivered
+            if delivered >= max_deliver:
+                await dead_letter(js, msg, durable, f"{type(exc).__name__}: {exc}")
+                continue
+            log.exception("event_handler_failed", durable=durable, subject=msg.subject, delivered=delivered)
+            await msg.nak(delay=nak_delay(delivered))
+        else:
+            await msg.ack()

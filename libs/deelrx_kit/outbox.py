@@ -25,6 +25,7 @@ from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.db import UtcDateTime
 from deelrx_kit.ids import ulid
 from deelrx_kit.metrics import EVENTS_PUBLISHED, OUTBOX_FAILURES
+from deelrx_kit.periodic import wait_any
 
 log = structlog.get_logger("deelrx.outbox")
 
@@ -91,16 +92,14 @@ class Outbox:
             except Exception as exc:  # noqa: BLE001 - NATS or DB hiccup: keep the rows, retry
                 OUTBOX_FAILURES.inc()
                 log.warning("outbox_publish_failed", error=str(exc))
-                await asyncio.sleep(backoff)
+                await wait_any(stop, seconds=backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             if published >= batch:
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_seconds)
-            except TimeoutError:
-                pass
+            # Woken by a new row, or by the stop (a stopping service does not wait out the poll).
+            await wait_any(self._wake, stop, seconds=poll_seconds)
 
     async def _publish_batch(
         self, sessionmaker: async_sessionmaker[AsyncSession], js: JetStreamContext | None, batch: int

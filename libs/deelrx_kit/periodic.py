@@ -47,6 +47,18 @@ def _wait(interval: float | Callable[[], float], jitter: float) -> float:
     return max(seconds, 0.0)
 
 
+async def wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Wait until one of `events` is set, or `seconds` passed."""
+    if any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
 async def _stopped_within(seconds: float, stop: asyncio.Event) -> bool:
     """Wait up to `seconds`; True when `stop` was set meanwhile (or already)."""
     with contextlib.suppress(TimeoutError):

@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import partition_filter
+from deelrx_kit.nats_pull import Puller, PullFailed, connection
 from services.audit.adapters.protobuf_records import decode_stream_message
 from services.audit.app import AuditLog, LeaseLost, PartitionFence
 from services.audit.domain.events import EventRecord
@@ -122,7 +123,7 @@ class PartitionConsumers:
     # -- fetching, one loop per partition ------------------------------------------------
     async def _fetch_loop(self, partition: int, stop: asyncio.Event) -> None:
         durable = self.consumer_prefix + durable_name(partition)
-        sub = None
+        puller: Puller | None = None
         try:
             while not stop.is_set():
                 js = self._js()
@@ -135,16 +136,20 @@ class PartitionConsumers:
                         await asyncio.wait_for(self._room.wait(), FETCH_WAIT_SECONDS)
                     continue
                 try:
-                    if sub is None:
+                    if puller is None:
                         await nats_bus.ensure_consumer(
                             js, STREAM, partition_filter(partition), durable, self.max_deliver
                         )
-                        sub = await js.pull_subscribe_bind(durable=durable, stream=STREAM)
-                    msgs = await sub.fetch(self.fetch_batch, timeout=FETCH_WAIT_SECONDS)
+                        puller = Puller(connection(js), STREAM, durable, stop)
+                        await puller.start()
+                    msgs = await puller.fetch(self.fetch_batch, wait=FETCH_WAIT_SECONDS)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
-                except Exception as exc:  # noqa: BLE001 - NATS down or stream missing: keep trying
+                except Exception as exc:  # noqa: BLE001 - NATS down, stream or consumer missing: keep trying
                     log.warning("partition_consume_retry", partition=partition, error=str(exc))
+                    if isinstance(exc, PullFailed) and puller is not None:
+                        await puller.close()
+                        puller = None  # made again, with its consumer
                     await asyncio.sleep(1)
                     continue
                 batch = await self._decode(js, partition, durable, msgs)
@@ -155,9 +160,9 @@ class PartitionConsumers:
                 if not await batch.stored:
                     return  # the lease went to another replica
         finally:
-            if sub is not None:
-                with contextlib.suppress(Exception):  # the connection may be gone already
-                    await sub.unsubscribe()
+            if puller is not None:
+                # Hands back what arrived after the last fetch: the partition's next holder gets it now.
+                await puller.close()
 
     async def _decode(self, js: JetStreamContext, partition: int, durable: str, msgs: list[Msg]) -> _Fetched | None:
         records: list[EventRecord] = []
