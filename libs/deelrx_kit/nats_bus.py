@@ -319,6 +319,38 @@ async def dead_letter(js: JetStreamContext, msg: Msg, durable: str, error: str) 
     await msg.term()
 
 
+class DurablePull:
+    """Batches from a durable consumer that is made when missing: the consumer and its Puller
+    are made at the first fetch, and again after a PullFailed (the consumer was deleted, or its
+    stream's leader changed)."""
+
+    def __init__(self, stream: str, subject: Filter, durable: str, max_deliver: int, stop: asyncio.Event) -> None:
+        self.stream = stream
+        self.subject = subject
+        self.durable = durable
+        self.max_deliver = max_deliver
+        self._stop = stop
+        self._puller: Puller | None = None
+
+    async def fetch(self, js: JetStreamContext, batch: int, *, wait: float) -> list[Msg]:
+        if self._puller is None:
+            await ensure_consumer(js, self.stream, self.subject, self.durable, self.max_deliver)
+            puller = Puller(connection(js), self.stream, self.durable, self._stop)
+            await puller.start()
+            self._puller = puller
+        try:
+            return await self._puller.fetch(batch, wait=wait)
+        except PullFailed:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Hands back what was delivered and not fetched (see Puller.close)."""
+        if self._puller is not None:
+            puller, self._puller = self._puller, None
+            await puller.close()
+
+
 async def consume(
     js: JetStreamContext,
     *,
@@ -339,28 +371,20 @@ async def consume(
     With a `batch_handler`, each fetched batch is handled at once; the messages it hands
     back, or all of them when it fails, then go through `handler` one by one.
     """
-    puller: Puller | None = None
+    pull = DurablePull(stream, subject, durable, max_deliver, stop)
     try:
         while not stop.is_set():
             try:
-                if puller is None:
-                    await ensure_consumer(js, stream, subject, durable, max_deliver)
-                    puller = Puller(connection(js), stream, durable, stop)
-                    await puller.start()
-                msgs = await puller.fetch(batch, wait=1)
+                msgs = await pull.fetch(js, batch, wait=1)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except Exception as exc:  # noqa: BLE001 - NATS down, stream or consumer missing: keep trying
                 log.warning("consume_retry", durable=durable, error=str(exc))
-                if isinstance(exc, PullFailed) and puller is not None:
-                    await puller.close()
-                    puller = None  # made again, with its consumer
                 await asyncio.sleep(1)
                 continue
             await _handle(js, msgs, durable, handler, batch_handler, max_deliver)
     finally:
-        if puller is not None:
-            await puller.close()
+        await pull.close()
 
 
 async def _handle(

@@ -24,7 +24,6 @@ from nats.js import JetStreamContext
 
 from deelrx_kit import nats_bus
 from deelrx_kit.audit_partitions import partition_filter
-from deelrx_kit.nats_pull import Puller, PullFailed, connection
 from services.audit.adapters.protobuf_records import decode_stream_message
 from services.audit.app import AuditLog, LeaseLost, PartitionFence
 from services.audit.domain.events import EventRecord
@@ -123,7 +122,7 @@ class PartitionConsumers:
     # -- fetching, one loop per partition ------------------------------------------------
     async def _fetch_loop(self, partition: int, stop: asyncio.Event) -> None:
         durable = self.consumer_prefix + durable_name(partition)
-        puller: Puller | None = None
+        pull = nats_bus.DurablePull(STREAM, partition_filter(partition), durable, self.max_deliver, stop)
         try:
             while not stop.is_set():
                 js = self._js()
@@ -136,20 +135,11 @@ class PartitionConsumers:
                         await asyncio.wait_for(self._room.wait(), FETCH_WAIT_SECONDS)
                     continue
                 try:
-                    if puller is None:
-                        await nats_bus.ensure_consumer(
-                            js, STREAM, partition_filter(partition), durable, self.max_deliver
-                        )
-                        puller = Puller(connection(js), STREAM, durable, stop)
-                        await puller.start()
-                    msgs = await puller.fetch(self.fetch_batch, wait=FETCH_WAIT_SECONDS)
+                    msgs = await pull.fetch(js, self.fetch_batch, wait=FETCH_WAIT_SECONDS)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except Exception as exc:  # noqa: BLE001 - NATS down, stream or consumer missing: keep trying
                     log.warning("partition_consume_retry", partition=partition, error=str(exc))
-                    if isinstance(exc, PullFailed) and puller is not None:
-                        await puller.close()
-                        puller = None  # made again, with its consumer
                     await asyncio.sleep(1)
                     continue
                 batch = await self._decode(js, partition, durable, msgs)
@@ -160,9 +150,8 @@ class PartitionConsumers:
                 if not await batch.stored:
                     return  # the lease went to another replica
         finally:
-            if puller is not None:
-                # Hands back what arrived after the last fetch: the partition's next holder gets it now.
-                await puller.close()
+            # Hands back what arrived after the last fetch: the partition's next holder gets it now.
+            await pull.close()
 
     async def _decode(self, js: JetStreamContext, partition: int, durable: str, msgs: list[Msg]) -> _Fetched | None:
         records: list[EventRecord] = []

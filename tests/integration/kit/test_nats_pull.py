@@ -138,3 +138,18 @@ async def test_an_operators_smaller_max_batch_is_respected(nc: NATS) -> None:
             await m.ack()
     assert sizes == [7, 7, 6]
     await puller.close()
+
+
+async def test_a_durable_pull_makes_its_consumer_again_after_it_was_deleted(nc: NATS) -> None:
+    js = nc.jetstream()
+    stop = asyncio.Event()
+    pull = nats_bus.DurablePull(STREAM, "audit.events.>", "t-remade", nats_bus.MAX_DELIVER, stop)
+    await _publish(js, 0, 2)
+    assert [int(m.data) for m in await pull.fetch(js, 10, wait=5)] == [0, 1]  # made at the first fetch
+    await js.delete_consumer(STREAM, "t-remade")
+    with pytest.raises(PullFailed):
+        await pull.fetch(js, 10, wait=5)
+    # Made again (delivering from the start of the stream, as a new consumer does).
+    assert [int(m.data) for m in await pull.fetch(js, 10, wait=5)] == [0, 1]
+    assert (await js.consumer_info(STREAM, "t-remade")).config.max_deliver == nats_bus.MAX_DELIVER
+    await pull.close()
