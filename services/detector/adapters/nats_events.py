@@ -8,10 +8,11 @@ replay or a second detector does not double them.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from nats.aio.client import Client as NATS
@@ -92,6 +93,32 @@ def security_alert(alert: RaisedAlert) -> audit_pb2.Alert:
         status="open",
         user_ids=list(alert.user_ids),
         event_ids=list(alert.event_ids),
+    )
+
+
+def raised_alert(alert: audit_pb2.Alert) -> RaisedAlert:
+    """`security_alert` reversed: the alert as the responses read it. Its time must survive
+    exactly, since the ids of the responses' audit events derive from it. Numbers in the
+    evidence come back as floats (a Struct holds doubles). ValueError when the alert lacks an
+    id, a rule or a valid time."""
+    if not alert.id or not alert.rule:
+        raise ValueError("alert without id or rule")
+    if not alert.HasField("time") or not timestamps.in_range(alert.time):
+        raise ValueError("alert without a valid time")
+    try:
+        time = alert.time.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("alert without a valid time") from None
+    return RaisedAlert(
+        id=alert.id,
+        rule=alert.rule,
+        severity=alert.severity,
+        subject=alert.subject,
+        time=time,
+        team_id=alert.team_id,
+        user_ids=tuple(alert.user_ids),
+        event_ids=tuple(alert.event_ids),
+        evidence=json_format.MessageToDict(alert.evidence),
     )
 
 
