@@ -38,6 +38,7 @@ from services.audit.adapters.nats_events import ALERTS_DURABLE
 from services.audit.adapters.nats_legacy import LEGACY_DURABLE, LEGACY_FILTER
 from services.audit.adapters.nats_partitions import durable_name
 from services.detector.adapters.nats_events import DURABLE as DETECTOR_DURABLE
+from services.detector.adapters.nats_events import RESPONSES_DURABLE
 from services.sessions.member_removals import DURABLE as REMOVALS_DURABLE
 from services.sessions.member_removals import SUBJECT as REMOVALS_SUBJECT
 from services.sessions.password_changes import DURABLE as PASSWORDS_DURABLE
@@ -145,6 +146,7 @@ def suite_env(
 # drain of the unpartitioned subjects.
 SUITE_CONSUMERS = (
     ("ALERTS", nats_bus.ALERTS_SUBJECT, ALERTS_DURABLE),
+    ("ALERTS", nats_bus.ALERTS_SUBJECT, RESPONSES_DURABLE),
     ("AUDIT", f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", DETECTOR_DURABLE),
     ("AUDIT", REMOVALS_SUBJECT, REMOVALS_DURABLE),
     ("AUDIT", PASSWORDS_SUBJECT, PASSWORDS_DURABLE),

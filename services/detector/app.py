@@ -5,7 +5,8 @@ Per rule: the event is added to its subject's window (idempotent per event id); 
 window triggers, the subject's quiet period is claimed (atomic, so of several replicas one
 raises the alert) for one window. When the event that raised an alert is delivered again,
 the alert is sent again: the first attempt may have died before publishing, and the
-derived alert id makes the copy harmless.
+derived alert id makes the copy harmless. The automatic responses are not run here: they read
+the published alerts from their own consumer (adapters/nats_events.py, AlertResponsesFeed).
 """
 
 from __future__ import annotations
@@ -24,19 +25,16 @@ from services.detector.domain.rules import (
     alert_id_for,
     build_alert,
 )
-from services.detector.ports import AlertResponses, AlertSink, WindowStore
+from services.detector.ports import AlertSink, WindowStore
 
 log = structlog.get_logger(__name__)
 
 
 class Detector:
-    def __init__(
-        self, rules: RuleSet, store: WindowStore, sink: AlertSink, responses: AlertResponses | None = None
-    ) -> None:
+    def __init__(self, rules: RuleSet, store: WindowStore, sink: AlertSink) -> None:
         self.ruleset = rules
         self.store = store
         self.sink = sink
-        self.responses = responses
 
     @property
     def rules(self) -> list[RuleSpec]:
@@ -75,5 +73,3 @@ class Detector:
             log.info("alert_raised", rule=alert.rule, alert_id=alert.id, severity=alert.severity, team_id=alert.team_id)
             await self.sink.publish(alert)
             ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
-            if self.responses is not None:
-                await self.responses.respond(alert)

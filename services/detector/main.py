@@ -2,6 +2,9 @@
 so a restart or a second replica loses and double-counts nothing: replicas share the durable
 consumer "detector" (each event goes to one of them) and the windows. On start it catches up
 from where the durable consumer stopped. It has no database.
+
+When some response is configured, a second durable consumer, "detector-responses", reads the
+alerts back from the ALERTS stream and carries out the responses, apart from detection.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from deelrx_kit.clock import Clock, SystemClock
 from deelrx_kit.grpc_client import service_channel
 from deelrx_kit.runtime import ServiceRuntime, run
 from deelrx_kit.settings import Settings
-from services.detector.adapters.nats_events import DURABLE, AuditEventFeed, JetStreamAlertSink
+from services.detector.adapters.nats_events import (
+    DURABLE,
+    RESPONSES_DURABLE,
+    AlertResponsesFeed,
+    AuditEventFeed,
+    JetStreamAlertSink,
+)
 from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
 from services.detector.domain.rules import DEFAULT_RULES, RuleSet, apply_overrides
@@ -36,7 +45,11 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
     specs = DEFAULT_RULES
     if settings.detector_rules.strip():
         specs = apply_overrides(DEFAULT_RULES, json.loads(settings.detector_rules))
-    responses = None
+    detector = Detector(RuleSet(specs), store, sink)
+    rt.on_stop(redis.aclose)
+    feed = AuditEventFeed(detector, sink)
+    rt.on_nats(feed.on_connected)
+    rt.add_consumer(stream="AUDIT", subject=f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", durable=DURABLE, handler=feed.on_event)
     configured = parse_responses(settings.detector_responses)
     if any(configured.values()):
         # The services' own channels: mutual TLS (the detector's certificate) when configured.
@@ -52,11 +65,15 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
         )
         for ch in channels:
             rt.on_stop(ch.close)
-    detector = Detector(RuleSet(specs), store, sink, responses)
-    rt.on_stop(redis.aclose)
-    feed = AuditEventFeed(detector, sink)
-    rt.on_nats(feed.on_connected)
-    rt.add_consumer(stream="AUDIT", subject=f"{nats_bus.AUDIT_SUBJECT_PREFIX}>", durable=DURABLE, handler=feed.on_event)
+        # One alert per pull: an alert's responses may take seconds of gRPC calls, and alerts
+        # fetched behind it would outwait the ack wait (10 s) and be delivered again meanwhile.
+        rt.add_consumer(
+            stream="ALERTS",
+            subject=nats_bus.ALERTS_SUBJECT,
+            durable=RESPONSES_DURABLE,
+            handler=AlertResponsesFeed(responses).on_alert,
+            batch=1,
+        )
     rt.grpc.add(
         detector_pb2_grpc.add_DetectorServiceServicer_to_server,
         DetectorServicer(detector),

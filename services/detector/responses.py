@@ -17,9 +17,10 @@ Actions, and where each is carried out:
 Each performing service records its own audit event through its outbox (`auth.account_locked`,
 `session.revoked`, `auth.mfa_step_required`, `security.owners_notified`), and the detector adds
 `security.response_taken` (rule, alert id, action, target) with an id derived from the alert
-and the action. Identity applies each (alert, action) once, so a redelivered alert (or a
-second detector) neither locks twice nor mails twice; a failure leaves the event
-unacknowledged and the responses are tried again.
+and the action. The responses run from the detector's consumer of the ALERTS stream
+(adapters/nats_events.py, AlertResponsesFeed), not where alerts are raised. Identity applies
+each (alert, action) once, so a redelivered alert (or a second detector) neither locks twice
+nor mails twice; a failure leaves the alert unacknowledged and the responses are tried again.
 """
 
 from __future__ import annotations

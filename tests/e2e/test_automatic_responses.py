@@ -1,6 +1,7 @@
 """A brute force through the whole product (gateway -> identity -> outbox -> JetStream ->
-detector -> identity and rbac) with the default responses: the account is held, the team's
-owners are mailed (without secrets), and the responses are in the audit trail."""
+detector -> security.alerts -> the detector's responses -> identity and rbac) with the default
+responses: the account is held, the team's owners are mailed (without secrets), and the
+responses are in the audit trail."""
 
 from __future__ import annotations
 

@@ -1,17 +1,21 @@
-"""The detector on NATS: audit events in (durable "detector"), alerts out.
+"""The detector on NATS: audit events in (durable "detector"), alerts out, and the alerts
+read back for the automatic responses (durable "detector-responses").
 
 Alerts go to `security.alerts` and their `security.alert_raised` audit event straight to
 JetStream (the detector has no database); both carry derived ids as Nats-Msg-Id, so a
-replay or a second detector does not double them.
+replay or a second detector does not double them. The responses read the alerts from the
+ALERTS stream rather than run where they are raised: a slow or unreachable identity, sessions
+or rbac then holds up the responses only, never the detection of later events.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from nats.aio.client import Client as NATS
@@ -31,10 +35,12 @@ from services.detector.domain.rules import (
     RaisedAlert,
     alert_raised_event_id,
 )
+from services.detector.ports import AlertResponses
 
 log = structlog.get_logger(__name__)
 
 DURABLE = "detector"
+RESPONSES_DURABLE = "detector-responses"
 
 
 def _detail(ev: audit_pb2.AuditEvent, name: str) -> Any:
@@ -92,6 +98,32 @@ def security_alert(alert: RaisedAlert) -> audit_pb2.Alert:
         status="open",
         user_ids=list(alert.user_ids),
         event_ids=list(alert.event_ids),
+    )
+
+
+def raised_alert(alert: audit_pb2.Alert) -> RaisedAlert:
+    """`security_alert` reversed: the alert as the responses read it. Its time must survive
+    exactly, since the ids of the responses' audit events derive from it. Numbers in the
+    evidence come back as floats (a Struct holds doubles). ValueError when the alert lacks an
+    id, a rule or a valid time."""
+    if not alert.id or not alert.rule:
+        raise ValueError("alert without id or rule")
+    if not alert.HasField("time") or not timestamps.in_range(alert.time):
+        raise ValueError("alert without a valid time")
+    try:
+        time = alert.time.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("alert without a valid time") from None
+    return RaisedAlert(
+        id=alert.id,
+        rule=alert.rule,
+        severity=alert.severity,
+        subject=alert.subject,
+        time=time,
+        team_id=alert.team_id,
+        user_ids=tuple(alert.user_ids),
+        event_ids=tuple(alert.event_ids),
+        evidence=json_format.MessageToDict(alert.evidence),
     )
 
 
@@ -159,3 +191,30 @@ class AuditEventFeed:
             raise nats_bus.PoisonMessage("audit event without id")
         if self.detector.ruleset.reads(ev.type, session_id=ev.session_id):
             await self.detector.observe(observation(ev, self.sink.clock.now()))
+
+
+class AlertResponsesFeed:
+    """The alerts of `security.alerts`, each open one answered with its rule's responses.
+
+    A response that fails raises, so the alert is redelivered (after the nak delays) and
+    dead-lettered after max_deliver; responses are idempotent per alert, and the alert id as
+    Nats-Msg-Id keeps a re-raised alert out of the stream within the duplicate window.
+    """
+
+    def __init__(self, responses: AlertResponses) -> None:
+        self.responses = responses
+
+    async def on_alert(self, msg: Msg) -> None:
+        try:
+            alert = audit_pb2.Alert.FromString(msg.data)
+        except DecodeError:
+            raise nats_bus.PoisonMessage("unreadable alert") from None
+        if alert.status != "open":
+            # Only the detector publishes here, always "open"; triage changes stay in audit.
+            log.info("alert_not_open_skipped", alert_id=alert.id, status=alert.status)
+            return
+        try:
+            raised = raised_alert(alert)
+        except ValueError as exc:
+            raise nats_bus.PoisonMessage(str(exc)) from None
+        await self.responses.respond(raised)

@@ -3,8 +3,8 @@ sessions, the detector's Redis windows, NATS and the audit service.
 
 Per rule, a response fires when the configuration enables it and not when it disables it;
 and a brute force replayed through the whole pipeline (wrong passwords at identity -> outbox ->
-JetStream -> detector -> identity) ends with the account held, the owners mailed and every
-response stored as an audit event."""
+JetStream -> detector -> security.alerts -> the detector's responses -> identity) ends with
+the account held, the owners mailed and every response stored as an audit event."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
 from redis.asyncio import Redis
 
 from deelrx.audit.v1 import audit_pb2, audit_pb2_grpc
@@ -32,6 +33,7 @@ from deelrx_kit.ids import new_id
 from deelrx_kit.runtime import ServiceRuntime
 from deelrx_kit.timestamps import to_timestamp
 from services.audit.main import bootstrap as audit_bootstrap
+from services.detector.adapters.nats_events import AlertResponsesFeed, security_alert
 from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
 from services.detector.domain.rules import Observation, RaisedAlert, RuleSet
@@ -138,9 +140,16 @@ async def services(tmp_path: Path, nats_url: str, redis_url: str, nats_client: A
 
 
 async def _detect(services: Services, redis_url: str, config: str, observations: list[Observation]) -> Collected:
-    """Observations through a detector wired to the real services (its windows in Redis)."""
+    """Observations through a detector (its windows in Redis), then the alerts it raised, as
+    read back from `security.alerts`, through the responses wired to the real services."""
     sink = Collected()
     redis = Redis.from_url(redis_url)
+    detector = Detector(RuleSet(), RedisWindowStore(redis, prefix=f"t:{uuid.uuid4().hex}:"), sink)
+    try:
+        for obs in observations:
+            await detector.observe(obs)
+    finally:
+        await redis.aclose()
     responses = Responses(
         parse_responses(config),
         services.sessions,
@@ -149,12 +158,10 @@ async def _detect(services: Services, redis_url: str, config: str, observations:
         identity=services.identity.stub,
         rbac=services.rbac,
     )
-    detector = Detector(RuleSet(), RedisWindowStore(redis, prefix=f"t:{uuid.uuid4().hex}:"), sink, responses)
-    try:
-        for obs in observations:
-            await detector.observe(obs)
-    finally:
-        await redis.aclose()
+    feed = AlertResponsesFeed(responses)
+    for alert in sink.alerts:
+        data = security_alert(alert).SerializeToString()
+        await feed.on_alert(Msg(_client=None, subject=nats_bus.ALERTS_SUBJECT, data=data))
     return sink
 
 
@@ -249,8 +256,9 @@ async def _stored(
 async def test_a_brute_force_through_the_pipeline_ends_locked_with_owners_mailed(
     services: Services, tmp_path: Path
 ) -> None:
-    """Wrong passwords at identity -> outbox -> JetStream -> detector (default responses) ->
-    identity and rbac -> the account is held, the owners mailed, and audit stores it all."""
+    """Wrong passwords at identity -> outbox -> JetStream -> detector -> security.alerts -> its
+    responses consumer (default responses) -> identity and rbac -> the account is held, the
+    owners mailed, and audit stores it all."""
     identity = services.identity
     email = f"pipeline.{uuid.uuid4().hex[:8]}@example.com"
     victim = await identity.account(email)

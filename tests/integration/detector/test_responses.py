@@ -1,6 +1,7 @@
 """Automatic responses: with `revoke_session` configured for session_anomaly, a session used
-from two distant networks is revoked through the real sessions service, and the response is
-recorded as an audit event; without it, nothing is revoked."""
+from two distant networks is revoked through the real sessions service once the alert is read
+back from `security.alerts`, and the response is recorded as an audit event; without it,
+nothing is revoked."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 from redis.asyncio import Redis
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.common.v1 import common_pb2
 from deelrx.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from deelrx_kit import nats_bus
 from deelrx_kit.clock import SystemClock
 from deelrx_kit.grpc_server import channel
 from deelrx_kit.ids import new_id
+from services.detector.adapters.nats_events import AlertResponsesFeed, security_alert
 from services.detector.adapters.redis_windows import RedisWindowStore
 from services.detector.app import Detector
 from services.detector.domain.rules import Observation, RaisedAlert, RuleSet
@@ -89,15 +93,15 @@ async def test_session_anomaly_revokes_the_session_when_configured(sessions, red
     sink = Collected()
     redis = Redis.from_url(redis_url)
     config = parse_responses('{"session_anomaly": ["revoke_session"]}' if configured else '{"session_anomaly": []}')
-    detector = Detector(
-        RuleSet(),
-        RedisWindowStore(redis, prefix=f"t:{uuid.uuid4().hex}:"),
-        sink,
-        Responses(config, sessions, sink.record, SystemClock()),
-    )
+    detector = Detector(RuleSet(), RedisWindowStore(redis, prefix=f"t:{uuid.uuid4().hex}:"), sink)
     for obs in _used_from_two_networks(session_id, user):
         await detector.observe(obs)
     await redis.aclose()
+    # The responses consumer reads what was published on security.alerts.
+    feed = AlertResponsesFeed(Responses(config, sessions, sink.record, SystemClock()))
+    for alert in sink.alerts:
+        data = security_alert(alert).SerializeToString()
+        await feed.on_alert(Msg(_client=None, subject=nats_bus.ALERTS_SUBJECT, data=data))
     assert [(a.rule, a.subject) for a in sink.alerts] == [("session_anomaly", f"session:{session_id}")]
     assert await _revoked(sessions, session_id) is configured
     responses = [e for e in sink.events if e.type == "security.response_taken"]

@@ -1,5 +1,6 @@
 """In-memory fakes of the detector's ports (services/detector/ports.py) and of the identity,
-sessions and rbac stubs its responses call (Protocols in services/detector/responses.py).
+sessions and rbac stubs its responses call (Protocols in services/detector/responses.py), and
+the messages the responses consumer reads.
 
 The shared window store is the in-memory adapter (checked against the Redis one by the same
 contract tests) behind a yield before every call, so detector replicas running concurrently
@@ -14,13 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from nats.aio.msg import Msg
 
 from deelrx.audit.v1 import audit_pb2
 from deelrx.identity.v1 import identity_pb2
 from deelrx.rbac.v1 import rbac_pb2
 from deelrx.sessions.v1 import sessions_pb2
+from deelrx_kit import nats_bus
 from deelrx_kit.clock import FrozenClock
 from services.detector.adapters.memory_windows import MemoryWindowStore
+from services.detector.adapters.nats_events import AlertResponsesFeed, security_alert
 from services.detector.app import Detector
 from services.detector.domain.rules import DEFAULT_RULES, Observation, RaisedAlert, RuleSet, RuleSpec
 from services.detector.ports import Added, Claim
@@ -31,6 +35,13 @@ T0 = datetime(2026, 5, 1, 9, 0, 3, tzinfo=UTC)
 
 def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=code.name)
+
+
+def alert_message(alert: audit_pb2.Alert | bytes) -> Msg:
+    """A JetStream message on `security.alerts` carrying `alert` (or raw bytes), as the
+    responses consumer receives it (no client: the handler only reads it)."""
+    data = alert if isinstance(alert, bytes) else alert.SerializeToString()
+    return Msg(_client=None, subject=nats_bus.ALERTS_SUBJECT, data=data)
 
 
 class SharedWindows:
@@ -151,14 +162,21 @@ class DetectorWorld:
         )
         self.detector = self.replica()
 
+        self.feed = AlertResponsesFeed(self.responses)
+
     def replica(self) -> Detector:
-        return Detector(RuleSet(self.specs), self.windows, self.sink, self.responses)
+        return Detector(RuleSet(self.specs), self.windows, self.sink)
 
     async def observe(self, observations: Iterable[Observation]) -> list[RaisedAlert]:
         before = len(self.sink.alerts)
         for o in observations:
             await self.detector.observe(o)
         return self.sink.alerts[before:]
+
+    async def deliver(self, alerts: Iterable[RaisedAlert]) -> None:
+        """The alerts as the responses consumer reads them back from `security.alerts`."""
+        for a in alerts:
+            await self.feed.on_alert(alert_message(security_alert(a)))
 
     def responses_taken(self) -> list[tuple[str, str, str]]:
         """(action, target type, target id) of each `security.response_taken` recorded."""

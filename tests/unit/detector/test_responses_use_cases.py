@@ -151,12 +151,14 @@ async def test_an_account_gone_meanwhile_is_skipped_and_other_failures_are_retri
         await w.responses.respond(alert("mfa_guessing", "user:u2", users=("u2",)))
 
 
-async def test_the_detector_responds_to_what_it_raises_and_records_both() -> None:
+async def test_the_detector_only_raises_and_the_alert_read_back_gets_the_responses() -> None:
     w = world()
     failures = [Observation(f"evt_{i}", T0 + timedelta(seconds=i), MFA_FAILED, user_id="u1") for i in range(5)]
 
     [raised] = await w.observe(failures)
 
+    assert w.identity.locks == [] and w.sink.events == []  # detection calls no service
+    await w.deliver([raised])
     assert [lock.alert_id for lock in w.identity.locks] == [raised.id]
     assert w.responses_taken()[0] == ("lock_account", "user", "u1")
     assert all(e.details["alert_id"] == raised.id for e in w.sink.events)
