@@ -289,6 +289,15 @@ def _type_filter(types: Collection[str]) -> Any:
     return or_(*clauses)
 
 
+def _past(time: Any, id_: Any, after: Cursor, newest_first: bool) -> list[Any]:
+    """Rows past a keyset cursor. The plain bound on the time comes first because SQLite cannot
+    seek the index on the OR alone: it scanned from the first row of the team to the cursor, so
+    each page of a long export cost more than the one before (2.9 s at the 600,000th event)."""
+    if newest_first:
+        return [time <= after.time, or_(time < after.time, and_(time == after.time, id_ < after.id))]
+    return [time >= after.time, or_(time > after.time, and_(time == after.time, id_ > after.id))]
+
+
 async def query_events(
     session: AsyncSession,
     *,
@@ -316,10 +325,7 @@ async def query_events(
     if until is not None:
         conds.append(events.c.time < until)
     if after is not None:
-        if newest_first:
-            conds.append(or_(events.c.time < after.time, and_(events.c.time == after.time, events.c.id < after.id)))
-        else:
-            conds.append(or_(events.c.time > after.time, and_(events.c.time == after.time, events.c.id > after.id)))
+        conds += _past(events.c.time, events.c.id, after, newest_first)
     order = (events.c.time.desc(), events.c.id.desc()) if newest_first else (events.c.time, events.c.id)
     rows = (await session.execute(select(events).where(*conds).order_by(*order).limit(limit))).all()
     return [_event_from_row(r) for r in rows]
@@ -400,10 +406,8 @@ async def query_alerts(
         about_members = select(alert_users.c.alert_id).where(alert_users.c.user_id.in_(list(member_user_ids)))
         visible = or_(visible, and_(alerts.c.team_id == "", alerts.c.id.in_(about_members)))
     conds: list[Any] = [visible]
-    if after is not None and newest_first:
-        conds.append(or_(alerts.c.time < after.time, and_(alerts.c.time == after.time, alerts.c.id < after.id)))
-    elif after is not None:
-        conds.append(or_(alerts.c.time > after.time, and_(alerts.c.time == after.time, alerts.c.id > after.id)))
+    if after is not None:
+        conds += _past(alerts.c.time, alerts.c.id, after, newest_first)
     order = (alerts.c.time.desc(), alerts.c.id.desc()) if newest_first else (alerts.c.time, alerts.c.id)
     rows = (await session.execute(select(alerts).where(*conds).order_by(*order).limit(limit))).all()
     return [_alert_from_row(r) for r in rows]
