@@ -205,11 +205,13 @@ class PoisonMessage(Exception):
     """A message no retry can fix (unreadable, incomplete): dead-lettered at once."""
 
 
-def consumer_config(durable: str, max_deliver: int = MAX_DELIVER) -> ConsumerConfig:
+def consumer_config(durable: str, max_deliver: int = MAX_DELIVER, *, from_now: bool = False) -> ConsumerConfig:
+    """`from_now`: a new consumer starts at the stream's end instead of its start (for one whose
+    handler acts on the world, so that its first start does not act on a month of old messages)."""
     return ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW if from_now else DeliverPolicy.ALL,
         ack_wait=ACK_WAIT_SECONDS,
         max_deliver=max_deliver,
         max_ack_pending=MAX_ACK_PENDING,
@@ -241,7 +243,13 @@ CONSUMER_FIELDS = ("ack_policy", "deliver_policy", "ack_wait", "max_deliver", "b
 
 
 async def ensure_consumer(
-    js: JetStreamContext, stream: str, subject: Filter, durable: str, max_deliver: int = MAX_DELIVER
+    js: JetStreamContext,
+    stream: str,
+    subject: Filter,
+    durable: str,
+    max_deliver: int = MAX_DELIVER,
+    *,
+    from_now: bool = False,
 ) -> dict[str, tuple[Any, Any]]:
     """Create the durable consumer when missing. An existing one keeps its settings (those that
     differ are logged and returned), except its filter, which is set to `subject`.
@@ -249,7 +257,7 @@ async def ensure_consumer(
     The filter is the exception: an older version's filter (a subject this version no longer
     publishes on) reads nothing, silently, while the other settings are an operator's tuning.
     """
-    config = with_filter(consumer_config(durable, max_deliver), subject)
+    config = with_filter(consumer_config(durable, max_deliver, from_now=from_now), subject)
     try:
         info = await js.consumer_info(stream, durable)
     except NotFoundError:
@@ -324,17 +332,27 @@ class DurablePull:
     are made at the first fetch, and again after a PullFailed (the consumer was deleted, or its
     stream's leader changed)."""
 
-    def __init__(self, stream: str, subject: Filter, durable: str, max_deliver: int, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        stream: str,
+        subject: Filter,
+        durable: str,
+        max_deliver: int,
+        stop: asyncio.Event,
+        *,
+        from_now: bool = False,
+    ) -> None:
         self.stream = stream
         self.subject = subject
         self.durable = durable
         self.max_deliver = max_deliver
+        self.from_now = from_now
         self._stop = stop
         self._puller: Puller | None = None
 
     async def fetch(self, js: JetStreamContext, batch: int, *, wait: float) -> list[Msg]:
         if self._puller is None:
-            await ensure_consumer(js, self.stream, self.subject, self.durable, self.max_deliver)
+            await ensure_consumer(js, self.stream, self.subject, self.durable, self.max_deliver, from_now=self.from_now)
             puller = Puller(connection(js), self.stream, self.durable, self._stop)
             await puller.start()
             self._puller = puller
@@ -362,6 +380,7 @@ async def consume(
     batch: int = 100,
     max_deliver: int = MAX_DELIVER,
     batch_handler: BatchHandler | None = None,
+    from_now: bool = False,
 ) -> None:
     """Pull from a durable consumer until `stop`; ack after the handler succeeded.
 
@@ -371,7 +390,7 @@ async def consume(
     With a `batch_handler`, each fetched batch is handled at once; the messages it hands
     back, or all of them when it fails, then go through `handler` one by one.
     """
-    pull = DurablePull(stream, subject, durable, max_deliver, stop)
+    pull = DurablePull(stream, subject, durable, max_deliver, stop, from_now=from_now)
     try:
         while not stop.is_set():
             try:

@@ -87,8 +87,10 @@ class ServiceRuntime:
         handler: nats_bus.Handler,
         batch_handler: nats_bus.BatchHandler | None = None,
         batch: int = 100,
+        from_now: bool = False,
     ) -> None:
-        """A durable JetStream consumer, started once NATS is reachable, stopped with the process."""
+        """A durable JetStream consumer, started once NATS is reachable, stopped with the process
+        (`from_now`: when first created, it starts at the stream's end; see consumer_config)."""
         durable = self.settings.nats_consumer_prefix + durable
 
         async def consume(stop: asyncio.Event) -> None:
@@ -106,6 +108,7 @@ class ServiceRuntime:
                 max_deliver=self.settings.nats_max_deliver,
                 batch_handler=batch_handler,
                 batch=batch,
+                from_now=from_now,
             )
 
         self.add_task(consume)

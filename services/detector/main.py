@@ -73,6 +73,9 @@ def bootstrap(settings: Settings, *, grpc_port: int | None = None, clock: Clock 
             durable=RESPONSES_DURABLE,
             handler=AlertResponsesFeed(responses).on_alert,
             batch=1,
+            # Created at the stream's end: the first start of a release that brings this consumer
+            # must not lock accounts or revoke sessions for a month of alerts already answered.
+            from_now=True,
         )
     rt.grpc.add(
         detector_pb2_grpc.add_DetectorServiceServicer_to_server,

@@ -183,3 +183,16 @@ async def test_a_failing_message_comes_back_after_each_naks_own_delay(js: JetStr
     finally:
         stop.set()
         await task
+
+
+async def test_a_consumer_made_from_now_skips_what_the_stream_held_before(js: JetStreamContext) -> None:
+    await nats_bus.ensure_streams(js)
+    await js.publish(nats_bus.ALERTS_SUBJECT, b"answered long ago", headers={"Nats-Msg-Id": "old"})
+    assert await nats_bus.ensure_consumer(js, "ALERTS", nats_bus.ALERTS_SUBJECT, "t-new", from_now=True) == {}
+    await js.publish(nats_bus.ALERTS_SUBJECT, b"raised now", headers={"Nats-Msg-Id": "new"})
+    sub = await js.pull_subscribe_bind(durable="t-new", stream="ALERTS")
+    assert [m.data for m in await sub.fetch(5, timeout=2)] == [b"raised now"]
+    # A consumer made from the start reads both.
+    await nats_bus.ensure_consumer(js, "ALERTS", nats_bus.ALERTS_SUBJECT, "t-all")
+    sub = await js.pull_subscribe_bind(durable="t-all", stream="ALERTS")
+    assert [m.data for m in await sub.fetch(5, timeout=2)] == [b"answered long ago", b"raised now"]
