@@ -4,7 +4,9 @@ idempotent reads only, and mutual TLS when the settings name certificate files.
 - `dns:///host:port` resolves every address behind a headless Service, and `round_robin` sends
   calls to all of them (pick-first would pin one replica); servers cap connection age so clients
   re-resolve and find new pods.
-- Every call has a deadline (the service config's timeout caps any longer one).
+- Every call has a deadline (the service config's timeout caps any longer one): 10 s, and an
+  hour for server-streaming calls (an export of a million events streams for minutes; the
+  live stream's client resumes from its last event after the hour).
 - Only reads (`Get*`, `List*`, `Lookup*`, `Query*` and the named checks) are retried, and only on
   UNAVAILABLE; a write is never sent twice by the channel.
 """
@@ -31,6 +33,7 @@ FULL_SERVICE_NAMES = {
 READ_PREFIXES = ("Get", "List", "Lookup", "Query")
 READ_METHODS = frozenset({"Check", "BatchCheck", "CanGrantRole", "VerifyChain"})
 DEFAULT_DEADLINE_SECONDS = 10.0
+STREAM_DEADLINE_SECONDS = 3600.0
 
 RETRY_POLICY = {
     "maxAttempts": 3,
@@ -52,18 +55,28 @@ def service_methods(full_service_name: str) -> list[str]:
     return [m.name for m in module.DESCRIPTOR.services_by_name[full_service_name.rpartition(".")[2]].methods]
 
 
+def streaming_methods(full_service_name: str) -> list[str]:
+    """The server-streaming RPC names of a service, from its generated descriptor."""
+    package, _, _ = full_service_name.rpartition(".")
+    module = importlib.import_module(f"{package}.{package.split('.')[1]}_pb2")
+    service = module.DESCRIPTOR.services_by_name[full_service_name.rpartition(".")[2]]
+    return [m.name for m in service.methods if m.server_streaming]
+
+
 def service_config(full_service_name: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> dict[str, Any]:
+    streams = streaming_methods(full_service_name)
     reads = [{"service": full_service_name, "method": m} for m in service_methods(full_service_name)]
-    reads = [r for r in reads if is_idempotent_read(r["method"])]
+    reads = [r for r in reads if is_idempotent_read(r["method"]) and r["method"] not in streams]
     reads.append({"service": "grpc.health.v1.Health", "method": "Check"})
     timeout = f"{deadline:g}s"
-    return {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {"name": [{}], "timeout": timeout},
-            {"name": reads, "timeout": timeout, "retryPolicy": RETRY_POLICY},
-        ],
-    }
+    method_config: list[dict[str, Any]] = [
+        {"name": [{}], "timeout": timeout},
+        {"name": reads, "timeout": timeout, "retryPolicy": RETRY_POLICY},
+    ]
+    if streams:
+        names = [{"service": full_service_name, "method": m} for m in streams]
+        method_config.append({"name": names, "timeout": f"{STREAM_DEADLINE_SECONDS:g}s"})
+    return {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": method_config}
 
 
 def target(address: str) -> str:

@@ -152,6 +152,7 @@ class GrpcService:
         reflection: bool = True,
         health_port: int = 0,
         max_connection_age_seconds: int = 300,
+        max_connection_age_grace_seconds: int = 3600,
     ) -> None:
         self.name = name
         self.address = f"{host}:{port}"
@@ -162,7 +163,9 @@ class GrpcService:
             interceptors.insert(0, CallerAuthorizationInterceptor())
         options = [
             ("grpc.max_connection_age_ms", max_connection_age_seconds * 1000),
-            ("grpc.max_connection_age_grace_ms", 30_000),
+            # Calls in progress on an aged connection may finish within the grace: a stream (an
+            # export of a million events takes minutes, a live stream longer) would be cut.
+            ("grpc.max_connection_age_grace_ms", max_connection_age_grace_seconds * 1000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
         ]

@@ -45,6 +45,7 @@ class ServiceRuntime:
             reflection=settings.grpc_reflection if settings.grpc_reflection is not None else not settings.is_production,
             health_port=settings.grpc_health_port,
             max_connection_age_seconds=settings.grpc_max_connection_age_seconds,
+            max_connection_age_grace_seconds=settings.grpc_max_connection_age_grace_seconds,
         )
         self.nats = NatsLink(settings, name)
         self.js = self.nats.js

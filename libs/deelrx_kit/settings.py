@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     grpc_reflection: bool | None = None
     # Servers close connections after this age so clients re-resolve and reach new replicas.
     grpc_max_connection_age_seconds: int = Field(default=300, ge=10)
+    # How long calls in progress on an aged connection may go on (streams: exports, live streams).
+    grpc_max_connection_age_grace_seconds: int = Field(default=3600, ge=1)
     # TLS to NATS (a `tls://` URL or these files); Redis uses `rediss://` with `ssl_ca_certs=` in the
     # URL; PostgreSQL `sslmode=verify-full&sslrootcert=...` in the URL.
     nats_tls_ca_file: str = ""

@@ -48,8 +48,10 @@ def test_only_reads_are_retried() -> None:
     for full_name in FULL_SERVICE_NAMES.values():
         config = service_config(full_name)
         assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-        default, reads = config["methodConfig"]
+        default, reads, *streams = config["methodConfig"]
         assert "retryPolicy" not in default and default["timeout"] == "10s"
+        for entry in streams:
+            assert "retryPolicy" not in entry and entry["timeout"] == "3600s"
         retried = {n["method"] for n in reads["name"] if n["service"] == full_name}
         for method in service_methods(full_name):
             assert (method in retried) is is_idempotent_read(method)
@@ -66,3 +68,14 @@ def test_addresses_resolve_through_dns() -> None:
     assert target("127.0.0.1:7102") == "dns:///127.0.0.1:7102"
     assert target("ipv4:10.0.0.1:7102,10.0.0.2:7102") == "ipv4:10.0.0.1:7102,10.0.0.2:7102"
     assert target("dns:///x:1") == "dns:///x:1"
+
+
+def test_streams_get_an_hour_and_every_other_call_ten_seconds() -> None:
+    """A 10 s deadline cut an export through the gateway after about 30,000 events."""
+    config = service_config(FULL_SERVICE_NAMES["audit"])
+    deadlines = {n.get("method"): entry["timeout"] for entry in config["methodConfig"] for n in entry["name"]}
+    assert deadlines["ExportEvents"] == deadlines["StreamEvents"] == "3600s"
+    assert deadlines["QueryEvents"] == deadlines["VerifyChain"] == "10s"
+    assert deadlines[None] == "10s"  # every method not named
+    # A service without streams keeps the two entries.
+    assert [e["timeout"] for e in service_config(FULL_SERVICE_NAMES["sessions"])["methodConfig"]] == ["10s", "10s"]
