@@ -98,9 +98,10 @@ NEW_PASSWORD = "quiet meadow lantern 1977"
 
 
 def _refused_within(client: httpx.Client, timeout: float = 30.0) -> httpx.Response:
-    """/v1/auth/me polled until it refuses the session; a 429 (the polling itself) is no answer."""
+    """/v1/auth/me polled until it refuses the session; a 429 (the polling itself) and a 503 (the
+    gateway's channel to the restarted service still reconnecting) are no answer."""
     deadline = time.monotonic() + timeout
-    while (r := client.get("/v1/auth/me")).status_code in (200, 429) and time.monotonic() < deadline:
+    while (r := client.get("/v1/auth/me")).status_code in (200, 429, 503) and time.monotonic() < deadline:
         time.sleep(0.5)
     return r
 
