@@ -362,6 +362,18 @@ class DurablePull:
             await self.close()
             raise
 
+    async def next_batch(self, js: JetStreamContext, batch: int, *, wait: float, **log_fields: Any) -> list[Msg]:
+        """`fetch`, with nothing (empty) when nothing came within `wait`; a failure (NATS down,
+        stream or consumer missing) is logged as `consume_retry` and waited out for a second."""
+        try:
+            return await self.fetch(js, batch, wait=wait)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except Exception as exc:  # noqa: BLE001 - keep trying: the caller loops
+            log.warning("consume_retry", durable=self.durable, error=str(exc), **log_fields)
+            await asyncio.sleep(1)
+            return []
+
     async def close(self) -> None:
         """Hands back what was delivered and not fetched (see Puller.close)."""
         if self._puller is not None:
@@ -393,13 +405,8 @@ async def consume(
     pull = DurablePull(stream, subject, durable, max_deliver, stop, from_now=from_now)
     try:
         while not stop.is_set():
-            try:
-                msgs = await pull.fetch(js, batch, wait=1)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except Exception as exc:  # noqa: BLE001 - NATS down, stream or consumer missing: keep trying
-                log.warning("consume_retry", durable=durable, error=str(exc))
-                await asyncio.sleep(1)
+            msgs = await pull.next_batch(js, batch, wait=1)
+            if not msgs:
                 continue
             await _handle(js, msgs, durable, handler, batch_handler, max_deliver)
     finally:

@@ -17,7 +17,6 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import nats
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -134,13 +133,8 @@ class PartitionConsumers:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._room.wait(), FETCH_WAIT_SECONDS)
                     continue
-                try:
-                    msgs = await pull.fetch(js, self.fetch_batch, wait=FETCH_WAIT_SECONDS)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except Exception as exc:  # noqa: BLE001 - NATS down, stream or consumer missing: keep trying
-                    log.warning("partition_consume_retry", partition=partition, error=str(exc))
-                    await asyncio.sleep(1)
+                msgs = await pull.next_batch(js, self.fetch_batch, wait=FETCH_WAIT_SECONDS, partition=partition)
+                if not msgs:
                     continue
                 batch = await self._decode(js, partition, durable, msgs)
                 if batch is None:
